@@ -1,0 +1,345 @@
+//! The `rootseal` command line: the contract CI pipelines and operators script against.
+//!
+//! Exit codes: 0 success; 1 a verification verdict said no (untrusted, tampered, expired,
+//! revoked, malformed seal); 2 usage, configuration or I/O errors.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::keys::{self, PublicKey};
+use crate::manifest::{display_path, Manifest, TreeDigest};
+use crate::seal::{self, Seal, SealRequest};
+use crate::trust::{SealStore, Trust, TrustStore};
+use crate::verify::{self, Rejection};
+use crate::walk;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+#[derive(Parser, Debug)]
+#[command(name = "rootseal", version, about = "Seal container root filesystems and verify them at container start")]
+pub struct Cli {
+    /// Config file (else $ROOTSEAL_CONFIG, else /etc/rootseal/config.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate an ed25519 key pair: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub (SPKI PEM)
+    Keygen {
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Print the canonical digest of a root filesystem directory
+    Digest {
+        path: PathBuf,
+        /// Print JSON with entry and byte counts
+        #[arg(long)]
+        json: bool,
+        /// Print the canonical manifest instead of the digest
+        #[arg(long, conflicts_with = "json")]
+        manifest: bool,
+    },
+    /// Seal a root filesystem directory: a signed DSSE envelope over its digest and manifest
+    Seal {
+        path: PathBuf,
+        /// Private key (PKCS#8 PEM)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Subject name: the image reference (default "rootfs")
+        #[arg(long, default_value = "rootfs")]
+        name: String,
+        /// Expiry: an RFC 3339 time or a duration from now such as 90d
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+        /// Write the seal here (atomically) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Verify a root filesystem directory against a seal
+    Verify {
+        path: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        seal: PathBuf,
+        #[command(flatten)]
+        trust: TrustSource,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the node's trust store
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct TrustSource {
+    /// Trust exactly this public key
+    #[arg(long, value_name = "PUB")]
+    key: Option<PathBuf>,
+    /// Trust the keys and revocations of this trust directory
+    #[arg(long, value_name = "DIR")]
+    trust_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Trust a public key (SPKI PEM)
+    Add {
+        key: PathBuf,
+        /// Name for the key (default: the file name without .pub)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List trusted keys
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a key
+    Remove { name: String },
+    /// Revoke a key id or a tree digest on this node
+    Revoke {
+        #[arg(long, value_name = "KEYID", required_unless_present = "digest", conflicts_with = "digest")]
+        key: Option<String>,
+        #[arg(long, value_name = "sha256:HEX")]
+        digest: Option<String>,
+    },
+    /// Verify a seal against the trusted keys and file it in the seal store
+    Import { seal: PathBuf },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Keygen { out } => {
+            let (k, p, public) = keys::keygen(&out)?;
+            println!("wrote {} and {} (keyid {})", k.display(), p.display(), public.keyid);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Digest { path, json, manifest } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            let m = walk_cli(&path, &cfg)?;
+            let mut out = std::io::stdout().lock();
+            if manifest {
+                out.write_all(&m.to_canonical()).map_err(Error::Stdout)?;
+            } else if json {
+                let v = json!({
+                    "digest": m.digest().to_string(),
+                    "entries": m.len(),
+                    "fileBytes": m.file_bytes(),
+                    "digestSpec": crate::manifest::HEADER,
+                });
+                writeln!(out, "{v}").map_err(Error::Stdout)?;
+            } else {
+                writeln!(out, "{}", m.digest()).map_err(Error::Stdout)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seal { path, key, name, expires, out } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            let sk = keys::load_signing_key(&key)?;
+            let now = SystemTime::now();
+            let expires = expires.map(|e| parse_expiry(&e, now)).transpose()?;
+            if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
+                return Err(Error::Usage("--name must be 1 to 1024 printable characters".into()));
+            }
+            let m = walk_cli(&path, &cfg)?;
+            let bytes = seal::create(&SealRequest { manifest: &m, name: &name, created: now, expires, image: None }, &sk);
+            match out {
+                Some(out) => {
+                    crate::atomic::write(&out, &bytes, 0o644).map_err(Error::Write)?;
+                    eprintln!("sealed {} as {} ({} entries) into {}", path.display(), m.digest(), m.len(), out.display());
+                }
+                None => std::io::stdout().lock().write_all(&bytes).map_err(Error::Stdout)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { path, seal, trust, json } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            let trust = match (&trust.key, &trust.trust_dir) {
+                (Some(k), _) => Trust::single(PublicKey::load(k)?, k),
+                (None, Some(d)) => TrustStore::new(d).load()?,
+                (None, None) => unreachable!("clap requires one of --key, --trust-dir"),
+            };
+            let seal_bytes = read_seal(&seal)?;
+            let found = walk_cli(&path, &cfg)?;
+            let result = verify::verify(&seal_bytes, &found, None, &trust, SystemTime::now());
+            report_verify(&path, &seal, &found, result, json)
+        }
+        Command::Trust { command } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            trust_command(command, &cfg)
+        }
+    }
+}
+
+fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
+    Ok(Config::load(explicit)?.0)
+}
+
+fn walk_cli(path: &Path, cfg: &Config) -> Result<Manifest, Error> {
+    // The operator named this path: resolve it (a symlinked directory is fine here), then walk
+    // the real directory without following anything inside it.
+    let real = std::fs::canonicalize(path)
+        .map_err(|source| Error::Walk(walk::WalkError::OpenRoot { root: path.into(), source }))?;
+    Ok(walk::walk(&real, &walk::Options { limits: cfg.limits, ..walk::Options::default() })?)
+}
+
+fn read_seal(path: &Path) -> Result<Vec<u8>, Error> {
+    match crate::atomic::read_bounded(path, seal::MAX_SEAL_BYTES) {
+        Ok(b) => Ok(b),
+        Err(crate::atomic::ReadError::TooLarge { .. }) => {
+            Err(Error::Rejected { what: format!("seal {}", path.display()), why: Rejection::Malformed(seal::SealError::TooLarge) })
+        }
+        Err(e) => Err(Error::Read(e)),
+    }
+}
+
+fn parse_expiry(s: &str, now: SystemTime) -> Result<SystemTime, Error> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        if t <= now {
+            return Err(Error::Usage(format!("--expires {s} is in the past")));
+        }
+        return Ok(t);
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) if d > Duration::ZERO => Ok(now + d),
+        _ => Err(Error::Usage(format!(
+            "--expires {s:?} is neither an RFC 3339 time (2027-01-31T00:00:00Z) nor a duration (90d, 12h)"
+        ))),
+    }
+}
+
+fn report_verify(
+    path: &Path,
+    seal_path: &Path,
+    found: &Manifest,
+    result: Result<(Seal, Vec<verify::Signer>), Rejection>,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    match result {
+        Ok((seal, signers)) => {
+            if json {
+                let v = json!({
+                    "verified": true,
+                    "path": path.display().to_string(),
+                    "digest": seal.digest.to_string(),
+                    "name": seal.name,
+                    "signers": signers,
+                    "entries": found.len(),
+                });
+                println!("{v}");
+            } else {
+                let names: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
+                println!("verified {}: {} ({}), signed by {}", path.display(), seal.digest, seal.name, names.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(rej) => {
+            if json {
+                let diffs: Vec<serde_json::Value> = match &rej {
+                    Rejection::Mismatch { diffs, .. } => diffs
+                        .iter()
+                        .map(|d| {
+                            json!({
+                                "path": display_path(&d.path),
+                                "changes": d.changes.iter().map(|c| json!({"class": c.class(), "detail": c.to_string()})).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let v = json!({
+                    "verified": false,
+                    "path": path.display().to_string(),
+                    "seal": seal_path.display().to_string(),
+                    "reason": rej.code(),
+                    "message": rej.to_string(),
+                    "foundDigest": found.digest().to_string(),
+                    "differences": diffs,
+                });
+                println!("{v}");
+            }
+            eprintln!("rootseal: verification of {} against {} failed: {rej}", path.display(), seal_path.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
+    let store = TrustStore::new(&cfg.trust_dir);
+    match cmd {
+        TrustCommand::Add { key, name } => {
+            let public = PublicKey::load(&key)?;
+            let name = match name {
+                Some(n) => n,
+                None => key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            let k = store.add(&public, &name)?;
+            println!("trusted {} (keyid {}) as {}", k.name, k.key.keyid, k.path.display());
+        }
+        TrustCommand::List { json } => {
+            let trust = store.load()?;
+            if json {
+                let keys: Vec<serde_json::Value> = trust
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        json!({"name": k.name, "keyid": k.key.keyid, "path": k.path.display().to_string(),
+                               "revoked": trust.revoked.key_revoked(&k.key.keyid)})
+                    })
+                    .collect();
+                println!("{}", json!({"keys": keys, "revoked": trust.revoked}));
+            } else {
+                for k in &trust.keys {
+                    let r = if trust.revoked.key_revoked(&k.key.keyid) { " (revoked)" } else { "" };
+                    println!("{}\t{}{}", k.name, k.key.keyid, r);
+                }
+            }
+        }
+        TrustCommand::Remove { name } => {
+            let k = store.remove(&name)?;
+            println!("removed {} (keyid {})", k.name, k.key.keyid);
+        }
+        TrustCommand::Revoke { key, digest } => {
+            let digest = match digest {
+                Some(d) => Some(
+                    TreeDigest::parse(&d)
+                        .filter(|_| d.starts_with("sha256:"))
+                        .ok_or_else(|| Error::Usage(format!("--digest {d:?} is not sha256:<64 lowercase hex>")))?,
+                ),
+                None => None,
+            };
+            let changed = store.revoke(key.as_deref(), digest.as_ref())?;
+            let what = key.unwrap_or_else(|| digest.map(|d| d.to_string()).unwrap_or_default());
+            println!("{} {what}", if changed { "revoked" } else { "already revoked:" });
+        }
+        TrustCommand::Import { seal: path } => {
+            let trust = store.load()?;
+            let bytes = read_seal(&path)?;
+            let rejected = |why| Error::Rejected { what: format!("seal {}", path.display()), why };
+            let s = Seal::parse(&bytes).map_err(|e| rejected(Rejection::Malformed(e)))?;
+            let signers = verify::check_seal(&s, &trust, SystemTime::now(), 1).map_err(rejected)?;
+            let seals = SealStore::new(&cfg.seal_dir);
+            let replaced = seals.put(&s.digest, &bytes)?;
+            let names: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
+            println!(
+                "imported seal {} ({}) signed by {} into {}{}",
+                s.digest,
+                s.name,
+                names.join(", "),
+                seals.path_for(&s.digest).display(),
+                if replaced { " (replaced the previous seal)" } else { "" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! The node configuration file (TOML), documented key by key in docs/config.md.
+//!
+//! Where it comes from: `--config FILE`, else `$ROOTSEAL_CONFIG`, else
+//! `/etc/rootseal/config.toml`. A missing default file means built-in defaults; a missing file
+//! that was named explicitly is an error. Unknown keys are errors: a typo must not silently
+//! turn a protection off.
+
+use crate::walk::Limits;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/rootseal/config.toml";
+pub const ENV_VAR: &str = "ROOTSEAL_CONFIG";
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {}: {source}", path.display())]
+    Read { path: PathBuf, source: crate::atomic::ReadError },
+    #[error("config {}: {detail}", path.display())]
+    Parse { path: PathBuf, detail: String },
+    #[error("config {}: {key} must be an absolute path, got {value:?}", path.display())]
+    Relative { path: PathBuf, key: &'static str, value: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Block what fails verification.
+    #[default]
+    Enforce,
+    /// Allow, but alert.
+    Audit,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub mode: Mode,
+    pub trust_dir: PathBuf,
+    pub seal_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub alerts: Alerts,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// The syslog unix socket; empty disables syslog.
+    pub syslog_socket: PathBuf,
+    /// The JSON-lines events file; empty disables it.
+    pub events_file: PathBuf,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { syslog_socket: "/dev/log".into(), events_file: "/var/log/rootseal/events.jsonl".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Enforce,
+            trust_dir: "/etc/rootseal/trust".into(),
+            seal_dir: "/var/lib/rootseal/seals".into(),
+            state_dir: "/run/rootseal".into(),
+            alerts: Alerts::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the config named by `explicit`, else by `$ROOTSEAL_CONFIG`, else the default path.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let (path, must_exist) = match (explicit, env) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (p, true),
+            (None, None) => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        if !must_exist && !path.exists() {
+            return Ok((Config::default(), None));
+        }
+        let cfg = Config::from_file(&path)?;
+        Ok((cfg, Some(path)))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = crate::atomic::read_bounded(path, MAX_CONFIG_BYTES)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ConfigError::Parse { path: path.into(), detail: "not UTF-8 text".into() })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            detail: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
+        })?;
+        for (key, value) in [
+            ("trust_dir", &cfg.trust_dir),
+            ("seal_dir", &cfg.seal_dir),
+            ("state_dir", &cfg.state_dir),
+        ] {
+            if !value.is_absolute() {
+                return Err(ConfigError::Relative { path: path.into(), key, value: value.clone() });
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parses_and_unknown_keys_are_errors() {
+        let text = r#"
+mode = "audit"
+trust_dir = "/t"
+seal_dir = "/s"
+state_dir = "/st"
+[alerts]
+syslog_socket = "/dev/log"
+events_file = "/e.jsonl"
+[limits]
+max_depth = 10
+max_entries = 100
+max_path_bytes = 200
+max_total_bytes = 300
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.mode, Mode::Audit);
+        assert_eq!(c.limits.max_depth, 10);
+        assert_eq!(c.alerts.events_file, PathBuf::from("/e.jsonl"));
+        let err = Config::parse("moed = \"audit\"", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("moed"), "{err}");
+        let err = Config::parse("mode = \"off\"", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("off"), "{err}");
+        let err = Config::parse("trust_dir = \"rel\"", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("absolute"), "{err}");
+        assert_eq!(Config::parse("", Path::new("c.toml")).unwrap(), Config::default());
+    }
+}

@@ -1,0 +1,38 @@
+//! The crate's top-level error: every module's error, collected, with the exit code each maps
+//! to (docs: 1 = a verification verdict said no, 2 = usage, config or I/O).
+
+use crate::{atomic, config, keys, trust, verify, walk};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Walk(#[from] walk::WalkError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    #[error(transparent)]
+    SealStore(#[from] trust::SealStoreError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot write: {0}")]
+    Write(atomic::WriteError),
+    #[error(transparent)]
+    Read(atomic::ReadError),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+    /// A verdict, not a failure of rootseal: exit 1.
+    #[error("{what}: {why}")]
+    Rejected { what: String, why: verify::Rejection },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Rejected { .. } => 1,
+            _ => 2,
+        }
+    }
+}

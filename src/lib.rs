@@ -1,0 +1,21 @@
+//! rootseal: seal a container root filesystem in CI, verify it on the node at container start.
+//!
+//! One module per concept: the walk ([`walk`]) produces a [`manifest`]; a [`seal`] signs its
+//! digest; the [`trust`] store says which keys count; [`verify`] decides; [`exclude`] says
+//! which paths a runtime mounts over; [`cli`] is the command line.
+
+pub mod atomic;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod exclude;
+pub mod json;
+pub mod keys;
+pub mod manifest;
+pub mod seal;
+pub mod sys;
+pub mod trust;
+pub mod verify;
+pub mod walk;
+
+pub use error::Error;

@@ -1,0 +1,565 @@
+//! The manifest: the canonical, per-entry description of a root filesystem, and its digest.
+//!
+//! The text format is specified in docs/digest.md (version 1). The tree digest is the SHA-256
+//! of the manifest's canonical bytes, so a seal that carries the manifest binds every entry.
+
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The first line of every version 1 manifest.
+pub const HEADER: &str = "rootseal-manifest v1";
+/// The digest specification version this build writes and reads.
+pub const DIGEST_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest line {line}: {what}")]
+    Parse { line: usize, what: String },
+    #[error("manifest header is {found:?}, expected {HEADER:?}; this build reads digest spec v{DIGEST_VERSION} only")]
+    Header { found: String },
+    #[error("manifest line {line}: path {path} is out of order or repeated (entries are sorted by raw path bytes)")]
+    Order { line: usize, path: String },
+}
+
+/// What kind of filesystem object an entry is, with the data that identifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File { size: u64, sha256: [u8; 32], cap: Option<Vec<u8>> },
+    Dir,
+    Symlink { target: Vec<u8> },
+    CharDev { major: u64, minor: u64 },
+    BlockDev { major: u64, minor: u64 },
+    Fifo,
+    Socket,
+}
+
+impl Kind {
+    pub fn letter(&self) -> char {
+        match self {
+            Kind::File { .. } => 'f',
+            Kind::Dir => 'd',
+            Kind::Symlink { .. } => 'l',
+            Kind::CharDev { .. } => 'c',
+            Kind::BlockDev { .. } => 'b',
+            Kind::Fifo => 'p',
+            Kind::Socket => 's',
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::File { .. } => "regular file",
+            Kind::Dir => "directory",
+            Kind::Symlink { .. } => "symlink",
+            Kind::CharDev { .. } => "character device",
+            Kind::BlockDev { .. } => "block device",
+            Kind::Fifo => "fifo",
+            Kind::Socket => "socket",
+        }
+    }
+}
+
+/// One entry of the tree. `path` is absolute within the tree ("/bin/sh"), raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: Vec<u8>,
+    /// Permission bits including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub kind: Kind,
+}
+
+/// The sorted list of entries of a tree (the root directory itself is not an entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Builds a manifest from entries in any order; sorts them by raw path bytes.
+    pub fn from_entries(mut entries: Vec<Entry>) -> Manifest {
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        entries.dedup_by(|a, b| a.path == b.path);
+        Manifest { entries }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total size of regular files, counting each hard link again (as the digest does).
+    pub fn file_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| if let Kind::File { size, .. } = e.kind { size } else { 0 })
+            .sum()
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.path.as_slice().cmp(path)).ok().map(|i| &self.entries[i])
+    }
+
+    /// Keeps only the entries for which `keep` says true.
+    pub fn filtered(&self, mut keep: impl FnMut(&Entry) -> bool) -> Manifest {
+        Manifest { entries: self.entries.iter().filter(|e| keep(e)).cloned().collect() }
+    }
+
+    /// The canonical bytes (docs/digest.md): header line, then one line per entry.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(64 + self.entries.len() * 120);
+        out.push_str(HEADER);
+        out.push('\n');
+        for e in &self.entries {
+            write_entry(&mut out, e);
+        }
+        out.into_bytes()
+    }
+
+    /// `sha256:<hex>` of the canonical bytes.
+    pub fn digest(&self) -> TreeDigest {
+        TreeDigest(Sha256::digest(self.to_canonical()).into())
+    }
+
+    /// Parses canonical bytes, insisting they are canonical: sorted, unique, well formed.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ManifestError::Parse { line: 0, what: format!("not ASCII text: {e}") })?;
+        let mut lines = text.split_terminator('\n');
+        let header = lines.next().unwrap_or("");
+        if header != HEADER {
+            return Err(ManifestError::Header { found: header.chars().take(40).collect() });
+        }
+        if !text.ends_with('\n') {
+            return Err(ManifestError::Parse { line: 0, what: "missing final newline".into() });
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let n = i + 2;
+            let e = parse_entry(line).map_err(|what| ManifestError::Parse { line: n, what })?;
+            if let Some(prev) = entries.last() {
+                if prev.path >= e.path {
+                    return Err(ManifestError::Order { line: n, path: display_path(&e.path) });
+                }
+            }
+            entries.push(e);
+        }
+        let m = Manifest { entries };
+        debug_assert_eq!(m.to_canonical(), bytes);
+        Ok(m)
+    }
+}
+
+/// A tree digest: SHA-256 over the canonical manifest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TreeDigest(pub [u8; 32]);
+
+impl TreeDigest {
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// Parses `sha256:<64 lowercase hex>` (the `sha256:` prefix may be omitted).
+    pub fn parse(s: &str) -> Option<TreeDigest> {
+        let h = s.strip_prefix("sha256:").unwrap_or(s);
+        parse_hex32(h).map(TreeDigest)
+    }
+
+    /// `sha256:9c1e2a4b..`, for one-line messages.
+    pub fn short(&self) -> String {
+        format!("sha256:{}..", &self.hex()[..12])
+    }
+}
+
+impl std::fmt::Display for TreeDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl std::fmt::Debug for TreeDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+}
+
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    parse_hex(s)?.try_into().ok()
+}
+
+/// Escapes raw bytes for the manifest: bytes 0x21..=0x7e stand for themselves except `%`;
+/// every other byte is `%XX` (uppercase hex).
+pub fn escape(raw: &[u8], out: &mut String) {
+    for &b in raw {
+        if (0x21..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                let v = u8::from_str_radix(h, 16).map_err(|_| format!("bad %-escape %{h}"))?;
+                if (0x21..=0x7e).contains(&v) && v != b'%' || h.bytes().any(|c| c.is_ascii_lowercase()) {
+                    return Err(format!("non-canonical escape %{h}"));
+                }
+                out.push(v);
+                i += 3;
+            }
+            c if (0x21..=0x7e).contains(&c) => {
+                out.push(c);
+                i += 1;
+            }
+            c => return Err(format!("unescaped byte 0x{c:02x}")),
+        }
+    }
+    Ok(out)
+}
+
+/// A path for messages: valid UTF-8 printable text as is, anything else escaped so that no
+/// control character or terminal escape from image content ever reaches a log or terminal.
+pub fn display_path(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) if !s.chars().any(|c| c.is_control() || c == '%') => s.to_string(),
+        _ => {
+            let mut out = String::new();
+            escape(raw, &mut out);
+            out
+        }
+    }
+}
+
+fn write_entry(out: &mut String, e: &Entry) {
+    escape(&e.path, out);
+    let _ = write!(out, " {} {:04o} {} {}", e.kind.letter(), e.mode, e.uid, e.gid);
+    match &e.kind {
+        Kind::File { size, sha256, cap } => {
+            let _ = write!(out, " size={size} sha256={}", hex(sha256));
+            if let Some(cap) = cap {
+                let _ = write!(out, " cap={}", hex(cap));
+            }
+        }
+        Kind::Symlink { target } => {
+            out.push_str(" target=");
+            escape(target, out);
+        }
+        Kind::CharDev { major, minor } | Kind::BlockDev { major, minor } => {
+            let _ = write!(out, " dev={major},{minor}");
+        }
+        Kind::Dir | Kind::Fifo | Kind::Socket => {}
+    }
+    out.push('\n');
+}
+
+fn parse_entry(line: &str) -> Result<Entry, String> {
+    let mut f = line.split(' ');
+    let path = unescape(f.next().ok_or("empty line")?)?;
+    if path.first() != Some(&b'/') || path.len() < 2 {
+        return Err("path must start with / and name an entry below the root".into());
+    }
+    let kind = f.next().ok_or("missing type")?;
+    let mode = f.next().ok_or("missing mode")?;
+    if mode.len() != 4 {
+        return Err(format!("mode {mode:?} is not 4 octal digits"));
+    }
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode {mode:?}"))?;
+    let uid = parse_u32(f.next().ok_or("missing uid")?)?;
+    let gid = parse_u32(f.next().ok_or("missing gid")?)?;
+    let mut field = |key: &str| -> Result<&str, String> {
+        let v = f.next().ok_or(format!("missing {key}="))?;
+        v.strip_prefix(key).and_then(|v| v.strip_prefix('=')).ok_or(format!("expected {key}=, found {v:?}"))
+    };
+    let kind = match kind {
+        "f" => {
+            let size = parse_u64(field("size")?)?;
+            let sha256 = parse_hex32(field("sha256")?).ok_or("bad sha256")?;
+            let cap = match f.next() {
+                None => None,
+                Some(v) => Some(
+                    v.strip_prefix("cap=").and_then(parse_hex).filter(|c| !c.is_empty()).ok_or("bad cap=")?,
+                ),
+            };
+            Kind::File { size, sha256, cap }
+        }
+        "d" => Kind::Dir,
+        "l" => Kind::Symlink { target: unescape(field("target")?)? },
+        "c" | "b" => {
+            let (ma, mi) = field("dev")?.split_once(',').ok_or("dev= needs major,minor")?;
+            let (major, minor) = (parse_u64(ma)?, parse_u64(mi)?);
+            if kind == "c" {
+                Kind::CharDev { major, minor }
+            } else {
+                Kind::BlockDev { major, minor }
+            }
+        }
+        "p" => Kind::Fifo,
+        "s" => Kind::Socket,
+        other => return Err(format!("unknown type {other:?}")),
+    };
+    if f.next().is_some() {
+        return Err("trailing fields".into());
+    }
+    if mode > 0o7777 {
+        return Err("mode has bits beyond 07777".into());
+    }
+    Ok(Entry { path, mode, uid, gid, kind })
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!("bad number {s:?}"));
+    }
+    s.parse().map_err(|_| format!("bad number {s:?}"))
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    u32::try_from(parse_u64(s)?).map_err(|_| format!("number {s} too large"))
+}
+
+/// How one path differs between the sealed manifest and the tree on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Added { kind: &'static str },
+    Removed { kind: &'static str },
+    Type { sealed: &'static str, found: &'static str },
+    Content,
+    Mode { sealed: u32, found: u32 },
+    Owner { sealed: (u32, u32), found: (u32, u32) },
+    Target,
+    Device,
+    Capability { sealed: bool, found: bool },
+}
+
+impl Change {
+    /// The one-word class operators filter on: added, removed, type, content, mode, owner...
+    pub fn class(&self) -> &'static str {
+        match self {
+            Change::Added { .. } => "added",
+            Change::Removed { .. } => "removed",
+            Change::Type { .. } => "type",
+            Change::Content => "content",
+            Change::Mode { .. } => "mode",
+            Change::Owner { .. } => "owner",
+            Change::Target => "target",
+            Change::Device => "device",
+            Change::Capability { .. } => "capability",
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Added { kind } => write!(f, "added ({kind}) but not in seal"),
+            Change::Removed { kind } => write!(f, "removed ({kind} in seal)"),
+            Change::Type { sealed, found } => write!(f, "type changed from {sealed} to {found}"),
+            Change::Content => write!(f, "content differs from seal"),
+            Change::Mode { sealed, found } => write!(f, "mode changed from {sealed:04o} to {found:04o}"),
+            Change::Owner { sealed, found } => {
+                write!(f, "owner changed from {}:{} to {}:{}", sealed.0, sealed.1, found.0, found.1)
+            }
+            Change::Target => write!(f, "symlink target differs from seal"),
+            Change::Device => write!(f, "device number differs from seal"),
+            Change::Capability { sealed: true, found: false } => write!(f, "capability xattr removed"),
+            Change::Capability { sealed: false, found: true } => write!(f, "capability xattr added"),
+            Change::Capability { .. } => write!(f, "capability xattr differs from seal"),
+        }
+    }
+}
+
+/// One differing path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub path: Vec<u8>,
+    pub changes: Vec<Change>,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ", display_path(&self.path))?;
+        for (i, c) in self.changes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every difference between `sealed` and `found`, in path order.
+pub fn diff(sealed: &Manifest, found: &Manifest) -> Vec<Difference> {
+    let mut merged: BTreeMap<&[u8], (Option<&Entry>, Option<&Entry>)> = BTreeMap::new();
+    for e in &sealed.entries {
+        merged.entry(&e.path).or_default().0 = Some(e);
+    }
+    for e in &found.entries {
+        merged.entry(&e.path).or_default().1 = Some(e);
+    }
+    let mut out = Vec::new();
+    for (path, pair) in merged {
+        let changes = match pair {
+            (Some(s), Some(f)) => compare(s, f),
+            (Some(s), None) => vec![Change::Removed { kind: s.kind.name() }],
+            (None, Some(f)) => vec![Change::Added { kind: f.kind.name() }],
+            (None, None) => unreachable!("every key came from one side"),
+        };
+        if !changes.is_empty() {
+            out.push(Difference { path: path.to_vec(), changes });
+        }
+    }
+    out
+}
+
+fn compare(s: &Entry, f: &Entry) -> Vec<Change> {
+    let mut out = Vec::new();
+    match (&s.kind, &f.kind) {
+        (Kind::File { size: s1, sha256: h1, cap: c1 }, Kind::File { size: s2, sha256: h2, cap: c2 }) => {
+            if s1 != s2 || h1 != h2 {
+                out.push(Change::Content);
+            }
+            if c1 != c2 {
+                out.push(Change::Capability { sealed: c1.is_some(), found: c2.is_some() });
+            }
+        }
+        (Kind::Symlink { target: t1 }, Kind::Symlink { target: t2 }) => {
+            if t1 != t2 {
+                out.push(Change::Target);
+            }
+        }
+        (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => {
+            out.push(Change::Type { sealed: a.name(), found: b.name() });
+            return out;
+        }
+        (a, b) => {
+            if a != b {
+                out.push(Change::Device);
+            }
+        }
+    }
+    if s.mode != f.mode {
+        out.push(Change::Mode { sealed: s.mode, found: f.mode });
+    }
+    if (s.uid, s.gid) != (f.uid, f.gid) {
+        out.push(Change::Owner { sealed: (s.uid, s.gid), found: (f.uid, f.gid) });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, byte: u8) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            kind: Kind::File { size: 1, sha256: Sha256::digest([byte]).into(), cap: None },
+        }
+    }
+
+    #[test]
+    fn canonical_round_trip_with_hostile_names() {
+        let m = Manifest::from_entries(vec![
+            file("/a b\n%\x1b[31m", 1),
+            Entry {
+                path: b"/l\xff".to_vec(),
+                mode: 0o777,
+                uid: 1,
+                gid: 2,
+                kind: Kind::Symlink { target: b"../../etc/passwd".to_vec() },
+            },
+            Entry { path: b"/dev/null".to_vec(), mode: 0o666, uid: 0, gid: 0, kind: Kind::CharDev { major: 1, minor: 3 } },
+            Entry {
+                path: b"/bin/ping".to_vec(),
+                mode: 0o4755,
+                uid: 0,
+                gid: 0,
+                kind: Kind::File { size: 0, sha256: [0; 32], cap: Some(vec![1, 0, 0, 2]) },
+            },
+        ]);
+        let bytes = m.to_canonical();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("/a%20b%0A%25%1B[31m f 0644 0 0 size=1"), "{text}");
+        assert!(text.contains("/bin/ping f 4755 0 0 size=0 sha256=") && text.contains(" cap=01000002\n"));
+        assert_eq!(Manifest::parse(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn parse_rejects_non_canonical_input() {
+        let good = Manifest::from_entries(vec![file("/a", 1), file("/b", 2)]).to_canonical();
+        let text = String::from_utf8(good).unwrap();
+        let swapped = {
+            let l: Vec<&str> = text.lines().collect();
+            format!("{}\n{}\n{}\n", l[0], l[2], l[1])
+        };
+        assert!(matches!(Manifest::parse(swapped.as_bytes()), Err(ManifestError::Order { .. })));
+        assert!(Manifest::parse(text.replace("0644", "644").as_bytes()).is_err());
+        assert!(Manifest::parse(text.replace("/a ", "/%61 ").as_bytes()).is_err());
+        assert!(Manifest::parse(text.trim_end().as_bytes()).is_err());
+        assert!(Manifest::parse(b"rootseal-manifest v2\n").is_err());
+    }
+
+    #[test]
+    fn diff_names_each_kind_of_change() {
+        let sealed = Manifest::from_entries(vec![file("/a", 1), file("/b", 2), file("/c", 3)]);
+        let mut b = file("/b", 2);
+        b.mode = 0o755;
+        b.uid = 5;
+        let found = Manifest::from_entries(vec![file("/a", 9), b, file("/d", 4)]);
+        let d = diff(&sealed, &found);
+        let classes: Vec<(String, Vec<&str>)> =
+            d.iter().map(|d| (display_path(&d.path), d.changes.iter().map(|c| c.class()).collect())).collect();
+        assert_eq!(
+            classes,
+            vec![
+                ("/a".into(), vec!["content"]),
+                ("/b".into(), vec!["mode", "owner"]),
+                ("/c".into(), vec!["removed"]),
+                ("/d".into(), vec!["added"]),
+            ]
+        );
+        assert!(diff(&sealed, &sealed).is_empty());
+    }
+
+    #[test]
+    fn display_path_never_passes_control_characters() {
+        assert_eq!(display_path(b"/usr/bin/ls"), "/usr/bin/ls");
+        assert_eq!(display_path(b"/x\n\x1b"), "/x%0A%1B");
+        assert_eq!(display_path(b"/\xff"), "/%FF");
+    }
+}

@@ -1,0 +1,183 @@
+//! The few raw syscalls the walk needs and `std`/`nix` do not offer: openat2 with resolve
+//! flags, getdents64 into a reused buffer, fgetxattr, fstatat without following links.
+//!
+//! Every `unsafe` block of the crate lives here, each with its SAFETY argument.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Flags for opening one path component below a directory fd without ever leaving it:
+/// no symlinks anywhere (`RESOLVE_NO_SYMLINKS` also covers magic links), no mount crossing,
+/// never above the starting directory.
+pub const RESOLVE_STRICT: u64 =
+    libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV | libc::RESOLVE_BENEATH;
+
+/// openat2(2). Retries EAGAIN (returned when a concurrent rename races resolution) a few times.
+pub fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is a plain C struct of integers; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    for _ in 0..8 {
+        // SAFETY: `path` is a valid NUL-terminated string, `how` is a properly initialised
+        // open_how that outlives the call and its size is passed exactly.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &mut how as *mut libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a new descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EAGAIN) && err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is writable memory of the right size; fstat fills it on success.
+    let rc = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat returned 0, so the struct is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// fstatat(2) with AT_SYMLINK_NOFOLLOW: describes the entry itself, never what it points at.
+pub fn lstatat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid fd, NUL-terminated name, writable stat buffer.
+    let rc = unsafe {
+        libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat returned 0, so the struct is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// readlinkat(2), refusing targets longer than `max` bytes.
+pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; max + 1];
+    // SAFETY: buf has buf.len() writable bytes.
+    let n = unsafe {
+        libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "symlink target too long"));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// fgetxattr(2): `Ok(None)` when the attribute is absent or the filesystem has no xattrs.
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; max];
+    // SAFETY: buf has buf.len() writable bytes, name is NUL-terminated.
+    let n = unsafe {
+        libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+            Some(libc::ERANGE) => {
+                Err(io::Error::new(io::ErrorKind::InvalidData, "xattr value larger than allowed"))
+            }
+            _ => Err(err),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+/// read(2) once, retrying EINTR.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is valid writable memory of buf.len() bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// One directory entry as getdents64 reports it.
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub d_type: u8,
+}
+
+/// Reads every entry of an open directory (except `.` and `..`), at most `max` of them.
+pub fn read_dir(dir: BorrowedFd<'_>, max: usize) -> io::Result<Vec<DirEntry>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: buf is writable for buf.len() bytes; the kernel writes whole linux_dirent64
+        // records into it and returns how many bytes it wrote.
+        let n = unsafe {
+            libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len())
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        let n = n as usize;
+        let mut off = 0;
+        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+        while off + 19 <= n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen < 19 || off + reclen > n {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record"));
+            }
+            let d_type = buf[off + 18];
+            let name_area = &buf[off + 19..off + reclen];
+            let len = name_area.iter().position(|&b| b == 0).unwrap_or(name_area.len());
+            let name = &name_area[..len];
+            if name != b"." && name != b".." {
+                if out.len() >= max {
+                    return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many entries"));
+                }
+                out.push(DirEntry { name: name.to_vec(), d_type });
+            }
+            off += reclen;
+        }
+    }
+}
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Major and minor numbers of a device number, as the kernel's `new_encode_dev` splits them.
+pub fn dev_major_minor(rdev: u64) -> (u64, u64) {
+    (libc::major(rdev) as u64, libc::minor(rdev) as u64)
+}

@@ -1,0 +1,283 @@
+//! Verification: is this seal signed by trusted, unrevoked keys and unexpired, and does this
+//! tree match it? The steps, in order (each one failing rejects):
+//! 1. the seal parsed and checked structurally ([`Seal::parse`]);
+//! 2. its tree digest is not revoked;
+//! 3. at least `min_signers` distinct trusted, unrevoked keys made valid signatures over the
+//!    PAE bytes (ed25519 `verify_strict`: no malleable or small-order signatures);
+//! 4. it has not expired;
+//! 5. the tree on disk matches the sealed manifest (after mount exclusions, if any).
+
+use crate::exclude::Exclusions;
+use crate::manifest::{self, Difference, Manifest, TreeDigest};
+use crate::seal::{Seal, SealError};
+use crate::trust::Trust;
+use std::time::SystemTime;
+
+/// A key that signed the seal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Signer {
+    pub name: String,
+    pub keyid: String,
+}
+
+/// Why a seal or tree was rejected. Every variant is a verdict (exit 1), not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("seal is invalid: {0}")]
+    Malformed(#[from] SealError),
+    #[error("tree digest {digest} is revoked on this node")]
+    DigestRevoked { digest: TreeDigest },
+    #[error("seal {} is signed only by revoked key {name} (keyid {}..); re-seal with a trusted key", digest.short(), &keyid[..12])]
+    KeyRevoked { digest: TreeDigest, name: String, keyid: String },
+    #[error("seal {} has a signature claiming trusted key {name} that does not verify; the seal was altered or signed by another key", digest.short())]
+    BadSignature { digest: TreeDigest, name: String },
+    #[error("seal {} is not signed by any trusted key (signed by keyid {}); trust the signer with `rootseal trust add` or re-seal", digest.short(), keyids.join(", "))]
+    Untrusted { digest: TreeDigest, keyids: Vec<String> },
+    #[error("seal {} has {found} trusted signature(s), policy requires {required}", digest.short())]
+    Threshold { digest: TreeDigest, found: usize, required: usize },
+    #[error("seal {} expired {}; re-seal the image", digest.short(), humantime::format_rfc3339_seconds(*at))]
+    Expired { digest: TreeDigest, at: SystemTime },
+    #[error("{}", mismatch_text(diffs, *total, digest, signers))]
+    Mismatch { digest: TreeDigest, signers: Vec<Signer>, diffs: Vec<Difference>, total: usize },
+}
+
+impl Rejection {
+    /// A short machine-readable reason code for events and JSON output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "seal-invalid",
+            Rejection::DigestRevoked { .. } => "digest-revoked",
+            Rejection::KeyRevoked { .. } => "key-revoked",
+            Rejection::BadSignature { .. } => "bad-signature",
+            Rejection::Untrusted { .. } => "untrusted",
+            Rejection::Threshold { .. } => "threshold",
+            Rejection::Expired { .. } => "expired",
+            Rejection::Mismatch { .. } => "tampered",
+        }
+    }
+}
+
+/// How many differing paths a message names.
+pub const MESSAGE_PATHS: usize = 10;
+
+fn mismatch_text(diffs: &[Difference], total: usize, digest: &TreeDigest, signers: &[Signer]) -> String {
+    let mut s = diffs.iter().take(MESSAGE_PATHS).map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+    if total > MESSAGE_PATHS.min(diffs.len()) {
+        s.push_str(&format!("; and {} more", total - MESSAGE_PATHS.min(diffs.len())));
+    }
+    let by = signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    format!("{s} (seal {}, signed by {by})", digest.short())
+}
+
+/// Steps 2 to 4: the seal itself.
+pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usize) -> Result<Vec<Signer>, Rejection> {
+    let digest = seal.digest;
+    if trust.revoked.digest_revoked(&digest) {
+        return Err(Rejection::DigestRevoked { digest });
+    }
+    let mut signers: Vec<Signer> = Vec::new();
+    let mut revoked = None;
+    let mut bad = None;
+    for (claimed, sig) in &seal.signatures {
+        // The keyid is a hint only: a signature counts for the key that verifies it, and a key
+        // is counted once however many signatures it made.
+        let candidates: Vec<&crate::trust::TrustedKey> = match trust.by_keyid(claimed) {
+            Some(k) => vec![k],
+            None => trust.keys.iter().collect(),
+        };
+        let mut ok = false;
+        for k in candidates {
+            if k.key.key.verify_strict(&seal.pae, sig).is_err() {
+                continue;
+            }
+            ok = true;
+            if trust.revoked.key_revoked(&k.key.keyid) {
+                revoked.get_or_insert((k.name.clone(), k.key.keyid.clone()));
+            } else if !signers.iter().any(|s| s.keyid == k.key.keyid) {
+                signers.push(Signer { name: k.name.clone(), keyid: k.key.keyid.clone() });
+            }
+            break;
+        }
+        if !ok {
+            if let Some(k) = trust.by_keyid(claimed) {
+                bad.get_or_insert(k.name.clone());
+            }
+        }
+    }
+    if signers.is_empty() {
+        if let Some((name, keyid)) = revoked {
+            return Err(Rejection::KeyRevoked { digest, name, keyid });
+        }
+        if let Some(name) = bad {
+            return Err(Rejection::BadSignature { digest, name });
+        }
+        let keyids = seal
+            .signatures
+            .iter()
+            .map(|(k, _)| if k.is_empty() { "(none)".to_string() } else { format!("{}..", &k[..k.len().min(12)]) })
+            .collect();
+        return Err(Rejection::Untrusted { digest, keyids });
+    }
+    if signers.len() < min_signers.max(1) {
+        return Err(Rejection::Threshold { digest, found: signers.len(), required: min_signers });
+    }
+    if let Some(at) = seal.expires {
+        if at <= now {
+            return Err(Rejection::Expired { digest, at });
+        }
+    }
+    Ok(signers)
+}
+
+/// Step 5: compares a walked tree with the sealed manifest. With exclusions, both sides drop
+/// the mount destinations (docs/digest.md §5); without, the digests must be equal.
+pub fn compare(seal: &Seal, found: &Manifest, exclusions: Option<&Exclusions>) -> Vec<Difference> {
+    match exclusions {
+        Some(ex) if !ex.is_empty() => {
+            manifest::diff(&ex.apply_sealed(&seal.manifest), &ex.apply_found(found, &seal.manifest))
+        }
+        _ => {
+            if found.digest() == seal.digest {
+                Vec::new()
+            } else {
+                manifest::diff(&seal.manifest, found)
+            }
+        }
+    }
+}
+
+/// Steps 1 to 5 for a tree already walked.
+pub fn verify(
+    seal_bytes: &[u8],
+    found: &Manifest,
+    exclusions: Option<&Exclusions>,
+    trust: &Trust,
+    now: SystemTime,
+) -> Result<(Seal, Vec<Signer>), Rejection> {
+    let seal = Seal::parse(seal_bytes)?;
+    let signers = check_seal(&seal, trust, now, 1)?;
+    let diffs = compare(&seal, found, exclusions);
+    if !diffs.is_empty() {
+        let total = diffs.len();
+        return Err(Rejection::Mismatch { digest: seal.digest, signers, diffs, total });
+    }
+    Ok((seal, signers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PublicKey;
+    use crate::manifest::{Entry, Kind};
+    use crate::seal::{self, SealRequest};
+    use crate::trust::{Revocations, TrustedKey};
+    use ed25519_dalek::SigningKey;
+    use std::time::Duration;
+
+    fn manifest() -> Manifest {
+        Manifest::from_entries(vec![Entry {
+            path: b"/a".to_vec(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            kind: Kind::File { size: 0, sha256: [0; 32], cap: None },
+        }])
+    }
+
+    fn trust_of(keys: &[(&str, &SigningKey)]) -> Trust {
+        Trust {
+            keys: keys
+                .iter()
+                .map(|(n, k)| TrustedKey { name: n.to_string(), key: PublicKey::new(k.verifying_key()), path: "x".into() })
+                .collect(),
+            revoked: Revocations::default(),
+        }
+    }
+
+    fn sealed(key: &SigningKey, expires: Option<SystemTime>) -> Vec<u8> {
+        let m = manifest();
+        seal::create(&SealRequest { manifest: &m, name: "rootfs", created: SystemTime::now(), expires, image: None }, key)
+    }
+
+    #[test]
+    fn each_rule_rejects_with_its_own_code() {
+        let ci = SigningKey::from_bytes(&[1; 32]);
+        let other = SigningKey::from_bytes(&[2; 32]);
+        let now = SystemTime::now();
+        let m = manifest();
+        let ok = verify(&sealed(&ci, None), &m, None, &trust_of(&[("ci", &ci)]), now).unwrap();
+        assert_eq!(ok.1[0].name, "ci");
+        let code = |bytes: &[u8], trust: &Trust| verify(bytes, &m, None, trust, now).unwrap_err().code();
+        assert_eq!(code(&sealed(&other, None), &trust_of(&[("ci", &ci)])), "untrusted");
+        assert_eq!(code(&sealed(&ci, Some(now - Duration::from_secs(1))), &trust_of(&[("ci", &ci)])), "expired");
+        let mut t = trust_of(&[("ci", &ci)]);
+        t.revoked.keys.push(PublicKey::new(ci.verifying_key()).keyid);
+        assert_eq!(code(&sealed(&ci, None), &t), "key-revoked");
+        let mut t = trust_of(&[("ci", &ci)]);
+        t.revoked.digests.push(m.digest().to_string());
+        assert_eq!(code(&sealed(&ci, None), &t), "digest-revoked");
+        let changed = Manifest::from_entries(vec![]);
+        let err = verify(&sealed(&ci, None), &changed, None, &trust_of(&[("ci", &ci)]), now).unwrap_err();
+        assert_eq!(err.code(), "tampered");
+        assert!(err.to_string().starts_with("/a removed"), "{err}");
+    }
+
+    #[test]
+    fn a_keyid_naming_a_trusted_key_but_signed_by_another_is_refused() {
+        let ci = SigningKey::from_bytes(&[1; 32]);
+        let other = SigningKey::from_bytes(&[2; 32]);
+        let m = manifest();
+        let payload = seal::statement(&SealRequest {
+            manifest: &m,
+            name: "rootfs",
+            created: SystemTime::now(),
+            expires: None,
+            image: None,
+        });
+        use ed25519_dalek::Signer as _;
+        let sig = other.sign(&seal::pae(seal::PAYLOAD_TYPE, &payload)).to_bytes().to_vec();
+        let keyid = PublicKey::new(ci.verifying_key()).keyid;
+        let bytes = seal::envelope(&payload, &[(keyid, sig)]);
+        let err = verify(&bytes, &m, None, &trust_of(&[("ci", &ci)]), SystemTime::now()).unwrap_err();
+        assert_eq!(err.code(), "bad-signature");
+    }
+
+    #[test]
+    fn the_same_key_twice_counts_once_toward_a_threshold() {
+        let ci = SigningKey::from_bytes(&[1; 32]);
+        let m = manifest();
+        let payload = seal::statement(&SealRequest {
+            manifest: &m,
+            name: "rootfs",
+            created: SystemTime::now(),
+            expires: None,
+            image: None,
+        });
+        use ed25519_dalek::Signer as _;
+        let sig = ci.sign(&seal::pae(seal::PAYLOAD_TYPE, &payload)).to_bytes().to_vec();
+        let keyid = PublicKey::new(ci.verifying_key()).keyid;
+        let bytes = seal::envelope(&payload, &[(keyid.clone(), sig.clone()), (keyid, sig)]);
+        let s = Seal::parse(&bytes).unwrap();
+        let trust = trust_of(&[("ci", &ci)]);
+        assert_eq!(check_seal(&s, &trust, SystemTime::now(), 1).unwrap().len(), 1);
+        assert_eq!(check_seal(&s, &trust, SystemTime::now(), 2).unwrap_err().code(), "threshold");
+    }
+
+    #[test]
+    fn a_signature_over_the_raw_payload_instead_of_pae_is_refused() {
+        let ci = SigningKey::from_bytes(&[1; 32]);
+        let m = manifest();
+        let payload = seal::statement(&SealRequest {
+            manifest: &m,
+            name: "rootfs",
+            created: SystemTime::now(),
+            expires: None,
+            image: None,
+        });
+        use ed25519_dalek::Signer as _;
+        let sig = ci.sign(&payload).to_bytes().to_vec();
+        let bytes = seal::envelope(&payload, &[(PublicKey::new(ci.verifying_key()).keyid, sig)]);
+        let err = verify(&bytes, &m, None, &trust_of(&[("ci", &ci)]), SystemTime::now()).unwrap_err();
+        assert_eq!(err.code(), "bad-signature");
+    }
+}

@@ -1,0 +1,525 @@
+//! The safe, parallel walk of a hostile root filesystem into a [`Manifest`].
+//!
+//! Security-critical sequence, per entry (the tree is attacker-controlled, we run as root):
+//! 1. list a directory through its open fd (getdents64), never by path;
+//! 2. `fstatat(AT_SYMLINK_NOFOLLOW)` each name: the entry itself, never what a link points at;
+//! 3. symlinks are read with `readlinkat` and never followed; FIFOs, sockets and device nodes
+//!    are described from the stat alone and never opened;
+//! 4. directories and regular files are opened with openat2 relative to their parent's fd with
+//!    `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV` and `O_NOFOLLOW` (regular files
+//!    also `O_NONBLOCK`, so a name swapped for a FIFO cannot block us), then `fstat` on the fd
+//!    must show the same type, device and inode as step 2: an entry swapped in between is an
+//!    error, not a silent pass;
+//! 5. a file is hashed up to the size fstat gave; a file that grows, shrinks or changes while
+//!    being read is an error.
+//!
+//! Depth, entry count, path length and total bytes are bounded; an optional deadline and a
+//! cancel flag stop the walk. Hashing runs on all cores while the walk goes on.
+
+use crate::manifest::{Entry, Kind, Manifest};
+use crate::sys;
+use sha2::{Digest as _, Sha256};
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+/// The name of the only extended attribute that counts (docs/digest.md).
+const CAP_XATTR: &str = "security.capability";
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error("cannot open root {}: {source}; check the path exists and is a directory", root.display())]
+    OpenRoot { root: PathBuf, source: std::io::Error },
+    #[error("root {} is a symlink; give the real directory", root.display())]
+    RootSymlink { root: PathBuf },
+    #[error("root {} is not a directory", root.display())]
+    RootNotDir { root: PathBuf },
+    #[error("{op} {path} under {}: {source}", root.display())]
+    Io { op: &'static str, path: String, root: PathBuf, source: std::io::Error },
+    #[error("{path} under {} changed while it was read ({what}); the tree is being modified, retry when it is quiet", root.display())]
+    Raced { path: String, root: PathBuf, what: &'static str },
+    #[error("{path} under {} is a mount point; the walk does not cross mounts, unmount it or digest the mounted tree separately", root.display())]
+    MountPoint { path: String, root: PathBuf },
+    #[error("limit exceeded under {}: {what} (limit {limit}); raise [limits] {key} in the config if this tree is legitimate", root.display())]
+    Limit { root: PathBuf, what: String, key: &'static str, limit: u64 },
+    #[error("walk of {} exceeded its deadline", root.display())]
+    Deadline { root: PathBuf },
+    #[error("walk of {} was cancelled", root.display())]
+    Cancelled { root: PathBuf },
+}
+
+/// Bounds on what a walk will accept (config `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_depth: u32,
+    pub max_entries: u64,
+    pub max_path_bytes: u64,
+    pub max_total_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_depth: 128, max_entries: 2_000_000, max_path_bytes: 4096, max_total_bytes: 64 << 30 }
+    }
+}
+
+/// How to walk.
+pub struct Options<'a> {
+    pub limits: Limits,
+    /// Paths (absolute within the tree) for which this returns true are skipped with their
+    /// whole subtree, unopened: the runtime mounts over them (docs/digest.md, mount exclusion).
+    pub prune: Option<&'a (dyn Fn(&[u8]) -> bool + Sync)>,
+    pub deadline: Option<Instant>,
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Hashing threads; 0 means one per available core.
+    pub threads: usize,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options { limits: Limits::default(), prune: None, deadline: None, cancel: None, threads: 0 }
+    }
+}
+
+/// Opens `root` as a directory without following a symlink at its last component.
+pub fn open_root(root: &Path) -> Result<OwnedFd, WalkError> {
+    let c = CString::new(root.as_os_str().as_bytes()).map_err(|_| WalkError::OpenRoot {
+        root: root.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
+    })?;
+    let cwd = rustix_cwd();
+    let fd = sys::openat2(cwd, &c, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map_err(
+        |e| match e.raw_os_error() {
+            Some(libc::ELOOP) => WalkError::RootSymlink { root: root.into() },
+            Some(libc::ENOTDIR) => {
+                if std::fs::symlink_metadata(root).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                    WalkError::RootSymlink { root: root.into() }
+                } else {
+                    WalkError::RootNotDir { root: root.into() }
+                }
+            }
+            _ => WalkError::OpenRoot { root: root.into(), source: e },
+        },
+    )?;
+    Ok(fd)
+}
+
+fn rustix_cwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a sentinel the kernel accepts in place of a directory fd; it is
+    // never closed.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+/// Walks the directory at `root` (which must not be a symlink) into a manifest.
+pub fn walk(root: &Path, opts: &Options<'_>) -> Result<Manifest, WalkError> {
+    let fd = open_root(root)?;
+    walk_fd(root, fd, opts)
+}
+
+struct Job {
+    index: usize,
+    fd: OwnedFd,
+    size: u64,
+    st: libc::stat,
+    path: Vec<u8>,
+}
+
+struct Hashed {
+    sha256: [u8; 32],
+    cap: Option<Vec<u8>>,
+}
+
+/// Walks an already opened root directory.
+pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Manifest, WalkError> {
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        opts.threads
+    };
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 8);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<Hashed, WalkError>)>();
+
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let rx = Arc::clone(&job_rx);
+            let tx = res_tx.clone();
+            let cancel = &cancel;
+            scope.spawn(move || hash_worker(root, &rx, &tx, cancel, opts.deadline));
+        }
+        drop(res_tx);
+        let walked = Walker { root, opts, cancel: &cancel, jobs: job_tx, entries: Vec::new(), bytes: 0 }
+            .run(root_fd);
+        if walked.is_err() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        // The walker dropped its sender: workers finish the queue (or bail if cancelled) and exit.
+        let mut entries = walked?;
+        let mut first_err = None;
+        for (index, result) in res_rx.iter() {
+            match result {
+                Ok(h) => {
+                    if let Kind::File { sha256, cap, .. } = &mut entries[index].kind {
+                        *sha256 = h.sha256;
+                        *cap = h.cap;
+                    }
+                }
+                Err(e) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(Manifest::from_entries(entries)),
+        }
+    })
+}
+
+struct Walker<'a> {
+    root: &'a Path,
+    opts: &'a Options<'a>,
+    cancel: &'a AtomicBool,
+    jobs: mpsc::SyncSender<Job>,
+    entries: Vec<Entry>,
+    bytes: u64,
+}
+
+struct Pending {
+    parent: Rc<OwnedFd>,
+    name: CString,
+    path: Vec<u8>,
+    depth: u32,
+    st: libc::stat,
+}
+
+impl Walker<'_> {
+    fn run(mut self, root_fd: OwnedFd) -> Result<Vec<Entry>, WalkError> {
+        let lim = self.opts.limits;
+        let mut stack: Vec<(Rc<OwnedFd>, Vec<u8>, u32)> = vec![(Rc::new(root_fd), Vec::new(), 0)];
+        let mut pending: Vec<Pending> = Vec::new();
+        loop {
+            // Open the next pending directory (depth first), or list the next open one.
+            if let Some(p) = pending.pop() {
+                let fd = sys::openat2(
+                    p.parent.as_fd(),
+                    &p.name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    sys::RESOLVE_STRICT,
+                )
+                .map_err(|e| self.open_err(&p.path, e))?;
+                self.same_object(&fd, &p.st, &p.path)?;
+                stack.push((Rc::new(fd), p.path, p.depth));
+            }
+            let Some((dir, path, depth)) = stack.pop() else { break };
+            self.check_time()?;
+            let list = sys::read_dir(dir.as_fd(), (lim.max_entries as usize).saturating_add(1))
+                .map_err(|e| self.io("list directory", &path, e))?;
+            for de in list {
+                let mut child = Vec::with_capacity(path.len() + 1 + de.name.len());
+                child.extend_from_slice(&path);
+                child.push(b'/');
+                child.extend_from_slice(&de.name);
+                if child.len() as u64 > lim.max_path_bytes {
+                    return Err(self.limit(
+                        format!("path of {} bytes", child.len()),
+                        "max_path_bytes",
+                        lim.max_path_bytes,
+                    ));
+                }
+                if let Some(prune) = self.opts.prune {
+                    if prune(&child) {
+                        continue;
+                    }
+                }
+                if self.entries.len() as u64 >= lim.max_entries {
+                    return Err(self.limit("too many entries".into(), "max_entries", lim.max_entries));
+                }
+                let name = CString::new(de.name).expect("getdents names hold no NUL");
+                let st = sys::lstatat(dir.as_fd(), &name).map_err(|e| self.io("stat", &child, e))?;
+                let fmt = st.st_mode & libc::S_IFMT;
+                let mut entry = Entry {
+                    path: child.clone(),
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    kind: Kind::Dir,
+                };
+                match fmt {
+                    libc::S_IFDIR => {
+                        if depth + 1 > lim.max_depth {
+                            return Err(self.limit(
+                                format!("directory nesting deeper than {}", lim.max_depth),
+                                "max_depth",
+                                lim.max_depth as u64,
+                            ));
+                        }
+                        pending.push(Pending { parent: Rc::clone(&dir), name, path: child, depth: depth + 1, st });
+                    }
+                    libc::S_IFREG => {
+                        let size = st.st_size as u64;
+                        self.bytes = self.bytes.saturating_add(size);
+                        if self.bytes > lim.max_total_bytes {
+                            return Err(self.limit(
+                                format!("more than {} bytes of file content", lim.max_total_bytes),
+                                "max_total_bytes",
+                                lim.max_total_bytes,
+                            ));
+                        }
+                        let fd = sys::openat2(
+                            dir.as_fd(),
+                            &name,
+                            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+                            sys::RESOLVE_STRICT,
+                        )
+                        .map_err(|e| self.open_err(&child, e))?;
+                        self.same_object(&fd, &st, &child)?;
+                        entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
+                        let job = Job { index: self.entries.len(), fd, size, st, path: child };
+                        if self.jobs.send(job).is_err() {
+                            // Every worker is gone: one failed and cancelled the rest.
+                            return Err(WalkError::Cancelled { root: self.root.into() });
+                        }
+                    }
+                    libc::S_IFLNK => {
+                        let target = sys::readlinkat(dir.as_fd(), &name, lim.max_path_bytes as usize)
+                            .map_err(|e| self.io("read symlink", &child, e))?;
+                        entry.kind = Kind::Symlink { target };
+                    }
+                    libc::S_IFCHR | libc::S_IFBLK => {
+                        let (major, minor) = sys::dev_major_minor(st.st_rdev);
+                        entry.kind = if fmt == libc::S_IFCHR {
+                            Kind::CharDev { major, minor }
+                        } else {
+                            Kind::BlockDev { major, minor }
+                        };
+                    }
+                    libc::S_IFIFO => entry.kind = Kind::Fifo,
+                    libc::S_IFSOCK => entry.kind = Kind::Socket,
+                    _ => {
+                        return Err(self.io(
+                            "stat",
+                            &child,
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown file type"),
+                        ))
+                    }
+                }
+                self.entries.push(entry);
+            }
+        }
+        Ok(self.entries)
+    }
+
+    fn check_time(&self) -> Result<(), WalkError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(WalkError::Cancelled { root: self.root.into() });
+        }
+        if self.opts.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(WalkError::Deadline { root: self.root.into() });
+        }
+        Ok(())
+    }
+
+    fn same_object(&self, fd: &OwnedFd, st: &libc::stat, path: &[u8]) -> Result<(), WalkError> {
+        let now = sys::fstat(fd.as_fd()).map_err(|e| self.io("stat", path, e))?;
+        if now.st_dev != st.st_dev || now.st_ino != st.st_ino || (now.st_mode & libc::S_IFMT) != (st.st_mode & libc::S_IFMT)
+        {
+            return Err(WalkError::Raced {
+                path: crate::manifest::display_path(path),
+                root: self.root.into(),
+                what: "entry was replaced between stat and open",
+            });
+        }
+        Ok(())
+    }
+
+    fn open_err(&self, path: &[u8], e: std::io::Error) -> WalkError {
+        match e.raw_os_error() {
+            Some(libc::EXDEV) => {
+                WalkError::MountPoint { path: crate::manifest::display_path(path), root: self.root.into() }
+            }
+            // The name was a directory or file at stat time and a symlink (or something else)
+            // at open time.
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENXIO) => WalkError::Raced {
+                path: crate::manifest::display_path(path),
+                root: self.root.into(),
+                what: "entry was replaced between stat and open",
+            },
+            _ => self.io("open", path, e),
+        }
+    }
+
+    fn io(&self, op: &'static str, path: &[u8], source: std::io::Error) -> WalkError {
+        let path = if path.is_empty() { "/".to_string() } else { crate::manifest::display_path(path) };
+        WalkError::Io { op, path, root: self.root.into(), source }
+    }
+
+    fn limit(&self, what: String, key: &'static str, limit: u64) -> WalkError {
+        WalkError::Limit { root: self.root.into(), what, key, limit }
+    }
+}
+
+fn hash_worker(
+    root: &Path,
+    rx: &Mutex<mpsc::Receiver<Job>>,
+    tx: &mpsc::Sender<(usize, Result<Hashed, WalkError>)>,
+    cancel: &AtomicBool,
+    deadline: Option<Instant>,
+) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let cap_name = CString::new(CAP_XATTR).expect("static name");
+    loop {
+        let job = {
+            let Ok(guard) = rx.lock() else { return };
+            match guard.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if cancel.load(Ordering::Relaxed) {
+            continue; // drain the queue so the walker never blocks on a full channel
+        }
+        let index = job.index;
+        let result = hash_file(root, job, &mut buf, &cap_name, cancel, deadline);
+        if tx.send((index, result)).is_err() {
+            return;
+        }
+    }
+}
+
+fn hash_file(
+    root: &Path,
+    job: Job,
+    buf: &mut [u8],
+    cap_name: &CString,
+    cancel: &AtomicBool,
+    deadline: Option<Instant>,
+) -> Result<Hashed, WalkError> {
+    let show = || crate::manifest::display_path(&job.path);
+    let io = |op, source| WalkError::Io { op, path: show(), root: root.into(), source };
+    let raced = |what| WalkError::Raced { path: show(), root: root.into(), what };
+    let fd = job.fd.as_fd();
+    let cap = sys::fgetxattr(fd, cap_name, 4096).map_err(|e| io("read capability xattr of", e))?;
+    let mut hasher = Sha256::new();
+    let mut left = job.size;
+    let mut chunks = 0u32;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = sys::read(fd, &mut buf[..want]).map_err(|e| io("read", e))?;
+        if n == 0 {
+            return Err(raced("file shrank"));
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+        chunks = chunks.wrapping_add(1);
+        if chunks % 16 == 0 {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(WalkError::Cancelled { root: root.into() });
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(WalkError::Deadline { root: root.into() });
+            }
+        }
+    }
+    if sys::read(fd, &mut buf[..1]).map_err(|e| io("read", e))? != 0 {
+        return Err(raced("file grew"));
+    }
+    let after = sys::fstat(fd).map_err(|e| io("stat", e))?;
+    let st = &job.st;
+    if after.st_size != st.st_size
+        || after.st_mtime != st.st_mtime
+        || after.st_mtime_nsec != st.st_mtime_nsec
+        || after.st_ctime != st.st_ctime
+        || after.st_ctime_nsec != st.st_ctime_nsec
+    {
+        return Err(raced("file was modified"));
+    }
+    Ok(Hashed { sha256: hasher.finalize().into(), cap })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn walk_dir(p: &Path) -> Result<Manifest, WalkError> {
+        walk(p, &Options::default())
+    }
+
+    #[test]
+    fn describes_every_kind_without_following_links() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir(r.join("bin")).unwrap();
+        std::fs::write(r.join("bin/sh"), b"#!").unwrap();
+        std::fs::set_permissions(r.join("bin/sh"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        symlink("/etc/shadow", r.join("escape")).unwrap();
+        symlink("../../../../", r.join("up")).unwrap();
+        nix::unistd::mkfifo(&r.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let m = walk_dir(r).unwrap();
+        let paths: Vec<String> = m.entries().iter().map(|e| String::from_utf8_lossy(&e.path).into()).collect();
+        assert_eq!(paths, ["/bin", "/bin/sh", "/escape", "/fifo", "/up"]);
+        assert_eq!(m.get(b"/bin/sh").unwrap().mode, 0o4755);
+        assert_eq!(m.get(b"/escape").unwrap().kind, Kind::Symlink { target: b"/etc/shadow".to_vec() });
+        assert_eq!(m.get(b"/fifo").unwrap().kind, Kind::Fifo);
+        let Kind::File { sha256, size, .. } = &m.get(b"/bin/sh").unwrap().kind else { panic!() };
+        assert_eq!((*size, *sha256), (2, <[u8; 32]>::from(Sha256::digest(b"#!"))));
+    }
+
+    #[test]
+    fn refuses_a_symlinked_root_and_a_file_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        symlink(t.path().join("real"), t.path().join("link")).unwrap();
+        std::fs::write(t.path().join("file"), b"x").unwrap();
+        assert!(matches!(walk_dir(&t.path().join("link")), Err(WalkError::RootSymlink { .. })));
+        assert!(matches!(walk_dir(&t.path().join("file")), Err(WalkError::RootNotDir { .. })));
+        assert!(matches!(walk_dir(&t.path().join("none")), Err(WalkError::OpenRoot { .. })));
+    }
+
+    #[test]
+    fn limits_are_enforced_with_their_config_key() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b/c/d")).unwrap();
+        std::fs::write(t.path().join("a/big"), vec![7u8; 10_000]).unwrap();
+        let limited = |limits| walk(t.path(), &Options { limits, ..Options::default() });
+        let base = Limits::default();
+        let err = limited(Limits { max_depth: 2, ..base }).unwrap_err();
+        assert!(err.to_string().contains("max_depth"), "{err}");
+        let err = limited(Limits { max_entries: 3, ..base }).unwrap_err();
+        assert!(err.to_string().contains("max_entries"), "{err}");
+        let err = limited(Limits { max_total_bytes: 9_999, ..base }).unwrap_err();
+        assert!(err.to_string().contains("max_total_bytes"), "{err}");
+        let err = limited(Limits { max_path_bytes: 6, ..base }).unwrap_err();
+        assert!(err.to_string().contains("max_path_bytes"), "{err}");
+        assert_eq!(limited(base).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn prune_skips_whole_subtrees_unopened() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("proc/1")).unwrap();
+        std::fs::create_dir_all(t.path().join("procx")).unwrap();
+        let prune = |p: &[u8]| p == b"/proc";
+        let m = walk(t.path(), &Options { prune: Some(&prune), ..Options::default() }).unwrap();
+        let paths: Vec<&[u8]> = m.entries().iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(paths, [b"/procx".as_slice()]);
+    }
+
+    #[test]
+    fn an_expired_deadline_stops_the_walk() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        let opts = Options { deadline: Some(Instant::now()), ..Options::default() };
+        assert!(matches!(walk(t.path(), &opts), Err(WalkError::Deadline { .. })));
+    }
+}
