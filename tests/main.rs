@@ -1,0 +1,9 @@
+//! The `rootseal` CLI contract and library properties, against real files and the real binary.
+
+mod util;
+
+mod bad_input;
+mod digest_props;
+mod openssl_interop;
+mod walk_safety;
+mod workflow;
