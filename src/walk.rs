@@ -19,6 +19,7 @@
 use crate::manifest::{Entry, Kind, Manifest};
 use crate::sys;
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -30,7 +31,9 @@ use std::time::Instant;
 
 /// The name of the only extended attribute that counts (docs/digest.md).
 const CAP_XATTR: &str = "security.capability";
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 128 * 1024;
+const BATCH_FILES: usize = 64;
+const BATCH_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
@@ -144,9 +147,11 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Mani
         opts.threads
     };
     let cancel = opts.cancel.clone().unwrap_or_default();
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 8);
+    // Jobs travel in batches (a few dozen small files or a few MiB) so that the channel and
+    // its futexes cost little next to the hashing; the queue is bounded so open fds are too.
+    let (job_tx, job_rx) = mpsc::sync_channel::<Vec<Job>>(threads * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<Hashed, WalkError>)>();
+    let (res_tx, res_rx) = mpsc::channel::<Vec<(usize, Result<Hashed, WalkError>)>>();
 
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -156,15 +161,26 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Mani
             scope.spawn(move || hash_worker(root, &rx, &tx, cancel, opts.deadline));
         }
         drop(res_tx);
-        let walked = Walker { root, opts, cancel: &cancel, jobs: job_tx, entries: Vec::new(), bytes: 0 }
-            .run(root_fd);
+        let walker = Walker {
+            root,
+            opts,
+            cancel: &cancel,
+            jobs: job_tx,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            entries: Vec::new(),
+            bytes: 0,
+            links: HashMap::new(),
+            copies: Vec::new(),
+        };
+        let walked = walker.run(root_fd);
         if walked.is_err() {
             cancel.store(true, Ordering::Relaxed);
         }
         // The walker dropped its sender: workers finish the queue (or bail if cancelled) and exit.
-        let mut entries = walked?;
+        let (mut entries, copies) = walked?;
         let mut first_err = None;
-        for (index, result) in res_rx.iter() {
+        for (index, result) in res_rx.iter().flatten() {
             match result {
                 Ok(h) => {
                     if let Kind::File { sha256, cap, .. } = &mut entries[index].kind {
@@ -178,10 +194,14 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Mani
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(Manifest::from_entries(entries)),
+        if let Some(e) = first_err {
+            return Err(e);
         }
+        for (to, from) in copies {
+            let kind = entries[from].kind.clone();
+            entries[to].kind = kind;
+        }
+        Ok(Manifest::from_entries(entries))
     })
 }
 
@@ -189,9 +209,16 @@ struct Walker<'a> {
     root: &'a Path,
     opts: &'a Options<'a>,
     cancel: &'a AtomicBool,
-    jobs: mpsc::SyncSender<Job>,
+    jobs: mpsc::SyncSender<Vec<Job>>,
+    batch: Vec<Job>,
+    batch_bytes: u64,
     entries: Vec<Entry>,
     bytes: u64,
+    /// First entry index of each multiply-linked inode: later links copy its hash instead of
+    /// reading the same inode again (a hard link hashes as the file it is).
+    links: HashMap<(u64, u64), usize>,
+    /// (entry, entry it copies) for those later links.
+    copies: Vec<(usize, usize)>,
 }
 
 struct Pending {
@@ -203,7 +230,7 @@ struct Pending {
 }
 
 impl Walker<'_> {
-    fn run(mut self, root_fd: OwnedFd) -> Result<Vec<Entry>, WalkError> {
+    fn run(mut self, root_fd: OwnedFd) -> Result<(Vec<Entry>, Vec<(usize, usize)>), WalkError> {
         let lim = self.opts.limits;
         let mut stack: Vec<(Rc<OwnedFd>, Vec<u8>, u32)> = vec![(Rc::new(root_fd), Vec::new(), 0)];
         let mut pending: Vec<Pending> = Vec::new();
@@ -267,6 +294,16 @@ impl Walker<'_> {
                     }
                     libc::S_IFREG => {
                         let size = st.st_size as u64;
+                        entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
+                        if st.st_nlink > 1 {
+                            let index = self.entries.len();
+                            if let Some(&first) = self.links.get(&(st.st_dev, st.st_ino)) {
+                                self.copies.push((index, first));
+                                self.entries.push(entry);
+                                continue;
+                            }
+                            self.links.insert((st.st_dev, st.st_ino), index);
+                        }
                         self.bytes = self.bytes.saturating_add(size);
                         if self.bytes > lim.max_total_bytes {
                             return Err(self.limit(
@@ -283,11 +320,10 @@ impl Walker<'_> {
                         )
                         .map_err(|e| self.open_err(&child, e))?;
                         self.same_object(&fd, &st, &child)?;
-                        entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
-                        let job = Job { index: self.entries.len(), fd, size, st, path: child };
-                        if self.jobs.send(job).is_err() {
-                            // Every worker is gone: one failed and cancelled the rest.
-                            return Err(WalkError::Cancelled { root: self.root.into() });
+                        self.batch.push(Job { index: self.entries.len(), fd, size, st, path: child });
+                        self.batch_bytes += size;
+                        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+                            self.flush()?;
                         }
                     }
                     libc::S_IFLNK => {
@@ -316,7 +352,20 @@ impl Walker<'_> {
                 self.entries.push(entry);
             }
         }
-        Ok(self.entries)
+        self.flush()?;
+        Ok((self.entries, self.copies))
+    }
+
+    fn flush(&mut self) -> Result<(), WalkError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        if self.jobs.send(std::mem::take(&mut self.batch)).is_err() {
+            // Every worker is gone: one failed and cancelled the rest.
+            return Err(WalkError::Cancelled { root: self.root.into() });
+        }
+        Ok(())
     }
 
     fn check_time(&self) -> Result<(), WalkError> {
@@ -370,27 +419,30 @@ impl Walker<'_> {
 
 fn hash_worker(
     root: &Path,
-    rx: &Mutex<mpsc::Receiver<Job>>,
-    tx: &mpsc::Sender<(usize, Result<Hashed, WalkError>)>,
+    rx: &Mutex<mpsc::Receiver<Vec<Job>>>,
+    tx: &mpsc::Sender<Vec<(usize, Result<Hashed, WalkError>)>>,
     cancel: &AtomicBool,
     deadline: Option<Instant>,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
     let cap_name = CString::new(CAP_XATTR).expect("static name");
     loop {
-        let job = {
+        let batch = {
             let Ok(guard) = rx.lock() else { return };
             match guard.recv() {
-                Ok(job) => job,
+                Ok(batch) => batch,
                 Err(_) => return,
             }
         };
-        if cancel.load(Ordering::Relaxed) {
-            continue; // drain the queue so the walker never blocks on a full channel
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch {
+            if cancel.load(Ordering::Relaxed) {
+                break; // drain the queue so the walker never blocks on a full channel
+            }
+            let index = job.index;
+            results.push((index, hash_file(root, job, &mut buf, &cap_name, cancel, deadline)));
         }
-        let index = job.index;
-        let result = hash_file(root, job, &mut buf, &cap_name, cancel, deadline);
-        if tx.send((index, result)).is_err() {
+        if tx.send(results).is_err() {
             return;
         }
     }
@@ -430,7 +482,7 @@ fn hash_file(
             }
         }
     }
-    if sys::read(fd, &mut buf[..1]).map_err(|e| io("read", e))? != 0 {
+    if sys::pread(fd, &mut buf[..1], job.size).map_err(|e| io("read", e))? != 0 {
         return Err(raced("file grew"));
     }
     let after = sys::fstat(fd).map_err(|e| io("stat", e))?;
