@@ -19,7 +19,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 #[derive(Parser, Debug)]
-#[command(name = "rootseal", version, about = "Seal container root filesystems and verify them at container start")]
+#[command(
+    name = "rootseal",
+    version,
+    about = "Seal container root filesystems and verify them at container start"
+)]
 pub struct Cli {
     /// Config file (else $ROOTSEAL_CONFIG, else /etc/rootseal/config.toml)
     #[arg(long, global = true, value_name = "FILE")]
@@ -107,7 +111,12 @@ pub enum TrustCommand {
     Remove { name: String },
     /// Revoke a key id or a tree digest on this node
     Revoke {
-        #[arg(long, value_name = "KEYID", required_unless_present = "digest", conflicts_with = "digest")]
+        #[arg(
+            long,
+            value_name = "KEYID",
+            required_unless_present = "digest",
+            conflicts_with = "digest"
+        )]
         key: Option<String>,
         #[arg(long, value_name = "sha256:HEX")]
         digest: Option<String>,
@@ -121,10 +130,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Keygen { out } => {
             let (k, p, public) = keys::keygen(&out)?;
-            println!("wrote {} and {} (keyid {})", k.display(), p.display(), public.keyid);
+            println!(
+                "wrote {} and {} (keyid {})",
+                k.display(),
+                p.display(),
+                public.keyid
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Digest { path, json, manifest } => {
+        Command::Digest {
+            path,
+            json,
+            manifest,
+        } => {
             let cfg = load_config(cli.config.as_deref())?;
             let m = walk_cli(&path, &cfg)?;
             let mut out = std::io::stdout().lock();
@@ -143,26 +161,57 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seal { path, key, name, expires, out } => {
+        Command::Seal {
+            path,
+            key,
+            name,
+            expires,
+            out,
+        } => {
             let cfg = load_config(cli.config.as_deref())?;
             let sk = keys::load_signing_key(&key)?;
             let now = SystemTime::now();
             let expires = expires.map(|e| parse_expiry(&e, now)).transpose()?;
             if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
-                return Err(Error::Usage("--name must be 1 to 1024 printable characters".into()));
+                return Err(Error::Usage(
+                    "--name must be 1 to 1024 printable characters".into(),
+                ));
             }
             let m = walk_cli(&path, &cfg)?;
-            let bytes = seal::create(&SealRequest { manifest: &m, name: &name, created: now, expires, image: None }, &sk);
+            let bytes = seal::create(
+                &SealRequest {
+                    manifest: &m,
+                    name: &name,
+                    created: now,
+                    expires,
+                    image: None,
+                },
+                &sk,
+            );
             match out {
                 Some(out) => {
                     crate::atomic::write(&out, &bytes, 0o644).map_err(Error::Write)?;
-                    eprintln!("sealed {} as {} ({} entries) into {}", path.display(), m.digest(), m.len(), out.display());
+                    eprintln!(
+                        "sealed {} as {} ({} entries) into {}",
+                        path.display(),
+                        m.digest(),
+                        m.len(),
+                        out.display()
+                    );
                 }
-                None => std::io::stdout().lock().write_all(&bytes).map_err(Error::Stdout)?,
+                None => std::io::stdout()
+                    .lock()
+                    .write_all(&bytes)
+                    .map_err(Error::Stdout)?,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { path, seal, trust, json } => {
+        Command::Verify {
+            path,
+            seal,
+            trust,
+            json,
+        } => {
             let cfg = load_config(cli.config.as_deref())?;
             let trust = match (&trust.key, &trust.trust_dir) {
                 (Some(k), _) => Trust::single(PublicKey::load(k)?, k),
@@ -188,17 +237,28 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
 fn walk_cli(path: &Path, cfg: &Config) -> Result<Manifest, Error> {
     // The operator named this path: resolve it (a symlinked directory is fine here), then walk
     // the real directory without following anything inside it.
-    let real = std::fs::canonicalize(path)
-        .map_err(|source| Error::Walk(walk::WalkError::OpenRoot { root: path.into(), source }))?;
-    Ok(walk::walk(&real, &walk::Options { limits: cfg.limits, ..walk::Options::default() })?)
+    let real = std::fs::canonicalize(path).map_err(|source| {
+        Error::Walk(walk::WalkError::OpenRoot {
+            root: path.into(),
+            source,
+        })
+    })?;
+    Ok(walk::walk(
+        &real,
+        &walk::Options {
+            limits: cfg.limits,
+            ..walk::Options::default()
+        },
+    )?)
 }
 
 fn read_seal(path: &Path) -> Result<Vec<u8>, Error> {
     match crate::atomic::read_bounded(path, seal::MAX_SEAL_BYTES) {
         Ok(b) => Ok(b),
-        Err(crate::atomic::ReadError::TooLarge { .. }) => {
-            Err(Error::Rejected { what: format!("seal {}", path.display()), why: Rejection::Malformed(seal::SealError::TooLarge) })
-        }
+        Err(crate::atomic::ReadError::TooLarge { .. }) => Err(Error::Rejected {
+            what: format!("seal {}", path.display()),
+            why: Rejection::Malformed(seal::SealError::TooLarge),
+        }),
         Err(e) => Err(Error::Read(e)),
     }
 }
@@ -239,7 +299,13 @@ fn report_verify(
                 println!("{v}");
             } else {
                 let names: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
-                println!("verified {}: {} ({}), signed by {}", path.display(), seal.digest, seal.name, names.join(", "));
+                println!(
+                    "verified {}: {} ({}), signed by {}",
+                    path.display(),
+                    seal.digest,
+                    seal.name,
+                    names.join(", ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -268,7 +334,11 @@ fn report_verify(
                 });
                 println!("{v}");
             }
-            eprintln!("rootseal: verification of {} against {} failed: {rej}", path.display(), seal_path.display());
+            eprintln!(
+                "rootseal: verification of {} against {} failed: {rej}",
+                path.display(),
+                seal_path.display()
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -281,10 +351,18 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
             let public = PublicKey::load(&key)?;
             let name = match name {
                 Some(n) => n,
-                None => key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                None => key
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             };
             let k = store.add(&public, &name)?;
-            println!("trusted {} (keyid {}) as {}", k.name, k.key.keyid, k.path.display());
+            println!(
+                "trusted {} (keyid {}) as {}",
+                k.name,
+                k.key.keyid,
+                k.path.display()
+            );
         }
         TrustCommand::List { json } => {
             let trust = store.load()?;
@@ -300,7 +378,11 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 println!("{}", json!({"keys": keys, "revoked": trust.revoked}));
             } else {
                 for k in &trust.keys {
-                    let r = if trust.revoked.key_revoked(&k.key.keyid) { " (revoked)" } else { "" };
+                    let r = if trust.revoked.key_revoked(&k.key.keyid) {
+                        " (revoked)"
+                    } else {
+                        ""
+                    };
                     println!("{}\t{}{}", k.name, k.key.keyid, r);
                 }
             }
@@ -314,18 +396,30 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 Some(d) => Some(
                     TreeDigest::parse(&d)
                         .filter(|_| d.starts_with("sha256:"))
-                        .ok_or_else(|| Error::Usage(format!("--digest {d:?} is not sha256:<64 lowercase hex>")))?,
+                        .ok_or_else(|| {
+                            Error::Usage(format!("--digest {d:?} is not sha256:<64 lowercase hex>"))
+                        })?,
                 ),
                 None => None,
             };
             let changed = store.revoke(key.as_deref(), digest.as_ref())?;
             let what = key.unwrap_or_else(|| digest.map(|d| d.to_string()).unwrap_or_default());
-            println!("{} {what}", if changed { "revoked" } else { "already revoked:" });
+            println!(
+                "{} {what}",
+                if changed {
+                    "revoked"
+                } else {
+                    "already revoked:"
+                }
+            );
         }
         TrustCommand::Import { seal: path } => {
             let trust = store.load()?;
             let bytes = read_seal(&path)?;
-            let rejected = |why| Error::Rejected { what: format!("seal {}", path.display()), why };
+            let rejected = |why| Error::Rejected {
+                what: format!("seal {}", path.display()),
+                why,
+            };
             let s = Seal::parse(&bytes).map_err(|e| rejected(Rejection::Malformed(e)))?;
             let signers = verify::check_seal(&s, &trust, SystemTime::now(), 1).map_err(rejected)?;
             let seals = SealStore::new(&cfg.seal_dir);
@@ -337,7 +431,11 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 s.name,
                 names.join(", "),
                 seals.path_for(&s.digest).display(),
-                if replaced { " (replaced the previous seal)" } else { "" }
+                if replaced {
+                    " (replaced the previous seal)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -16,11 +16,18 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config {}: {source}", path.display())]
-    Read { path: PathBuf, source: crate::atomic::ReadError },
+    Read {
+        path: PathBuf,
+        source: crate::atomic::ReadError,
+    },
     #[error("config {}: {detail}", path.display())]
     Parse { path: PathBuf, detail: String },
     #[error("config {}: {key} must be an absolute path, got {value:?}", path.display())]
-    Relative { path: PathBuf, key: &'static str, value: PathBuf },
+    Relative {
+        path: PathBuf,
+        key: &'static str,
+        value: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -64,7 +71,10 @@ pub struct Alerts {
 
 impl Default for Alerts {
     fn default() -> Self {
-        Alerts { syslog_socket: "/dev/log".into(), events_file: "/var/log/rootseal/events.jsonl".into() }
+        Alerts {
+            syslog_socket: "/dev/log".into(),
+            events_file: "/var/log/rootseal/events.jsonl".into(),
+        }
     }
 }
 
@@ -84,7 +94,9 @@ impl Default for Config {
 impl Config {
     /// Loads the config named by `explicit`, else by `$ROOTSEAL_CONFIG`, else the default path.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
-        let env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = std::env::var_os(ENV_VAR)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         let (path, must_exist) = match (explicit, env) {
             (Some(p), _) => (p.to_path_buf(), true),
             (None, Some(p)) => (p, true),
@@ -98,17 +110,28 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = crate::atomic::read_bounded(path, MAX_CONFIG_BYTES)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| ConfigError::Parse { path: path.into(), detail: "not UTF-8 text".into() })?;
+        let bytes = crate::atomic::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Read {
+                path: path.into(),
+                source,
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
+            path: path.into(),
+            detail: "not UTF-8 text".into(),
+        })?;
         Config::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            detail: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
+            detail: e
+                .to_string()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
         })?;
         for (key, value) in [
             ("trust_dir", &cfg.trust_dir),
@@ -116,7 +139,11 @@ impl Config {
             ("state_dir", &cfg.state_dir),
         ] {
             if !value.is_absolute() {
-                return Err(ConfigError::Relative { path: path.into(), key, value: value.clone() });
+                return Err(ConfigError::Relative {
+                    path: path.into(),
+                    key,
+                    value: value.clone(),
+                });
             }
         }
         Ok(cfg)
@@ -147,12 +174,21 @@ max_total_bytes = 300
         assert_eq!(c.mode, Mode::Audit);
         assert_eq!(c.limits.max_depth, 10);
         assert_eq!(c.alerts.events_file, PathBuf::from("/e.jsonl"));
-        let err = Config::parse("moed = \"audit\"", Path::new("c.toml")).unwrap_err().to_string();
+        let err = Config::parse("moed = \"audit\"", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("c.toml") && err.contains("moed"), "{err}");
-        let err = Config::parse("mode = \"off\"", Path::new("c.toml")).unwrap_err().to_string();
+        let err = Config::parse("mode = \"off\"", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("off"), "{err}");
-        let err = Config::parse("trust_dir = \"rel\"", Path::new("c.toml")).unwrap_err().to_string();
+        let err = Config::parse("trust_dir = \"rel\"", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("absolute"), "{err}");
-        assert_eq!(Config::parse("", Path::new("c.toml")).unwrap(), Config::default());
+        assert_eq!(
+            Config::parse("", Path::new("c.toml")).unwrap(),
+            Config::default()
+        );
     }
 }

@@ -25,7 +25,10 @@ pub enum Error {
     Usage(String),
     /// A verdict, not a failure of rootseal: exit 1.
     #[error("{what}: {why}")]
-    Rejected { what: String, why: verify::Rejection },
+    Rejected {
+        what: String,
+        why: verify::Rejection,
+    },
 }
 
 impl Error {

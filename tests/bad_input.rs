@@ -23,8 +23,24 @@ fn fixture() -> Fixture {
     small_tree(&root);
     let (key, public) = env.keygen("ci");
     let seal = env.path("good.json");
-    env.expect(0, [OsStr::new("seal"), root.as_os_str(), OsStr::new("--key"), key.as_os_str(), OsStr::new("--out"), seal.as_os_str()]);
-    Fixture { env, root, key, public, seal }
+    env.expect(
+        0,
+        [
+            OsStr::new("seal"),
+            root.as_os_str(),
+            OsStr::new("--key"),
+            key.as_os_str(),
+            OsStr::new("--out"),
+            seal.as_os_str(),
+        ],
+    );
+    Fixture {
+        env,
+        root,
+        key,
+        public,
+        seal,
+    }
 }
 
 impl Fixture {
@@ -37,10 +53,24 @@ impl Fixture {
 
     fn verify_file(&self, seal: &Path, key: &Path, code: i32) -> String {
         let before = listing(self.env.tmp.path());
-        let (_, err) = self.env.expect(code, [OsStr::new("verify"), self.root.as_os_str(), OsStr::new("--seal"), seal.as_os_str(), OsStr::new("--key"), key.as_os_str()]);
+        let (_, err) = self.env.expect(
+            code,
+            [
+                OsStr::new("verify"),
+                self.root.as_os_str(),
+                OsStr::new("--seal"),
+                seal.as_os_str(),
+                OsStr::new("--key"),
+                key.as_os_str(),
+            ],
+        );
         assert_eq!(err.lines().count(), 1, "exactly one line: {err}");
         assert!(err.starts_with("rootseal: "), "{err}");
-        assert_eq!(before, listing(self.env.tmp.path()), "verify must not write");
+        assert_eq!(
+            before,
+            listing(self.env.tmp.path()),
+            "verify must not write"
+        );
         err
     }
 
@@ -58,7 +88,17 @@ fn a_missing_path_or_a_file_is_a_usage_error() {
     let file = f.root.join("etc/passwd");
     let (_, err) = f.env.expect(2, [OsStr::new("digest"), file.as_os_str()]);
     assert!(err.contains("not a directory"), "{err}");
-    let (_, err) = f.env.expect(2, [OsStr::new("verify"), f.root.as_os_str(), OsStr::new("--seal"), missing.as_os_str(), OsStr::new("--key"), f.public.as_os_str()]);
+    let (_, err) = f.env.expect(
+        2,
+        [
+            OsStr::new("verify"),
+            f.root.as_os_str(),
+            OsStr::new("--seal"),
+            missing.as_os_str(),
+            OsStr::new("--key"),
+            f.public.as_os_str(),
+        ],
+    );
     assert!(err.contains("nope"), "{err}");
 }
 
@@ -67,7 +107,10 @@ fn corrupt_or_truncated_seal_json() {
     let f = fixture();
     let good = std::fs::read(&f.seal).unwrap();
     let err = f.verify_text(&good[..good.len() / 2], 1);
-    assert!(err.contains("bad.json") && err.contains("not valid JSON"), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("not valid JSON"),
+        "{err}"
+    );
     let err = f.verify_text(b"", 1);
     assert!(err.contains("not valid JSON"), "{err}");
     let err = f.verify_text(b"\x00\xff garbage", 1);
@@ -80,12 +123,17 @@ fn duplicate_keys_in_envelope_and_payload() {
     let text = String::from_utf8(std::fs::read(&f.seal).unwrap()).unwrap();
     let dup = text.replacen("{", "{\"payloadType\": \"x\",", 1);
     let err = f.verify_text(dup.as_bytes(), 1);
-    assert!(err.contains("duplicate") && err.contains("payloadType"), "{err}");
+    assert!(
+        err.contains("duplicate") && err.contains("payloadType"),
+        "{err}"
+    );
 
     // Inside the signed payload, spelled with an escape: `"_typ\u0065"` duplicates `"_type"`.
     let mut env = f.envelope();
     let payload = B64.decode(env["payload"].as_str().unwrap()).unwrap();
-    let p = String::from_utf8(payload).unwrap().replacen("{", "{\"_typ\\u0065\":\"x\",", 1);
+    let p = String::from_utf8(payload)
+        .unwrap()
+        .replacen("{", "{\"_typ\\u0065\":\"x\",", 1);
     env["payload"] = B64.encode(p).into();
     let err = f.verify_text(env.to_string().as_bytes(), 1);
     assert!(err.contains("duplicate") && err.contains("_type"), "{err}");
@@ -94,7 +142,11 @@ fn duplicate_keys_in_envelope_and_payload() {
 #[test]
 fn wrong_payload_type_and_bad_base64() {
     let f = fixture();
-    for pt in ["application/vnd.in-toto+json ", "application/json", "APPLICATION/VND.IN-TOTO+JSON"] {
+    for pt in [
+        "application/vnd.in-toto+json ",
+        "application/json",
+        "APPLICATION/VND.IN-TOTO+JSON",
+    ] {
         let mut env = f.envelope();
         env["payloadType"] = pt.into();
         let err = f.verify_text(env.to_string().as_bytes(), 1);
@@ -130,11 +182,13 @@ fn unknown_revoked_and_removed_keys() {
 fn non_canonical_signature_is_refused() {
     let f = fixture();
     let mut env = f.envelope();
-    let sig = B64.decode(env["signatures"][0]["sig"].as_str().unwrap()).unwrap();
+    let sig = B64
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
     // s' = s + L (the group order) is accepted by lax verifiers; verify_strict refuses it.
     let l: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let mut s = [0u8; 32];
     s.copy_from_slice(&sig[32..]);
@@ -148,7 +202,10 @@ fn non_canonical_signature_is_refused() {
     bad.extend_from_slice(&s);
     env["signatures"][0]["sig"] = B64.encode(&bad).into();
     let err = f.verify_text(env.to_string().as_bytes(), 1);
-    assert!(err.contains("does not verify") || err.contains("not signed by any trusted key"), "{err}");
+    assert!(
+        err.contains("does not verify") || err.contains("not signed by any trusted key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,7 +213,19 @@ fn expired_seal() {
     let f = fixture();
     // Seal with a 1 second expiry and wait it out.
     let seal = f.env.path("short.json");
-    f.env.expect(0, [OsStr::new("seal"), f.root.as_os_str(), OsStr::new("--key"), f.key.as_os_str(), OsStr::new("--expires"), OsStr::new("1s"), OsStr::new("--out"), seal.as_os_str()]);
+    f.env.expect(
+        0,
+        [
+            OsStr::new("seal"),
+            f.root.as_os_str(),
+            OsStr::new("--key"),
+            f.key.as_os_str(),
+            OsStr::new("--expires"),
+            OsStr::new("1s"),
+            OsStr::new("--out"),
+            seal.as_os_str(),
+        ],
+    );
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let err = f.verify_file(&seal, &f.public, 1);
     assert!(err.contains("expired") && err.contains("re-seal"), "{err}");
@@ -169,7 +238,10 @@ fn a_seal_over_64_mib_is_refused_unread() {
     let file = std::fs::File::create(&p).unwrap();
     file.set_len((64 << 20) + 1).unwrap();
     let err = f.verify_file(&p, &f.public, 1);
-    assert!(err.contains("huge.json") && err.contains("larger than"), "{err}");
+    assert!(
+        err.contains("huge.json") && err.contains("larger than"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -178,28 +250,75 @@ fn key_files_with_wrong_permissions_or_kind() {
     // A private key where a public key is expected.
     let err = f.verify_file(&f.seal, &f.key, 2);
     assert!(err.contains("is a private key"), "{err}");
-    let (_, err) = f.env.expect(2, [OsStr::new("trust"), OsStr::new("add"), f.key.as_os_str()]);
+    let (_, err) = f.env.expect(
+        2,
+        [OsStr::new("trust"), OsStr::new("add"), f.key.as_os_str()],
+    );
     assert!(err.contains("is a private key"), "{err}");
     // A public key where a private key is expected.
-    let (_, err) = f.env.expect(2, [OsStr::new("seal"), f.root.as_os_str(), OsStr::new("--key"), f.public.as_os_str()]);
+    let (_, err) = f.env.expect(
+        2,
+        [
+            OsStr::new("seal"),
+            f.root.as_os_str(),
+            OsStr::new("--key"),
+            f.public.as_os_str(),
+        ],
+    );
     assert!(err.contains("is a public key"), "{err}");
     // A group-writable key in the trust store.
-    f.env.expect(0, [OsStr::new("trust"), OsStr::new("add"), f.public.as_os_str()]);
+    f.env.expect(
+        0,
+        [OsStr::new("trust"), OsStr::new("add"), f.public.as_os_str()],
+    );
     let stored = f.env.path("trust/ci.pub");
     std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o664)).unwrap();
     let trust_dir = f.env.path("trust");
-    let (_, err) = f.env.expect(2, [OsStr::new("verify"), f.root.as_os_str(), OsStr::new("--seal"), f.seal.as_os_str(), OsStr::new("--trust-dir"), trust_dir.as_os_str()]);
-    assert!(err.contains("ci.pub") && err.contains("writable by group") && err.contains("chmod go-w"), "{err}");
+    let (_, err) = f.env.expect(
+        2,
+        [
+            OsStr::new("verify"),
+            f.root.as_os_str(),
+            OsStr::new("--seal"),
+            f.seal.as_os_str(),
+            OsStr::new("--trust-dir"),
+            trust_dir.as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("ci.pub") && err.contains("writable by group") && err.contains("chmod go-w"),
+        "{err}"
+    );
     // Not owned by root (or by us).
     std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::chown(&stored, Some(4242), None).unwrap();
-    let (_, err) = f.env.expect(2, [OsStr::new("verify"), f.root.as_os_str(), OsStr::new("--seal"), f.seal.as_os_str(), OsStr::new("--trust-dir"), trust_dir.as_os_str()]);
-    assert!(err.contains("owned by uid 4242") && err.contains("chown root"), "{err}");
+    let (_, err) = f.env.expect(
+        2,
+        [
+            OsStr::new("verify"),
+            f.root.as_os_str(),
+            OsStr::new("--seal"),
+            f.seal.as_os_str(),
+            OsStr::new("--trust-dir"),
+            trust_dir.as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("owned by uid 4242") && err.contains("chown root"),
+        "{err}"
+    );
     // Garbage where a key should be.
     let junk = f.env.path("junk.pub");
-    std::fs::write(&junk, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+    std::fs::write(
+        &junk,
+        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
     let err = f.verify_file(&f.seal, &junk, 2);
-    assert!(err.contains("junk.pub") && err.contains("not an ed25519 public key"), "{err}");
+    assert!(
+        err.contains("junk.pub") && err.contains("not an ed25519 public key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -208,11 +327,31 @@ fn a_failed_seal_leaves_no_partial_output() {
     let out = f.env.path("out.json");
     let before = listing(f.env.tmp.path());
     let missing = f.env.path("missing");
-    f.env.expect(2, [OsStr::new("seal"), missing.as_os_str(), OsStr::new("--key"), f.key.as_os_str(), OsStr::new("--out"), out.as_os_str()]);
+    f.env.expect(
+        2,
+        [
+            OsStr::new("seal"),
+            missing.as_os_str(),
+            OsStr::new("--key"),
+            f.key.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ],
+    );
     assert_eq!(before, listing(f.env.tmp.path()));
     // An existing output is untouched when sealing fails.
     std::fs::write(&out, b"previous").unwrap();
-    f.env.expect(2, [OsStr::new("seal"), missing.as_os_str(), OsStr::new("--key"), f.key.as_os_str(), OsStr::new("--out"), out.as_os_str()]);
+    f.env.expect(
+        2,
+        [
+            OsStr::new("seal"),
+            missing.as_os_str(),
+            OsStr::new("--key"),
+            f.key.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ],
+    );
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
 }
 
@@ -223,6 +362,14 @@ fn a_bad_config_names_the_file_and_key() {
     let (_, err) = f.env.expect(2, [OsStr::new("digest"), f.root.as_os_str()]);
     assert!(err.contains("config.toml") && err.contains("mood"), "{err}");
     let missing = f.env.path("missing.toml");
-    let (_, err) = f.env.expect(2, [OsStr::new("--config"), missing.as_os_str(), OsStr::new("digest"), f.root.as_os_str()]);
+    let (_, err) = f.env.expect(
+        2,
+        [
+            OsStr::new("--config"),
+            missing.as_os_str(),
+            OsStr::new("digest"),
+            f.root.as_os_str(),
+        ],
+    );
     assert!(err.contains("missing.toml"), "{err}");
 }
