@@ -8,7 +8,8 @@ use crate::error::Error;
 use crate::keys::{self, PublicKey};
 use crate::manifest::{display_path, Manifest, TreeDigest};
 use crate::seal::{self, Seal, SealRequest};
-use crate::trust::{SealStore, Trust, TrustStore};
+use crate::store::SealStore;
+use crate::trust::{Trust, TrustStore};
 use crate::verify::{self, Rejection};
 use crate::walk;
 use clap::{Args, Parser, Subcommand};
@@ -19,11 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "rootseal",
-    version,
-    about = "Seal container root filesystems and verify them at container start"
-)]
+#[command(name = "rootseal", version, about = "Seal container root filesystems and verify them at container start")]
 pub struct Cli {
     /// Config file (else $ROOTSEAL_CONFIG, else /etc/rootseal/config.toml)
     #[arg(long, global = true, value_name = "FILE")]
@@ -75,6 +72,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as an OCI hook (reads the container state on stdin); STAGE is inferred from the
+    /// state's status when omitted
+    Hook {
+        /// prestart, createRuntime, createContainer, startContainer, poststart or poststop
+        stage: Option<String>,
+    },
+    /// Decide about a bundle offline, as the hook would at container start
+    Check {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OCI hooks.d JSON (podman, CRI-O) for this installation
+    HooksJson {
+        /// Path of the rootseal binary on the node
+        #[arg(long, default_value = "/usr/bin/rootseal")]
+        binary: PathBuf,
+        /// Config file the hook should read (default: the hook's default lookup)
+        #[arg(long = "hook-config", value_name = "FILE")]
+        hook_config: Option<PathBuf>,
+    },
     /// Manage the node's trust store
     Trust {
         #[command(subcommand)]
@@ -111,12 +129,7 @@ pub enum TrustCommand {
     Remove { name: String },
     /// Revoke a key id or a tree digest on this node
     Revoke {
-        #[arg(
-            long,
-            value_name = "KEYID",
-            required_unless_present = "digest",
-            conflicts_with = "digest"
-        )]
+        #[arg(long, value_name = "KEYID", required_unless_present = "digest", conflicts_with = "digest")]
         key: Option<String>,
         #[arg(long, value_name = "sha256:HEX")]
         digest: Option<String>,
@@ -130,19 +143,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Keygen { out } => {
             let (k, p, public) = keys::keygen(&out)?;
-            println!(
-                "wrote {} and {} (keyid {})",
-                k.display(),
-                p.display(),
-                public.keyid
-            );
+            println!("wrote {} and {} (keyid {})", k.display(), p.display(), public.keyid);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Digest {
-            path,
-            json,
-            manifest,
-        } => {
+        Command::Digest { path, json, manifest } => {
             let cfg = load_config(cli.config.as_deref())?;
             let m = walk_cli(&path, &cfg)?;
             let mut out = std::io::stdout().lock();
@@ -161,33 +165,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seal {
-            path,
-            key,
-            name,
-            expires,
-            out,
-        } => {
+        Command::Seal { path, key, name, expires, out } => {
             let cfg = load_config(cli.config.as_deref())?;
             let sk = keys::load_signing_key(&key)?;
             let now = SystemTime::now();
             let expires = expires.map(|e| parse_expiry(&e, now)).transpose()?;
             if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
-                return Err(Error::Usage(
-                    "--name must be 1 to 1024 printable characters".into(),
-                ));
+                return Err(Error::Usage("--name must be 1 to 1024 printable characters".into()));
             }
             let m = walk_cli(&path, &cfg)?;
-            let bytes = seal::create(
-                &SealRequest {
-                    manifest: &m,
-                    name: &name,
-                    created: now,
-                    expires,
-                    image: None,
-                },
-                &sk,
-            );
+            let bytes =
+                seal::create(&SealRequest { manifest: &m, name: &name, created: now, expires, image: None }, &sk);
             match out {
                 Some(out) => {
                     crate::atomic::write(&out, &bytes, 0o644).map_err(Error::Write)?;
@@ -199,19 +187,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                         out.display()
                     );
                 }
-                None => std::io::stdout()
-                    .lock()
-                    .write_all(&bytes)
-                    .map_err(Error::Stdout)?,
+                None => std::io::stdout().lock().write_all(&bytes).map_err(Error::Stdout)?,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify {
-            path,
-            seal,
-            trust,
-            json,
-        } => {
+        Command::Verify { path, seal, trust, json } => {
             let cfg = load_config(cli.config.as_deref())?;
             let trust = match (&trust.key, &trust.trust_dir) {
                 (Some(k), _) => Trust::single(PublicKey::load(k)?, k),
@@ -222,6 +202,32 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let found = walk_cli(&path, &cfg)?;
             let result = verify::verify(&seal_bytes, &found, None, &trust, SystemTime::now());
             report_verify(&path, &seal, &found, result, json)
+        }
+        Command::Hook { stage } => {
+            let cfg = Config::load(cli.config.as_deref()).map(|(c, _)| c);
+            Ok(crate::hook::run(stage.as_deref(), cfg))
+        }
+        Command::Check { bundle, json } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            let bundle =
+                std::path::absolute(&bundle).map_err(|e| Error::Usage(format!("{}: {e}", bundle.display())))?;
+            let id = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
+            let deadline = std::time::Instant::now() + cfg.hook.deadline();
+            let d = crate::hook::decide(&cfg, &id, &bundle, deadline);
+            if json {
+                let ev = d.event("check", None, None);
+                println!("{}", serde_json::json!({"allowed": d.allowed(), "event": ev}));
+            } else {
+                println!("{}", d.summary());
+                for v in d.violations.iter().skip(1) {
+                    println!("  also: {} ({})", v.message, v.code);
+                }
+            }
+            Ok(if d.allowed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::HooksJson { binary, hook_config } => {
+            print!("{}", crate::hook::hooks_json(&binary, hook_config.as_deref()));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Trust { command } => {
             let cfg = load_config(cli.config.as_deref())?;
@@ -237,19 +243,9 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
 fn walk_cli(path: &Path, cfg: &Config) -> Result<Manifest, Error> {
     // The operator named this path: resolve it (a symlinked directory is fine here), then walk
     // the real directory without following anything inside it.
-    let real = std::fs::canonicalize(path).map_err(|source| {
-        Error::Walk(walk::WalkError::OpenRoot {
-            root: path.into(),
-            source,
-        })
-    })?;
-    Ok(walk::walk(
-        &real,
-        &walk::Options {
-            limits: cfg.limits,
-            ..walk::Options::default()
-        },
-    )?)
+    let real = std::fs::canonicalize(path)
+        .map_err(|source| Error::Walk(walk::WalkError::OpenRoot { root: path.into(), source }))?;
+    Ok(walk::walk(&real, &walk::Options { limits: cfg.limits, ..walk::Options::default() })?)
 }
 
 fn read_seal(path: &Path) -> Result<Vec<u8>, Error> {
@@ -334,11 +330,7 @@ fn report_verify(
                 });
                 println!("{v}");
             }
-            eprintln!(
-                "rootseal: verification of {} against {} failed: {rej}",
-                path.display(),
-                seal_path.display()
-            );
+            eprintln!("rootseal: verification of {} against {} failed: {rej}", path.display(), seal_path.display());
             Ok(ExitCode::from(1))
         }
     }
@@ -351,18 +343,10 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
             let public = PublicKey::load(&key)?;
             let name = match name {
                 Some(n) => n,
-                None => key
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                None => key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             };
             let k = store.add(&public, &name)?;
-            println!(
-                "trusted {} (keyid {}) as {}",
-                k.name,
-                k.key.keyid,
-                k.path.display()
-            );
+            println!("trusted {} (keyid {}) as {}", k.name, k.key.keyid, k.path.display());
         }
         TrustCommand::List { json } => {
             let trust = store.load()?;
@@ -378,11 +362,7 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 println!("{}", json!({"keys": keys, "revoked": trust.revoked}));
             } else {
                 for k in &trust.keys {
-                    let r = if trust.revoked.key_revoked(&k.key.keyid) {
-                        " (revoked)"
-                    } else {
-                        ""
-                    };
+                    let r = if trust.revoked.key_revoked(&k.key.keyid) { " (revoked)" } else { "" };
                     println!("{}\t{}{}", k.name, k.key.keyid, r);
                 }
             }
@@ -396,34 +376,22 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 Some(d) => Some(
                     TreeDigest::parse(&d)
                         .filter(|_| d.starts_with("sha256:"))
-                        .ok_or_else(|| {
-                            Error::Usage(format!("--digest {d:?} is not sha256:<64 lowercase hex>"))
-                        })?,
+                        .ok_or_else(|| Error::Usage(format!("--digest {d:?} is not sha256:<64 lowercase hex>")))?,
                 ),
                 None => None,
             };
             let changed = store.revoke(key.as_deref(), digest.as_ref())?;
             let what = key.unwrap_or_else(|| digest.map(|d| d.to_string()).unwrap_or_default());
-            println!(
-                "{} {what}",
-                if changed {
-                    "revoked"
-                } else {
-                    "already revoked:"
-                }
-            );
+            println!("{} {what}", if changed { "revoked" } else { "already revoked:" });
         }
         TrustCommand::Import { seal: path } => {
             let trust = store.load()?;
             let bytes = read_seal(&path)?;
-            let rejected = |why| Error::Rejected {
-                what: format!("seal {}", path.display()),
-                why,
-            };
+            let rejected = |why| Error::Rejected { what: format!("seal {}", path.display()), why };
             let s = Seal::parse(&bytes).map_err(|e| rejected(Rejection::Malformed(e)))?;
             let signers = verify::check_seal(&s, &trust, SystemTime::now(), 1).map_err(rejected)?;
             let seals = SealStore::new(&cfg.seal_dir);
-            let replaced = seals.put(&s.digest, &bytes)?;
+            let replaced = seals.put(&s.digest, &s.name, &s.manifest, &bytes)?;
             let names: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
             println!(
                 "imported seal {} ({}) signed by {} into {}{}",
@@ -431,11 +399,7 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 s.name,
                 names.join(", "),
                 seals.path_for(&s.digest).display(),
-                if replaced {
-                    " (replaced the previous seal)"
-                } else {
-                    ""
-                }
+                if replaced { " (replaced the previous seal)" } else { "" }
             );
         }
     }

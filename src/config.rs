@@ -5,6 +5,8 @@
 //! that was named explicitly is an error. Unknown keys are errors: a typo must not silently
 //! turn a protection off.
 
+use crate::policy::{Exemption, Rule};
+use crate::readonly::ReadonlyPolicy;
 use crate::walk::Limits;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -16,18 +18,13 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: crate::atomic::ReadError,
-    },
+    Read { path: PathBuf, source: crate::atomic::ReadError },
     #[error("config {}: {detail}", path.display())]
     Parse { path: PathBuf, detail: String },
+    #[error("config {}: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
     #[error("config {}: {key} must be an absolute path, got {value:?}", path.display())]
-    Relative {
-        path: PathBuf,
-        key: &'static str,
-        value: PathBuf,
-    },
+    Relative { path: PathBuf, key: &'static str, value: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -58,6 +55,33 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub alerts: Alerts,
     pub limits: Limits,
+    pub hook: HookSettings,
+    pub readonly: ReadonlyPolicy,
+    /// Per-image rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Exemptions; when the file has none, [`policy::default_exemptions`] apply.
+    pub exempt: Option<Vec<Exemption>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookSettings {
+    /// Wall-clock budget for the whole hook, e.g. "10s", "1500ms".
+    pub deadline: String,
+    /// Distinct trusted signatures a seal needs (a rule may raise it).
+    pub min_signers: usize,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings { deadline: "10s".into(), min_signers: 1 }
+    }
+}
+
+impl HookSettings {
+    pub fn deadline(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.deadline).expect("validated at load")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +95,7 @@ pub struct Alerts {
 
 impl Default for Alerts {
     fn default() -> Self {
-        Alerts {
-            syslog_socket: "/dev/log".into(),
-            events_file: "/var/log/rootseal/events.jsonl".into(),
-        }
+        Alerts { syslog_socket: "/dev/log".into(), events_file: "/var/log/rootseal/events.jsonl".into() }
     }
 }
 
@@ -87,6 +108,10 @@ impl Default for Config {
             state_dir: "/run/rootseal".into(),
             alerts: Alerts::default(),
             limits: Limits::default(),
+            hook: HookSettings::default(),
+            readonly: ReadonlyPolicy::default(),
+            rules: Vec::new(),
+            exempt: None,
         }
     }
 }
@@ -94,9 +119,7 @@ impl Default for Config {
 impl Config {
     /// Loads the config named by `explicit`, else by `$ROOTSEAL_CONFIG`, else the default path.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
-        let env = std::env::var_os(ENV_VAR)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
         let (path, must_exist) = match (explicit, env) {
             (Some(p), _) => (p.to_path_buf(), true),
             (None, Some(p)) => (p, true),
@@ -110,43 +133,56 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = crate::atomic::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| {
-            ConfigError::Read {
-                path: path.into(),
-                source,
-            }
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
-            path: path.into(),
-            detail: "not UTF-8 text".into(),
-        })?;
+        let bytes = crate::atomic::read_bounded(path, MAX_CONFIG_BYTES)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ConfigError::Parse { path: path.into(), detail: "not UTF-8 text".into() })?;
         Config::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            detail: e
-                .to_string()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
+            detail: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
         })?;
-        for (key, value) in [
-            ("trust_dir", &cfg.trust_dir),
-            ("seal_dir", &cfg.seal_dir),
-            ("state_dir", &cfg.state_dir),
-        ] {
+        for (key, value) in [("trust_dir", &cfg.trust_dir), ("seal_dir", &cfg.seal_dir), ("state_dir", &cfg.state_dir)]
+        {
             if !value.is_absolute() {
-                return Err(ConfigError::Relative {
-                    path: path.into(),
-                    key,
-                    value: value.clone(),
-                });
+                return Err(ConfigError::Relative { path: path.into(), key, value: value.clone() });
+            }
+        }
+        let invalid = |what: String| ConfigError::Invalid { path: path.into(), what };
+        match humantime::parse_duration(&cfg.hook.deadline) {
+            Ok(d) if d >= std::time::Duration::from_millis(100) && d <= std::time::Duration::from_secs(600) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "[hook] deadline {:?} must be a duration between 100ms and 600s, e.g. \"10s\"",
+                    cfg.hook.deadline
+                )))
+            }
+        }
+        if cfg.hook.min_signers == 0 {
+            return Err(invalid("[hook] min_signers must be at least 1".into()));
+        }
+        for r in &cfg.rules {
+            if r.images.is_empty() {
+                return Err(invalid(format!("rule {:?} has no images patterns", r.name)));
+            }
+            if r.min_signers == Some(0) {
+                return Err(invalid(format!("rule {:?}: min_signers must be at least 1", r.name)));
+            }
+        }
+        for e in cfg.exemptions() {
+            if e.images.is_empty() && e.annotations.is_empty() {
+                return Err(invalid(format!("exemption {:?} matches nothing: give images or annotations", e.name)));
             }
         }
         Ok(cfg)
+    }
+
+    /// The exemptions in force.
+    pub fn exemptions(&self) -> Vec<Exemption> {
+        self.exempt.clone().unwrap_or_else(crate::policy::default_exemptions)
     }
 }
 
@@ -169,26 +205,35 @@ max_depth = 10
 max_entries = 100
 max_path_bytes = 200
 max_total_bytes = 300
+[hook]
+deadline = "2s"
+min_signers = 1
+[readonly]
+enabled = true
+writable_types = ["tmpfs"]
+writable_destinations = ["/etc/hosts"]
+writable_sources = ["/srv/**"]
+[[rules]]
+name = "prod"
+images = ["registry.example/prod/**"]
+keys = ["ci-2026"]
+mode = "enforce"
+min_signers = 2
+[[exempt]]
+name = "pause"
+images = ["registry.k8s.io/pause:*"]
+annotations = { "io.kubernetes.cri.container-type" = "sandbox" }
 "#;
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         assert_eq!(c.mode, Mode::Audit);
         assert_eq!(c.limits.max_depth, 10);
         assert_eq!(c.alerts.events_file, PathBuf::from("/e.jsonl"));
-        let err = Config::parse("moed = \"audit\"", Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("moed = \"audit\"", Path::new("c.toml")).unwrap_err().to_string();
         assert!(err.contains("c.toml") && err.contains("moed"), "{err}");
-        let err = Config::parse("mode = \"off\"", Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("mode = \"off\"", Path::new("c.toml")).unwrap_err().to_string();
         assert!(err.contains("off"), "{err}");
-        let err = Config::parse("trust_dir = \"rel\"", Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("trust_dir = \"rel\"", Path::new("c.toml")).unwrap_err().to_string();
         assert!(err.contains("absolute"), "{err}");
-        assert_eq!(
-            Config::parse("", Path::new("c.toml")).unwrap(),
-            Config::default()
-        );
+        assert_eq!(Config::parse("", Path::new("c.toml")).unwrap(), Config::default());
     }
 }

@@ -1,7 +1,7 @@
 //! The crate's top-level error: every module's error, collected, with the exit code each maps
 //! to (docs: 1 = a verification verdict said no, 2 = usage, config or I/O).
 
-use crate::{atomic, config, keys, trust, verify, walk};
+use crate::{atomic, config, keys, store, trust, verify, walk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -12,7 +12,7 @@ pub enum Error {
     #[error(transparent)]
     Trust(#[from] trust::TrustError),
     #[error(transparent)]
-    SealStore(#[from] trust::SealStoreError),
+    Store(#[from] store::StoreError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error("cannot write: {0}")]
@@ -25,10 +25,7 @@ pub enum Error {
     Usage(String),
     /// A verdict, not a failure of rootseal: exit 1.
     #[error("{what}: {why}")]
-    Rejected {
-        what: String,
-        why: verify::Rejection,
-    },
+    Rejected { what: String, why: verify::Rejection },
 }
 
 impl Error {

@@ -126,12 +126,8 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
 /// the root stays at the root, an absolute target restarts at the root).
 pub fn resolve(path: &[u8], m: &Manifest) -> Vec<u8> {
     let mut done: Vec<Vec<u8>> = Vec::new();
-    let mut todo: Vec<Vec<u8>> = path
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(|c| c.to_vec())
-        .collect();
+    let mut todo: Vec<Vec<u8>> =
+        path.split(|&b| b == b'/').filter(|c| !c.is_empty()).rev().map(|c| c.to_vec()).collect();
     let mut links = 0;
     while let Some(c) = todo.pop() {
         match c.as_slice() {
@@ -166,24 +162,13 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, kind: Kind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            kind,
-        }
+        Entry { path: path.as_bytes().to_vec(), mode: 0o755, uid: 0, gid: 0, kind }
     }
     fn dir(path: &str) -> Entry {
         entry(path, Kind::Dir)
     }
     fn link(path: &str, target: &str) -> Entry {
-        entry(
-            path,
-            Kind::Symlink {
-                target: target.as_bytes().to_vec(),
-            },
-        )
+        entry(path, Kind::Symlink { target: target.as_bytes().to_vec() })
     }
 
     #[test]
@@ -222,20 +207,9 @@ mod tests {
             entry("/proc/fake", Kind::Fifo),
             dir("/procfs"),
         ]);
-        let ex = Exclusions::new(
-            &[
-                "/proc",
-                "/etc/hosts",
-                "/run/secrets/kubernetes.io/serviceaccount",
-            ],
-            &sealed,
-        );
-        let kept: Vec<String> = ex
-            .apply_sealed(&sealed)
-            .entries()
-            .iter()
-            .map(|e| String::from_utf8(e.path.clone()).unwrap())
-            .collect();
+        let ex = Exclusions::new(&["/proc", "/etc/hosts", "/run/secrets/kubernetes.io/serviceaccount"], &sealed);
+        let kept: Vec<String> =
+            ex.apply_sealed(&sealed).entries().iter().map(|e| String::from_utf8(e.path.clone()).unwrap()).collect();
         assert_eq!(kept, ["/etc", "/etc/passwd", "/procfs"]);
 
         let found = Manifest::from_entries(vec![
@@ -256,16 +230,7 @@ mod tests {
             .iter()
             .map(|e| String::from_utf8(e.path.clone()).unwrap())
             .collect();
-        assert_eq!(
-            kept,
-            [
-                "/etc",
-                "/etc/passwd",
-                "/procfs",
-                "/run/other",
-                "/run/secrets/kubernetes.io/x"
-            ]
-        );
+        assert_eq!(kept, ["/etc", "/etc/passwd", "/procfs", "/run/other", "/run/secrets/kubernetes.io/x"]);
         assert!(ex.is_excluded(b"/proc/1/status"));
         assert!(!ex.is_excluded(b"/procfs"));
         assert!(!ex.is_excluded(b"/etc"));

@@ -27,13 +27,9 @@ pub fn check_no_duplicates(bytes: &[u8]) -> Result<(), JsonError> {
     r.map_err(|e| {
         let msg = e.to_string();
         match msg.strip_prefix("duplicate key ") {
-            Some(rest) => JsonError::Duplicate(
-                rest.split(" at line")
-                    .next()
-                    .unwrap_or(rest)
-                    .trim_matches('"')
-                    .to_string(),
-            ),
+            Some(rest) => {
+                JsonError::Duplicate(rest.split(" at line").next().unwrap_or(rest).trim_matches('"').to_string())
+            }
             None => JsonError::Syntax(msg),
         }
     })
@@ -112,22 +108,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_and_trailing_garbage_are_rejected() {
-        assert!(matches!(
-            check_no_duplicates(b"{"),
-            Err(JsonError::Syntax(_))
-        ));
-        assert!(matches!(
-            check_no_duplicates(b"{} x"),
-            Err(JsonError::Syntax(_))
-        ));
-        assert!(matches!(
-            check_no_duplicates(b""),
-            Err(JsonError::Syntax(_))
-        ));
+        assert!(matches!(check_no_duplicates(b"{"), Err(JsonError::Syntax(_))));
+        assert!(matches!(check_no_duplicates(b"{} x"), Err(JsonError::Syntax(_))));
+        assert!(matches!(check_no_duplicates(b""), Err(JsonError::Syntax(_))));
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-        assert!(matches!(
-            check_no_duplicates(deep.as_bytes()),
-            Err(JsonError::Syntax(_))
-        ));
+        assert!(matches!(check_no_duplicates(deep.as_bytes()), Err(JsonError::Syntax(_))));
     }
 }

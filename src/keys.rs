@@ -14,10 +14,7 @@ pub const MAX_KEY_FILE: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read key {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("key {} is larger than {MAX_KEY_FILE} bytes; it is not a PEM key", path.display())]
     TooLarge { path: PathBuf },
     #[error("{} is a private key; give the public key (PREFIX.pub, or `openssl pkey -in KEY -pubout`)", path.display())]
@@ -25,16 +22,9 @@ pub enum KeyError {
     #[error("{} is a public key; signing needs the private key (PREFIX.key)", path.display())]
     PublicGivenAsPrivate { path: PathBuf },
     #[error("{} is not an ed25519 {what} in PEM form: {detail}", path.display())]
-    Parse {
-        path: PathBuf,
-        what: &'static str,
-        detail: String,
-    },
+    Parse { path: PathBuf, what: &'static str, detail: String },
     #[error("cannot write key {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: atomic::WriteError,
-    },
+    Write { path: PathBuf, source: atomic::WriteError },
     #[error("{} already exists; remove it or choose another --out prefix", path.display())]
     Exists { path: PathBuf },
 }
@@ -49,13 +39,8 @@ pub struct PublicKey {
 
 impl PublicKey {
     pub fn new(key: VerifyingKey) -> PublicKey {
-        let der = key
-            .to_public_key_der()
-            .expect("ed25519 SPKI encoding cannot fail");
-        PublicKey {
-            key,
-            keyid: hex(&Sha256::digest(der.as_bytes())),
-        }
+        let der = key.to_public_key_der().expect("ed25519 SPKI encoding cannot fail");
+        PublicKey { key, keyid: hex(&Sha256::digest(der.as_bytes())) }
     }
 
     pub fn to_pem(&self) -> String {
@@ -69,13 +54,11 @@ impl PublicKey {
         if text.contains("PRIVATE KEY-----") {
             return Err(KeyError::PrivateGivenAsPublic { path: path.into() });
         }
-        VerifyingKey::from_public_key_pem(text.trim())
-            .map(PublicKey::new)
-            .map_err(|e| KeyError::Parse {
-                path: path.into(),
-                what: "public key (SPKI)",
-                detail: e.to_string(),
-            })
+        VerifyingKey::from_public_key_pem(text.trim()).map(PublicKey::new).map_err(|e| KeyError::Parse {
+            path: path.into(),
+            what: "public key (SPKI)",
+            detail: e.to_string(),
+        })
     }
 
     pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
@@ -99,16 +82,9 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
 fn read_key_file(path: &Path) -> Result<String, KeyError> {
     let bytes = atomic::read_bounded(path, MAX_KEY_FILE).map_err(|e| match e {
         atomic::ReadError::TooLarge { .. } => KeyError::TooLarge { path: path.into() },
-        atomic::ReadError::Io { source, .. } => KeyError::Read {
-            path: path.into(),
-            source,
-        },
+        atomic::ReadError::Io { source, .. } => KeyError::Read { path: path.into(), source },
     })?;
-    String::from_utf8(bytes).map_err(|_| KeyError::Parse {
-        path: path.into(),
-        what: "key",
-        detail: "not text".into(),
-    })
+    String::from_utf8(bytes).map_err(|_| KeyError::Parse { path: path.into(), what: "key", detail: "not text".into() })
 }
 
 /// Writes a new key pair: `PREFIX.key` (PKCS#8 PEM, mode 0600) and `PREFIX.pub` (SPKI PEM).
@@ -126,16 +102,10 @@ pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf, PublicKey), KeyError> 
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .expect("ed25519 PKCS#8 encoding cannot fail");
     let public = PublicKey::new(sk.verifying_key());
-    atomic::write_new(&key_path, pem.as_bytes(), 0o600).map_err(|e| KeyError::Write {
-        path: key_path.clone(),
-        source: e,
-    })?;
-    atomic::write_new(&pub_path, public.to_pem().as_bytes(), 0o644).map_err(|e| {
-        KeyError::Write {
-            path: pub_path.clone(),
-            source: e,
-        }
-    })?;
+    atomic::write_new(&key_path, pem.as_bytes(), 0o600)
+        .map_err(|e| KeyError::Write { path: key_path.clone(), source: e })?;
+    atomic::write_new(&pub_path, public.to_pem().as_bytes(), 0o644)
+        .map_err(|e| KeyError::Write { path: pub_path.clone(), source: e })?;
     Ok((key_path, pub_path, public))
 }
 
@@ -155,23 +125,14 @@ mod tests {
         let prefix = t.path().join("ci");
         let (k, p, public) = keygen(&prefix).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
         let sk = load_signing_key(&k).unwrap();
         let loaded = PublicKey::load(&p).unwrap();
         assert_eq!(loaded.key, sk.verifying_key());
         assert_eq!(loaded.keyid, public.keyid);
         assert_eq!(loaded.keyid.len(), 64);
         assert!(matches!(keygen(&prefix), Err(KeyError::Exists { .. })));
-        assert!(matches!(
-            PublicKey::load(&k),
-            Err(KeyError::PrivateGivenAsPublic { .. })
-        ));
-        assert!(matches!(
-            load_signing_key(&p),
-            Err(KeyError::PublicGivenAsPrivate { .. })
-        ));
+        assert!(matches!(PublicKey::load(&k), Err(KeyError::PrivateGivenAsPublic { .. })));
+        assert!(matches!(load_signing_key(&p), Err(KeyError::PublicGivenAsPrivate { .. })));
     }
 }

@@ -4,15 +4,23 @@
 //! digest; the [`trust`] store says which keys count; [`verify`] decides; [`exclude`] says
 //! which paths a runtime mounts over; [`cli`] is the command line.
 
+pub mod alerts;
 pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exclude;
+pub mod glob;
+pub mod hook;
 pub mod json;
 pub mod keys;
 pub mod manifest;
+pub mod oci;
+pub mod policy;
+pub mod readonly;
 pub mod seal;
+pub mod state;
+pub mod store;
 pub mod sys;
 pub mod trust;
 pub mod verify;

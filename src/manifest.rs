@@ -25,23 +25,11 @@ pub enum ManifestError {
 /// What kind of filesystem object an entry is, with the data that identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    File {
-        size: u64,
-        sha256: [u8; 32],
-        cap: Option<Vec<u8>>,
-    },
+    File { size: u64, sha256: [u8; 32], cap: Option<Vec<u8>> },
     Dir,
-    Symlink {
-        target: Vec<u8>,
-    },
-    CharDev {
-        major: u64,
-        minor: u64,
-    },
-    BlockDev {
-        major: u64,
-        minor: u64,
-    },
+    Symlink { target: Vec<u8> },
+    CharDev { major: u64, minor: u64 },
+    BlockDev { major: u64, minor: u64 },
     Fifo,
     Socket,
 }
@@ -111,30 +99,16 @@ impl Manifest {
 
     /// Total size of regular files, counting each hard link again (as the digest does).
     pub fn file_bytes(&self) -> u64 {
-        self.entries
-            .iter()
-            .map(|e| {
-                if let Kind::File { size, .. } = e.kind {
-                    size
-                } else {
-                    0
-                }
-            })
-            .sum()
+        self.entries.iter().map(|e| if let Kind::File { size, .. } = e.kind { size } else { 0 }).sum()
     }
 
     pub fn get(&self, path: &[u8]) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.path.as_slice().cmp(path))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.binary_search_by(|e| e.path.as_slice().cmp(path)).ok().map(|i| &self.entries[i])
     }
 
     /// Keeps only the entries for which `keep` says true.
     pub fn filtered(&self, mut keep: impl FnMut(&Entry) -> bool) -> Manifest {
-        Manifest {
-            entries: self.entries.iter().filter(|e| keep(e)).cloned().collect(),
-        }
+        Manifest { entries: self.entries.iter().filter(|e| keep(e)).cloned().collect() }
     }
 
     /// The canonical bytes (docs/digest.md): header line, then one line per entry.
@@ -155,22 +129,15 @@ impl Manifest {
 
     /// Parses canonical bytes, insisting they are canonical: sorted, unique, well formed.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::Parse {
-            line: 0,
-            what: format!("not ASCII text: {e}"),
-        })?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ManifestError::Parse { line: 0, what: format!("not ASCII text: {e}") })?;
         let mut lines = text.split_terminator('\n');
         let header = lines.next().unwrap_or("");
         if header != HEADER {
-            return Err(ManifestError::Header {
-                found: header.chars().take(40).collect(),
-            });
+            return Err(ManifestError::Header { found: header.chars().take(40).collect() });
         }
         if !text.ends_with('\n') {
-            return Err(ManifestError::Parse {
-                line: 0,
-                what: "missing final newline".into(),
-            });
+            return Err(ManifestError::Parse { line: 0, what: "missing final newline".into() });
         }
         let mut entries: Vec<Entry> = Vec::new();
         for (i, line) in lines.enumerate() {
@@ -178,10 +145,7 @@ impl Manifest {
             let e = parse_entry(line).map_err(|what| ManifestError::Parse { line: n, what })?;
             if let Some(prev) = entries.last() {
                 if prev.path >= e.path {
-                    return Err(ManifestError::Order {
-                        line: n,
-                        path: display_path(&e.path),
-                    });
+                    return Err(ManifestError::Order { line: n, path: display_path(&e.path) });
                 }
             }
             entries.push(e);
@@ -234,17 +198,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0
-        || !s
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    {
+    if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
 pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
@@ -272,9 +229,7 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
             b'%' => {
                 let h = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
                 let v = u8::from_str_radix(h, 16).map_err(|_| format!("bad %-escape %{h}"))?;
-                if (0x21..=0x7e).contains(&v) && v != b'%'
-                    || h.bytes().any(|c| c.is_ascii_lowercase())
-                {
+                if (0x21..=0x7e).contains(&v) && v != b'%' || h.bytes().any(|c| c.is_ascii_lowercase()) {
                     return Err(format!("non-canonical escape %{h}"));
                 }
                 out.push(v);
@@ -305,14 +260,7 @@ pub fn display_path(raw: &[u8]) -> String {
 
 fn write_entry(out: &mut String, e: &Entry) {
     escape(&e.path, out);
-    let _ = write!(
-        out,
-        " {} {:04o} {} {}",
-        e.kind.letter(),
-        e.mode,
-        e.uid,
-        e.gid
-    );
+    let _ = write!(out, " {} {:04o} {} {}", e.kind.letter(), e.mode, e.uid, e.gid);
     match &e.kind {
         Kind::File { size, sha256, cap } => {
             let _ = write!(out, " size={size} sha256={}", hex(sha256));
@@ -348,9 +296,7 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
     let gid = parse_u32(f.next().ok_or("missing gid")?)?;
     let mut field = |key: &str| -> Result<&str, String> {
         let v = f.next().ok_or(format!("missing {key}="))?;
-        v.strip_prefix(key)
-            .and_then(|v| v.strip_prefix('='))
-            .ok_or(format!("expected {key}=, found {v:?}"))
+        v.strip_prefix(key).and_then(|v| v.strip_prefix('=')).ok_or(format!("expected {key}=, found {v:?}"))
     };
     let kind = match kind {
         "f" => {
@@ -358,23 +304,16 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
             let sha256 = parse_hex32(field("sha256")?).ok_or("bad sha256")?;
             let cap = match f.next() {
                 None => None,
-                Some(v) => Some(
-                    v.strip_prefix("cap=")
-                        .and_then(parse_hex)
-                        .filter(|c| !c.is_empty())
-                        .ok_or("bad cap=")?,
-                ),
+                Some(v) => {
+                    Some(v.strip_prefix("cap=").and_then(parse_hex).filter(|c| !c.is_empty()).ok_or("bad cap=")?)
+                }
             };
             Kind::File { size, sha256, cap }
         }
         "d" => Kind::Dir,
-        "l" => Kind::Symlink {
-            target: unescape(field("target")?)?,
-        },
+        "l" => Kind::Symlink { target: unescape(field("target")?)? },
         "c" | "b" => {
-            let (ma, mi) = field("dev")?
-                .split_once(',')
-                .ok_or("dev= needs major,minor")?;
+            let (ma, mi) = field("dev")?.split_once(',').ok_or("dev= needs major,minor")?;
             let (major, minor) = (parse_u64(ma)?, parse_u64(mi)?);
             if kind == "c" {
                 Kind::CharDev { major, minor }
@@ -392,18 +331,11 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
     if mode > 0o7777 {
         return Err("mode has bits beyond 07777".into());
     }
-    Ok(Entry {
-        path,
-        mode,
-        uid,
-        gid,
-        kind,
-    })
+    Ok(Entry { path, mode, uid, gid, kind })
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
-    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|c| c.is_ascii_digit())
-    {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|c| c.is_ascii_digit()) {
         return Err(format!("bad number {s:?}"));
     }
     s.parse().map_err(|_| format!("bad number {s:?}"))
@@ -416,31 +348,15 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 /// How one path differs between the sealed manifest and the tree on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Added {
-        kind: &'static str,
-    },
-    Removed {
-        kind: &'static str,
-    },
-    Type {
-        sealed: &'static str,
-        found: &'static str,
-    },
+    Added { kind: &'static str },
+    Removed { kind: &'static str },
+    Type { sealed: &'static str, found: &'static str },
     Content,
-    Mode {
-        sealed: u32,
-        found: u32,
-    },
-    Owner {
-        sealed: (u32, u32),
-        found: (u32, u32),
-    },
+    Mode { sealed: u32, found: u32 },
+    Owner { sealed: (u32, u32), found: (u32, u32) },
     Target,
     Device,
-    Capability {
-        sealed: bool,
-        found: bool,
-    },
+    Capability { sealed: bool, found: bool },
 }
 
 impl Change {
@@ -471,22 +387,12 @@ impl std::fmt::Display for Change {
                 write!(f, "mode changed from {sealed:04o} to {found:04o}")
             }
             Change::Owner { sealed, found } => {
-                write!(
-                    f,
-                    "owner changed from {}:{} to {}:{}",
-                    sealed.0, sealed.1, found.0, found.1
-                )
+                write!(f, "owner changed from {}:{} to {}:{}", sealed.0, sealed.1, found.0, found.1)
             }
             Change::Target => write!(f, "symlink target differs from seal"),
             Change::Device => write!(f, "device number differs from seal"),
-            Change::Capability {
-                sealed: true,
-                found: false,
-            } => write!(f, "capability xattr removed"),
-            Change::Capability {
-                sealed: false,
-                found: true,
-            } => write!(f, "capability xattr added"),
+            Change::Capability { sealed: true, found: false } => write!(f, "capability xattr removed"),
+            Change::Capability { sealed: false, found: true } => write!(f, "capability xattr added"),
             Change::Capability { .. } => write!(f, "capability xattr differs from seal"),
         }
     }
@@ -525,19 +431,12 @@ pub fn diff(sealed: &Manifest, found: &Manifest) -> Vec<Difference> {
     for (path, pair) in merged {
         let changes = match pair {
             (Some(s), Some(f)) => compare(s, f),
-            (Some(s), None) => vec![Change::Removed {
-                kind: s.kind.name(),
-            }],
-            (None, Some(f)) => vec![Change::Added {
-                kind: f.kind.name(),
-            }],
+            (Some(s), None) => vec![Change::Removed { kind: s.kind.name() }],
+            (None, Some(f)) => vec![Change::Added { kind: f.kind.name() }],
             (None, None) => unreachable!("every key came from one side"),
         };
         if !changes.is_empty() {
-            out.push(Difference {
-                path: path.to_vec(),
-                changes,
-            });
+            out.push(Difference { path: path.to_vec(), changes });
         }
     }
     out
@@ -546,26 +445,12 @@ pub fn diff(sealed: &Manifest, found: &Manifest) -> Vec<Difference> {
 fn compare(s: &Entry, f: &Entry) -> Vec<Change> {
     let mut out = Vec::new();
     match (&s.kind, &f.kind) {
-        (
-            Kind::File {
-                size: s1,
-                sha256: h1,
-                cap: c1,
-            },
-            Kind::File {
-                size: s2,
-                sha256: h2,
-                cap: c2,
-            },
-        ) => {
+        (Kind::File { size: s1, sha256: h1, cap: c1 }, Kind::File { size: s2, sha256: h2, cap: c2 }) => {
             if s1 != s2 || h1 != h2 {
                 out.push(Change::Content);
             }
             if c1 != c2 {
-                out.push(Change::Capability {
-                    sealed: c1.is_some(),
-                    found: c2.is_some(),
-                });
+                out.push(Change::Capability { sealed: c1.is_some(), found: c2.is_some() });
             }
         }
         (Kind::Symlink { target: t1 }, Kind::Symlink { target: t2 }) => {
@@ -574,10 +459,7 @@ fn compare(s: &Entry, f: &Entry) -> Vec<Change> {
             }
         }
         (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => {
-            out.push(Change::Type {
-                sealed: a.name(),
-                found: b.name(),
-            });
+            out.push(Change::Type { sealed: a.name(), found: b.name() });
             return out;
         }
         (a, b) => {
@@ -587,16 +469,10 @@ fn compare(s: &Entry, f: &Entry) -> Vec<Change> {
         }
     }
     if s.mode != f.mode {
-        out.push(Change::Mode {
-            sealed: s.mode,
-            found: f.mode,
-        });
+        out.push(Change::Mode { sealed: s.mode, found: f.mode });
     }
     if (s.uid, s.gid) != (f.uid, f.gid) {
-        out.push(Change::Owner {
-            sealed: (s.uid, s.gid),
-            found: (f.uid, f.gid),
-        });
+        out.push(Change::Owner { sealed: (s.uid, s.gid), found: (f.uid, f.gid) });
     }
     out
 }
@@ -611,11 +487,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
-            kind: Kind::File {
-                size: 1,
-                sha256: Sha256::digest([byte]).into(),
-                cap: None,
-            },
+            kind: Kind::File { size: 1, sha256: Sha256::digest([byte]).into(), cap: None },
         }
     }
 
@@ -628,9 +500,7 @@ mod tests {
                 mode: 0o777,
                 uid: 1,
                 gid: 2,
-                kind: Kind::Symlink {
-                    target: b"../../etc/passwd".to_vec(),
-                },
+                kind: Kind::Symlink { target: b"../../etc/passwd".to_vec() },
             },
             Entry {
                 path: b"/dev/null".to_vec(),
@@ -644,23 +514,13 @@ mod tests {
                 mode: 0o4755,
                 uid: 0,
                 gid: 0,
-                kind: Kind::File {
-                    size: 0,
-                    sha256: [0; 32],
-                    cap: Some(vec![1, 0, 0, 2]),
-                },
+                kind: Kind::File { size: 0, sha256: [0; 32], cap: Some(vec![1, 0, 0, 2]) },
             },
         ]);
         let bytes = m.to_canonical();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(
-            text.contains("/a%20b%0A%25%1B[31m f 0644 0 0 size=1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("/bin/ping f 4755 0 0 size=0 sha256=")
-                && text.contains(" cap=01000002\n")
-        );
+        assert!(text.contains("/a%20b%0A%25%1B[31m f 0644 0 0 size=1"), "{text}");
+        assert!(text.contains("/bin/ping f 4755 0 0 size=0 sha256=") && text.contains(" cap=01000002\n"));
         assert_eq!(Manifest::parse(&bytes).unwrap(), m);
     }
 
@@ -672,10 +532,7 @@ mod tests {
             let l: Vec<&str> = text.lines().collect();
             format!("{}\n{}\n{}\n", l[0], l[2], l[1])
         };
-        assert!(matches!(
-            Manifest::parse(swapped.as_bytes()),
-            Err(ManifestError::Order { .. })
-        ));
+        assert!(matches!(Manifest::parse(swapped.as_bytes()), Err(ManifestError::Order { .. })));
         assert!(Manifest::parse(text.replace("0644", "644").as_bytes()).is_err());
         assert!(Manifest::parse(text.replace("/a ", "/%61 ").as_bytes()).is_err());
         assert!(Manifest::parse(text.trim_end().as_bytes()).is_err());
@@ -690,15 +547,8 @@ mod tests {
         b.uid = 5;
         let found = Manifest::from_entries(vec![file("/a", 9), b, file("/d", 4)]);
         let d = diff(&sealed, &found);
-        let classes: Vec<(String, Vec<&str>)> = d
-            .iter()
-            .map(|d| {
-                (
-                    display_path(&d.path),
-                    d.changes.iter().map(|c| c.class()).collect(),
-                )
-            })
-            .collect();
+        let classes: Vec<(String, Vec<&str>)> =
+            d.iter().map(|d| (display_path(&d.path), d.changes.iter().map(|c| c.class()).collect())).collect();
         assert_eq!(
             classes,
             vec![

@@ -45,10 +45,7 @@ pub enum SealError {
     #[error("seal manifest: {0}")]
     Manifest(String),
     #[error("seal manifest hashes to {found}, but the statement's subject is {subject}; the seal was altered")]
-    ManifestMismatch {
-        subject: TreeDigest,
-        found: TreeDigest,
-    },
+    ManifestMismatch { subject: TreeDigest, found: TreeDigest },
     #[error("seal has no signatures")]
     Unsigned,
     #[error("seal has {0} signatures, more than the {MAX_SIGNATURES} allowed")]
@@ -139,15 +136,7 @@ pub struct SealRequest<'a> {
 /// DSSE pre-authentication encoding: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
-    out.extend_from_slice(
-        format!(
-            "DSSEv1 {} {} {} ",
-            payload_type.len(),
-            payload_type,
-            payload.len()
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).as_bytes());
     out.extend_from_slice(payload);
     out
 }
@@ -157,8 +146,7 @@ pub fn statement(req: &SealRequest<'_>) -> Vec<u8> {
     let canonical = req.manifest.to_canonical();
     let digest = req.manifest.digest();
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&canonical)
-        .expect("writing to a Vec cannot fail");
+    gz.write_all(&canonical).expect("writing to a Vec cannot fail");
     let compressed = gz.finish().expect("writing to a Vec cannot fail");
     let st = Statement {
         type_: STATEMENT_TYPE.into(),
@@ -170,15 +158,10 @@ pub fn statement(req: &SealRequest<'_>) -> Vec<u8> {
         predicate: Predicate {
             digest_spec: manifest::HEADER.into(),
             created: humantime::format_rfc3339_seconds(req.created).to_string(),
-            expires: req
-                .expires
-                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            expires: req.expires.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
             entries: req.manifest.len() as u64,
             file_bytes: req.manifest.file_bytes(),
-            manifest: ManifestBlob {
-                encoding: MANIFEST_ENCODING.into(),
-                data: B64.encode(compressed),
-            },
+            manifest: ManifestBlob { encoding: MANIFEST_ENCODING.into(), data: B64.encode(compressed) },
             image: req.image.clone(),
         },
     };
@@ -199,13 +182,7 @@ pub fn envelope(payload: &[u8], sigs: &[(String, Vec<u8>)]) -> Vec<u8> {
     let env = Envelope {
         payload_type: PAYLOAD_TYPE.into(),
         payload: B64.encode(payload),
-        signatures: sigs
-            .iter()
-            .map(|(k, s)| EnvelopeSignature {
-                keyid: k.clone(),
-                sig: B64.encode(s),
-            })
-            .collect(),
+        signatures: sigs.iter().map(|(k, s)| EnvelopeSignature { keyid: k.clone(), sig: B64.encode(s) }).collect(),
     };
     let mut out = serde_json::to_vec_pretty(&env).expect("envelope serialises");
     out.push(b'\n');
@@ -246,21 +223,12 @@ impl Seal {
         if env.signatures.len() > MAX_SIGNATURES {
             return Err(SealError::TooManySignatures(env.signatures.len()));
         }
-        let payload = B64
-            .decode(&env.payload)
-            .map_err(|_| SealError::Base64 { field: "payload" })?;
+        let payload = B64.decode(&env.payload).map_err(|_| SealError::Base64 { field: "payload" })?;
         let mut signatures = Vec::with_capacity(env.signatures.len());
         for (index, s) in env.signatures.iter().enumerate() {
-            let raw = B64
-                .decode(&s.sig)
-                .map_err(|_| SealError::Base64 { field: "signature" })?;
+            let raw = B64.decode(&s.sig).map_err(|_| SealError::Base64 { field: "signature" })?;
             let arr: [u8; 64] =
-                raw.as_slice()
-                    .try_into()
-                    .map_err(|_| SealError::SignatureLength {
-                        index,
-                        len: raw.len(),
-                    })?;
+                raw.as_slice().try_into().map_err(|_| SealError::SignatureLength { index, len: raw.len() })?;
             signatures.push((s.keyid.clone(), Signature::from_bytes(&arr)));
         }
         let st: Statement = json::from_slice_strict(&payload).map_err(|e| match e {
@@ -268,10 +236,7 @@ impl Seal {
             json::JsonError::Syntax(s) => SealError::Statement(s),
         })?;
         if st.type_ != STATEMENT_TYPE {
-            return Err(SealError::Statement(format!(
-                "_type is {:?}, expected {STATEMENT_TYPE:?}",
-                st.type_
-            )));
+            return Err(SealError::Statement(format!("_type is {:?}, expected {STATEMENT_TYPE:?}", st.type_)));
         }
         if st.predicate_type != PREDICATE_TYPE {
             return Err(SealError::Statement(format!(
@@ -279,18 +244,13 @@ impl Seal {
                 st.predicate_type
             )));
         }
-        let [subject] = <[Subject; 1]>::try_from(st.subject).map_err(|v| {
-            SealError::Statement(format!("has {} subjects, expected exactly 1", v.len()))
-        })?;
-        let hex = subject
-            .digest
-            .get("sha256")
-            .ok_or_else(|| SealError::Statement("subject has no sha256 digest".into()))?;
-        let digest = manifest::parse_hex32(hex).map(TreeDigest).ok_or_else(|| {
-            SealError::Statement(format!(
-                "subject sha256 {hex:?} is not 64 lowercase hex digits"
-            ))
-        })?;
+        let [subject] = <[Subject; 1]>::try_from(st.subject)
+            .map_err(|v| SealError::Statement(format!("has {} subjects, expected exactly 1", v.len())))?;
+        let hex =
+            subject.digest.get("sha256").ok_or_else(|| SealError::Statement("subject has no sha256 digest".into()))?;
+        let digest = manifest::parse_hex32(hex)
+            .map(TreeDigest)
+            .ok_or_else(|| SealError::Statement(format!("subject sha256 {hex:?} is not 64 lowercase hex digits")))?;
         let p = st.predicate;
         if p.digest_spec != manifest::HEADER {
             return Err(SealError::Statement(format!(
@@ -305,34 +265,22 @@ impl Seal {
                 p.manifest.encoding
             )));
         }
-        let compressed = B64
-            .decode(&p.manifest.data)
-            .map_err(|_| SealError::Base64 { field: "manifest" })?;
+        let compressed = B64.decode(&p.manifest.data).map_err(|_| SealError::Base64 { field: "manifest" })?;
         let mut canonical = Vec::new();
         GzDecoder::new(compressed.as_slice())
             .take(MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut canonical)
             .map_err(|e| SealError::Manifest(format!("gzip: {e}")))?;
         if canonical.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(SealError::Manifest(format!(
-                "larger than {MAX_MANIFEST_BYTES} bytes"
-            )));
+            return Err(SealError::Manifest(format!("larger than {MAX_MANIFEST_BYTES} bytes")));
         }
         let found = TreeDigest(sha2::Sha256::digest(&canonical).into());
         if found != digest {
-            return Err(SealError::ManifestMismatch {
-                subject: digest,
-                found,
-            });
+            return Err(SealError::ManifestMismatch { subject: digest, found });
         }
-        let manifest =
-            Manifest::parse(&canonical).map_err(|e| SealError::Manifest(e.to_string()))?;
+        let manifest = Manifest::parse(&canonical).map_err(|e| SealError::Manifest(e.to_string()))?;
         let created = parse_time("created", &p.created)?;
-        let expires = p
-            .expires
-            .as_deref()
-            .map(|e| parse_time("expires", e))
-            .transpose()?;
+        let expires = p.expires.as_deref().map(|e| parse_time("expires", e)).transpose()?;
         Ok(Seal {
             digest,
             name: subject.name,
@@ -349,10 +297,7 @@ impl Seal {
 use sha2::Digest as _;
 
 fn parse_time(field: &'static str, value: &str) -> Result<SystemTime, SealError> {
-    humantime::parse_rfc3339(value).map_err(|_| SealError::Time {
-        field,
-        value: value.into(),
-    })
+    humantime::parse_rfc3339(value).map_err(|_| SealError::Time { field, value: value.into() })
 }
 
 #[cfg(test)]
@@ -366,22 +311,12 @@ mod tests {
             mode: 0o755,
             uid: 0,
             gid: 0,
-            kind: Kind::File {
-                size: 3,
-                sha256: [7; 32],
-                cap: None,
-            },
+            kind: Kind::File { size: 3, sha256: [7; 32], cap: None },
         }])
     }
 
     fn req(m: &Manifest) -> SealRequest<'_> {
-        SealRequest {
-            manifest: m,
-            name: "rootfs",
-            created: SystemTime::UNIX_EPOCH,
-            expires: None,
-            image: None,
-        }
+        SealRequest { manifest: m, name: "rootfs", created: SystemTime::UNIX_EPOCH, expires: None, image: None }
     }
 
     #[test]
@@ -403,9 +338,7 @@ mod tests {
         assert_eq!(seal.manifest, m);
         assert_eq!(seal.name, "rootfs");
         assert_eq!(seal.signatures.len(), 1);
-        key.verifying_key()
-            .verify_strict(&seal.pae, &seal.signatures[0].1)
-            .unwrap();
+        key.verifying_key().verify_strict(&seal.pae, &seal.signatures[0].1).unwrap();
     }
 
     #[test]
@@ -414,27 +347,11 @@ mod tests {
         let key = SigningKey::from_bytes(&[1; 32]);
         let text = String::from_utf8(create(&req(&m), &key)).unwrap();
         let cases = [
-            (
-                text.replace(PAYLOAD_TYPE, "application/vnd.in-toto+json "),
-                "payloadType",
-            ),
-            (
-                text.replace(PAYLOAD_TYPE, "Application/vnd.in-toto+json"),
-                "payloadType",
-            ),
-            (
-                text.replacen(
-                    "\"payloadType\"",
-                    "\"payloadType\": \"x\", \"payloadType\"",
-                    1,
-                ),
-                "duplicate",
-            ),
+            (text.replace(PAYLOAD_TYPE, "application/vnd.in-toto+json "), "payloadType"),
+            (text.replace(PAYLOAD_TYPE, "Application/vnd.in-toto+json"), "payloadType"),
+            (text.replacen("\"payloadType\"", "\"payloadType\": \"x\", \"payloadType\"", 1), "duplicate"),
             (text.replacen("\"sig\": \"", "\"sig\": \"!", 1), "base64"),
-            (
-                text.replacen("\"signatures\": [", "\"signatures\": [], \"x\": [", 1),
-                "JSON",
-            ),
+            (text.replacen("\"signatures\": [", "\"signatures\": [], \"x\": [", 1), "JSON"),
             (text[..text.len() / 2].to_string(), "JSON"),
         ];
         for (bad, want) in cases {
@@ -453,9 +370,6 @@ mod tests {
         let key = SigningKey::from_bytes(&[1; 32]);
         let sig = key.sign(&pae(PAYLOAD_TYPE, &payload));
         let bytes = envelope(&payload, &[(String::new(), sig.to_bytes().to_vec())]);
-        assert!(matches!(
-            Seal::parse(&bytes),
-            Err(SealError::ManifestMismatch { .. })
-        ));
+        assert!(matches!(Seal::parse(&bytes), Err(SealError::ManifestMismatch { .. })));
     }
 }

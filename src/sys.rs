@@ -10,10 +10,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 /// Flags for opening one path component below a directory fd without ever leaving it:
 /// no symlinks anywhere (`RESOLVE_NO_SYMLINKS` also covers magic links), no mount crossing,
 /// never above the starting directory.
-pub const RESOLVE_STRICT: u64 = libc::RESOLVE_NO_SYMLINKS
-    | libc::RESOLVE_NO_MAGICLINKS
-    | libc::RESOLVE_NO_XDEV
-    | libc::RESOLVE_BENEATH;
+pub const RESOLVE_STRICT: u64 =
+    libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV | libc::RESOLVE_BENEATH;
 
 /// openat2(2). Retries EAGAIN (returned when a concurrent rename races resolution) a few times.
 pub fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
@@ -60,14 +58,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
 pub fn lstatat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: valid fd, NUL-terminated name, writable stat buffer.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -79,23 +70,13 @@ pub fn lstatat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
 pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; max + 1];
     // SAFETY: buf has buf.len() writable bytes.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
     let n = n as usize;
     if n > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "symlink target too long",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "symlink target too long"));
     }
     buf.truncate(n);
     Ok(buf)
@@ -105,22 +86,12 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Ve
 pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; max];
     // SAFETY: buf has buf.len() writable bytes, name is NUL-terminated.
-    let n = unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         let err = io::Error::last_os_error();
         return match err.raw_os_error() {
             Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
-            Some(libc::ERANGE) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "xattr value larger than allowed",
-            )),
+            Some(libc::ERANGE) => Err(io::Error::new(io::ErrorKind::InvalidData, "xattr value larger than allowed")),
             _ => Err(err),
         };
     }
@@ -147,14 +118,7 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     loop {
         // SAFETY: buf is valid writable memory of buf.len() bytes.
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                offset as i64,
-            )
-        };
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as i64) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -178,14 +142,7 @@ pub fn read_dir(dir: BorrowedFd<'_>, max: usize) -> io::Result<Vec<DirEntry>> {
     loop {
         // SAFETY: buf is writable for buf.len() bytes; the kernel writes whole linux_dirent64
         // records into it and returns how many bytes it wrote.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINTR) {
@@ -202,29 +159,17 @@ pub fn read_dir(dir: BorrowedFd<'_>, max: usize) -> io::Result<Vec<DirEntry>> {
         while off + 19 <= n {
             let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
             if reclen < 19 || off + reclen > n {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "malformed getdents64 record",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record"));
             }
             let d_type = buf[off + 18];
             let name_area = &buf[off + 19..off + reclen];
-            let len = name_area
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(name_area.len());
+            let len = name_area.iter().position(|&b| b == 0).unwrap_or(name_area.len());
             let name = &name_area[..len];
             if name != b"." && name != b".." {
                 if out.len() >= max {
-                    return Err(io::Error::new(
-                        io::ErrorKind::OutOfMemory,
-                        "too many entries",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many entries"));
                 }
-                out.push(DirEntry {
-                    name: name.to_vec(),
-                    d_type,
-                });
+                out.push(DirEntry { name: name.to_vec(), d_type });
             }
             off += reclen;
         }

@@ -3,7 +3,8 @@
 //! Layout (docs/config.md):
 //! - `trust_dir/NAME.pub`: a trusted SPKI PEM public key, named by its file name;
 //! - `trust_dir/revocations.json`: `{"keys": [KEYID...], "digests": ["sha256:HEX"...]}`;
-//! - `seal_dir/HEX.json`: seals, filed by the tree digest they seal.
+//!
+//! The seal store is in `store.rs`.
 //!
 //! A key or revocation file (or the trust directory) that is a symlink, is group- or
 //! other-writable, or is owned by anyone but root (or the invoking user, when that is not
@@ -13,7 +14,6 @@ use crate::atomic;
 use crate::keys::{KeyError, PublicKey};
 use crate::manifest::TreeDigest;
 use serde::{Deserialize, Serialize};
-use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -25,23 +25,14 @@ pub enum TrustError {
     #[error("trust store {} does not exist; create it with `rootseal trust add KEY.pub`", dir.display())]
     Missing { dir: PathBuf },
     #[error("{} is {problem}; {fix}", path.display())]
-    Unsafe {
-        path: PathBuf,
-        problem: String,
-        fix: String,
-    },
+    Unsafe { path: PathBuf, problem: String, fix: String },
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("{}: {what}; fix or remove the file", path.display())]
     Revocations { path: PathBuf, what: String },
-    #[error(
-        "key name {name:?} is invalid: use letters, digits, '.', '_' or '-', not starting with '.'"
-    )]
+    #[error("key name {name:?} is invalid: use letters, digits, '.', '_' or '-', not starting with '.'")]
     BadName { name: String },
     #[error("a different key is already trusted as {name:?} ({}); remove it first or pick another --name", path.display())]
     NameTaken { name: String, path: PathBuf },
@@ -78,9 +69,7 @@ impl Revocations {
     }
 
     pub fn digest_revoked(&self, d: &TreeDigest) -> bool {
-        self.digests
-            .iter()
-            .any(|x| TreeDigest::parse(x).as_ref() == Some(d))
+        self.digests.iter().any(|x| TreeDigest::parse(x).as_ref() == Some(d))
     }
 }
 
@@ -94,18 +83,8 @@ pub struct Trust {
 impl Trust {
     /// A trust set of one key given on the command line (`verify --key`).
     pub fn single(key: PublicKey, path: &Path) -> Trust {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "key".into());
-        Trust {
-            keys: vec![TrustedKey {
-                name,
-                key,
-                path: path.into(),
-            }],
-            revoked: Revocations::default(),
-        }
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "key".into());
+        Trust { keys: vec![TrustedKey { name, key, path: path.into() }], revoked: Revocations::default() }
     }
 
     pub fn by_keyid(&self, keyid: &str) -> Option<&TrustedKey> {
@@ -126,21 +105,13 @@ impl TrustStore {
     pub fn load(&self) -> Result<Trust, TrustError> {
         let meta = match std::fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TrustError::Missing {
-                    dir: self.dir.clone(),
-                })
+                return Err(TrustError::Missing { dir: self.dir.clone() })
             }
-            r => r.map_err(|source| TrustError::Io {
-                path: self.dir.clone(),
-                source,
-            })?,
+            r => r.map_err(|source| TrustError::Io { path: self.dir.clone(), source })?,
         };
         check_safe(&self.dir, &meta)?;
         let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map_err(|source| TrustError::Io {
-                path: self.dir.clone(),
-                source,
-            })?
+            .map_err(|source| TrustError::Io { path: self.dir.clone(), source })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "pub"))
             .collect();
@@ -149,18 +120,10 @@ impl TrustStore {
         for path in names {
             let text = read_safe(&path, crate::keys::MAX_KEY_FILE)?;
             let text = String::from_utf8(text).map_err(|_| {
-                TrustError::Key(KeyError::Parse {
-                    path: path.clone(),
-                    what: "public key",
-                    detail: "not text".into(),
-                })
+                TrustError::Key(KeyError::Parse { path: path.clone(), what: "public key", detail: "not text".into() })
             })?;
             let key = PublicKey::from_pem(&text, &path)?;
-            let name = path
-                .file_stem()
-                .expect("has .pub extension")
-                .to_string_lossy()
-                .into_owned();
+            let name = path.file_stem().expect("has .pub extension").to_string_lossy().into_owned();
             keys.push(TrustedKey { name, key, path });
         }
         let revoked = self.load_revocations()?;
@@ -179,11 +142,8 @@ impl TrustStore {
             Ok(_) => {}
         }
         let bytes = read_safe(&path, MAX_REVOCATIONS_FILE)?;
-        let r: Revocations =
-            crate::json::from_slice_strict(&bytes).map_err(|e| TrustError::Revocations {
-                path: path.clone(),
-                what: e.to_string(),
-            })?;
+        let r: Revocations = crate::json::from_slice_strict(&bytes)
+            .map_err(|e| TrustError::Revocations { path: path.clone(), what: e.to_string() })?;
         for k in &r.keys {
             if crate::manifest::parse_hex32(k).is_none() {
                 return Err(TrustError::Revocations {
@@ -194,10 +154,7 @@ impl TrustStore {
         }
         for d in &r.digests {
             if !d.starts_with("sha256:") || TreeDigest::parse(d).is_none() {
-                return Err(TrustError::Revocations {
-                    path,
-                    what: format!("digest {d:?} is not sha256:<64 hex>"),
-                });
+                return Err(TrustError::Revocations { path, what: format!("digest {d:?} is not sha256:<64 hex>") });
             }
         }
         Ok(r)
@@ -209,10 +166,7 @@ impl TrustStore {
             .recursive(true)
             .mode(0o755)
             .create(&self.dir)
-            .map_err(|source| TrustError::Io {
-                path: self.dir.clone(),
-                source,
-            })
+            .map_err(|source| TrustError::Io { path: self.dir.clone(), source })
     }
 
     /// Trusts `key` under `name`. Idempotent for the same key and name.
@@ -224,23 +178,14 @@ impl TrustStore {
             if k.name == name {
                 return Ok(k.clone());
             }
-            return Err(TrustError::AlreadyTrusted {
-                name: k.name.clone(),
-            });
+            return Err(TrustError::AlreadyTrusted { name: k.name.clone() });
         }
         let path = self.dir.join(format!("{name}.pub"));
         if current.keys.iter().any(|k| k.name == name) {
-            return Err(TrustError::NameTaken {
-                name: name.into(),
-                path,
-            });
+            return Err(TrustError::NameTaken { name: name.into(), path });
         }
         atomic::write_new(&path, key.to_pem().as_bytes(), 0o644)?;
-        Ok(TrustedKey {
-            name: name.into(),
-            key: key.clone(),
-            path,
-        })
+        Ok(TrustedKey { name: name.into(), key: key.clone(), path })
     }
 
     pub fn remove(&self, name: &str) -> Result<TrustedKey, TrustError> {
@@ -250,25 +195,16 @@ impl TrustStore {
             .keys
             .into_iter()
             .find(|k| k.name == name)
-            .ok_or_else(|| TrustError::NoSuchKey {
-                name: name.into(),
-                dir: self.dir.clone(),
-            })?;
+            .ok_or_else(|| TrustError::NoSuchKey { name: name.into(), dir: self.dir.clone() })?;
         atomic::remove(&k.path)?;
         Ok(k)
     }
 
     /// Adds a key id or tree digest to the revocation list. Returns false if already there.
-    pub fn revoke(
-        &self,
-        keyid: Option<&str>,
-        digest: Option<&TreeDigest>,
-    ) -> Result<bool, TrustError> {
+    pub fn revoke(&self, keyid: Option<&str>, digest: Option<&TreeDigest>) -> Result<bool, TrustError> {
         self.ensure_dir()?;
-        let dir_meta = std::fs::symlink_metadata(&self.dir).map_err(|source| TrustError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        let dir_meta =
+            std::fs::symlink_metadata(&self.dir).map_err(|source| TrustError::Io { path: self.dir.clone(), source })?;
         check_safe(&self.dir, &dir_meta)?;
         let mut r = self.load_revocations()?;
         let mut changed = false;
@@ -300,9 +236,7 @@ fn check_name(name: &str) -> Result<(), TrustError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -313,16 +247,9 @@ fn check_name(name: &str) -> Result<(), TrustError> {
 /// The trust rule for one file or directory: not a symlink, owned by root (or by the invoking
 /// user when that is not root), not writable by group or others.
 pub fn check_safe(path: &Path, meta: &std::fs::Metadata) -> Result<(), TrustError> {
-    let unsafe_ = |problem: String, fix: String| TrustError::Unsafe {
-        path: path.into(),
-        problem,
-        fix,
-    };
+    let unsafe_ = |problem: String, fix: String| TrustError::Unsafe { path: path.into(), problem, fix };
     if meta.file_type().is_symlink() {
-        return Err(unsafe_(
-            "a symlink".into(),
-            "replace it with the real file".into(),
-        ));
+        return Err(unsafe_("a symlink".into(), "replace it with the real file".into()));
     }
     let euid = crate::sys::euid();
     if meta.uid() != 0 && meta.uid() != euid {
@@ -333,10 +260,7 @@ pub fn check_safe(path: &Path, meta: &std::fs::Metadata) -> Result<(), TrustErro
     }
     if meta.mode() & 0o022 != 0 {
         return Err(unsafe_(
-            format!(
-                "writable by group or others (mode {:04o})",
-                meta.mode() & 0o7777
-            ),
+            format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777),
             format!("run `chmod go-w {}`", path.display()),
         ));
     }
@@ -345,28 +269,21 @@ pub fn check_safe(path: &Path, meta: &std::fs::Metadata) -> Result<(), TrustErro
 
 /// Opens without following symlinks, checks the trust rule on the opened file, reads bounded.
 fn read_safe(path: &Path, max: u64) -> Result<Vec<u8>, TrustError> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|source| {
-            if source.raw_os_error() == Some(libc::ELOOP) {
-                TrustError::Unsafe {
-                    path: path.into(),
-                    problem: "a symlink".into(),
-                    fix: "replace it with the real file".into(),
+    let f =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+            |source| {
+                if source.raw_os_error() == Some(libc::ELOOP) {
+                    TrustError::Unsafe {
+                        path: path.into(),
+                        problem: "a symlink".into(),
+                        fix: "replace it with the real file".into(),
+                    }
+                } else {
+                    TrustError::Io { path: path.into(), source }
                 }
-            } else {
-                TrustError::Io {
-                    path: path.into(),
-                    source,
-                }
-            }
-        })?;
-    let meta = f.metadata().map_err(|source| TrustError::Io {
-        path: path.into(),
-        source,
-    })?;
+            },
+        )?;
+    let meta = f.metadata().map_err(|source| TrustError::Io { path: path.into(), source })?;
     if !meta.is_file() {
         return Err(TrustError::Unsafe {
             path: path.into(),
@@ -377,81 +294,10 @@ fn read_safe(path: &Path, max: u64) -> Result<Vec<u8>, TrustError> {
     check_safe(path, &meta)?;
     atomic::read_file_bounded(f, path, max).map_err(|e| match e {
         atomic::ReadError::Io { path, source } => TrustError::Io { path, source },
-        atomic::ReadError::TooLarge { path, max } => TrustError::Revocations {
-            path,
-            what: format!("larger than {max} bytes"),
-        },
-    })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SealStoreError {
-    #[error("cannot read seal store {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Write(#[from] atomic::WriteError),
-}
-
-/// Seals filed by tree digest: `seal_dir/<hex>.json`.
-pub struct SealStore {
-    pub dir: PathBuf,
-}
-
-impl SealStore {
-    pub fn new(dir: impl Into<PathBuf>) -> SealStore {
-        SealStore { dir: dir.into() }
-    }
-
-    pub fn path_for(&self, digest: &TreeDigest) -> PathBuf {
-        self.dir.join(format!("{}.json", digest.hex()))
-    }
-
-    /// Files a seal (already verified by the caller). Returns true if it replaced another.
-    pub fn put(&self, digest: &TreeDigest, bytes: &[u8]) -> Result<bool, SealStoreError> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&self.dir)
-            .map_err(|source| SealStoreError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-        let path = self.path_for(digest);
-        let replaced = path.exists();
-        atomic::write(&path, bytes, 0o644)?;
-        Ok(replaced)
-    }
-
-    /// The seal filed for `digest`, if any.
-    pub fn get(&self, digest: &TreeDigest) -> Result<Option<Vec<u8>>, SealStoreError> {
-        let path = self.path_for(digest);
-        let f = match File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            r => r.map_err(|source| SealStoreError::Io {
-                path: path.clone(),
-                source,
-            })?,
-        };
-        match atomic::read_file_bounded(f, &path, crate::seal::MAX_SEAL_BYTES) {
-            Ok(b) => Ok(Some(b)),
-            Err(atomic::ReadError::TooLarge { path, .. }) => Err(SealStoreError::Io {
-                path,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "seal larger than 64 MiB",
-                ),
-            }),
-            Err(atomic::ReadError::Io { path, source }) => Err(SealStoreError::Io { path, source }),
+        atomic::ReadError::TooLarge { path, max } => {
+            TrustError::Revocations { path, what: format!("larger than {max} bytes") }
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -470,14 +316,8 @@ mod tests {
         assert!(matches!(store.load(), Err(TrustError::Missing { .. })));
         store.add(&key(), "ci-2026").unwrap();
         store.add(&key(), "ci-2026").unwrap();
-        assert!(matches!(
-            store.add(&key(), "other"),
-            Err(TrustError::AlreadyTrusted { .. })
-        ));
-        assert!(matches!(
-            store.add(&key(), "../x"),
-            Err(TrustError::BadName { .. })
-        ));
+        assert!(matches!(store.add(&key(), "other"), Err(TrustError::AlreadyTrusted { .. })));
+        assert!(matches!(store.add(&key(), "../x"), Err(TrustError::BadName { .. })));
         let trust = store.load().unwrap();
         assert_eq!(trust.keys.len(), 1);
         assert_eq!(trust.keys[0].name, "ci-2026");
@@ -494,12 +334,10 @@ mod tests {
         let dir = t.path().join("trust");
         let store = TrustStore::new(&dir);
         store.add(&key(), "k").unwrap();
-        std::fs::set_permissions(dir.join("k.pub"), std::fs::Permissions::from_mode(0o666))
-            .unwrap();
+        std::fs::set_permissions(dir.join("k.pub"), std::fs::Permissions::from_mode(0o666)).unwrap();
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("k.pub") && err.contains("chmod go-w"), "{err}");
-        std::fs::set_permissions(dir.join("k.pub"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(dir.join("k.pub"), std::fs::Permissions::from_mode(0o644)).unwrap();
         std::os::unix::fs::symlink(dir.join("k.pub"), dir.join("l.pub")).unwrap();
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("l.pub") && err.contains("symlink"), "{err}");

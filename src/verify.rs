@@ -28,33 +28,17 @@ pub enum Rejection {
     #[error("tree digest {digest} is revoked on this node")]
     DigestRevoked { digest: TreeDigest },
     #[error("seal {} is signed only by revoked key {name} (keyid {}..); re-seal with a trusted key", digest.short(), &keyid[..12])]
-    KeyRevoked {
-        digest: TreeDigest,
-        name: String,
-        keyid: String,
-    },
+    KeyRevoked { digest: TreeDigest, name: String, keyid: String },
     #[error("seal {} has a signature claiming trusted key {name} that does not verify; the seal was altered or signed by another key", digest.short())]
     BadSignature { digest: TreeDigest, name: String },
     #[error("seal {} is not signed by any trusted key (signed by keyid {}); trust the signer with `rootseal trust add` or re-seal", digest.short(), keyids.join(", "))]
-    Untrusted {
-        digest: TreeDigest,
-        keyids: Vec<String>,
-    },
+    Untrusted { digest: TreeDigest, keyids: Vec<String> },
     #[error("seal {} has {found} trusted signature(s), policy requires {required}", digest.short())]
-    Threshold {
-        digest: TreeDigest,
-        found: usize,
-        required: usize,
-    },
+    Threshold { digest: TreeDigest, found: usize, required: usize },
     #[error("seal {} expired {}; re-seal the image", digest.short(), humantime::format_rfc3339_seconds(*at))]
     Expired { digest: TreeDigest, at: SystemTime },
-    #[error("{}", mismatch_text(diffs, *total, digest, signers))]
-    Mismatch {
-        digest: TreeDigest,
-        signers: Vec<Signer>,
-        diffs: Vec<Difference>,
-        total: usize,
-    },
+    #[error("{}", describe_mismatch(diffs, MESSAGE_PATHS, digest, signers))]
+    Mismatch { digest: TreeDigest, signers: Vec<Signer>, diffs: Vec<Difference> },
 }
 
 impl Rejection {
@@ -76,39 +60,19 @@ impl Rejection {
 /// How many differing paths a message names.
 pub const MESSAGE_PATHS: usize = 10;
 
-fn mismatch_text(
-    diffs: &[Difference],
-    total: usize,
-    digest: &TreeDigest,
-    signers: &[Signer],
-) -> String {
-    let mut s = diffs
-        .iter()
-        .take(MESSAGE_PATHS)
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("; ");
-    if total > MESSAGE_PATHS.min(diffs.len()) {
-        s.push_str(&format!(
-            "; and {} more",
-            total - MESSAGE_PATHS.min(diffs.len())
-        ));
+/// One line naming up to `limit` differing paths and what changed, the seal and its signers:
+/// `/usr/bin/ls content differs from seal; /etc/passwd added ... (seal sha256:9c1e.., signed by ci-2026)`.
+pub fn describe_mismatch(diffs: &[Difference], limit: usize, digest: &TreeDigest, signers: &[Signer]) -> String {
+    let mut s = diffs.iter().take(limit).map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+    if diffs.len() > limit {
+        s.push_str(&format!("; and {} more path(s)", diffs.len() - limit));
     }
-    let by = signers
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let by = signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
     format!("{s} (seal {}, signed by {by})", digest.short())
 }
 
 /// Steps 2 to 4: the seal itself.
-pub fn check_seal(
-    seal: &Seal,
-    trust: &Trust,
-    now: SystemTime,
-    min_signers: usize,
-) -> Result<Vec<Signer>, Rejection> {
+pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usize) -> Result<Vec<Signer>, Rejection> {
     let digest = seal.digest;
     if trust.revoked.digest_revoked(&digest) {
         return Err(Rejection::DigestRevoked { digest });
@@ -132,10 +96,7 @@ pub fn check_seal(
             if trust.revoked.key_revoked(&k.key.keyid) {
                 revoked.get_or_insert((k.name.clone(), k.key.keyid.clone()));
             } else if !signers.iter().any(|s| s.keyid == k.key.keyid) {
-                signers.push(Signer {
-                    name: k.name.clone(),
-                    keyid: k.key.keyid.clone(),
-                });
+                signers.push(Signer { name: k.name.clone(), keyid: k.key.keyid.clone() });
             }
             break;
         }
@@ -147,11 +108,7 @@ pub fn check_seal(
     }
     if signers.is_empty() {
         if let Some((name, keyid)) = revoked {
-            return Err(Rejection::KeyRevoked {
-                digest,
-                name,
-                keyid,
-            });
+            return Err(Rejection::KeyRevoked { digest, name, keyid });
         }
         if let Some(name) = bad {
             return Err(Rejection::BadSignature { digest, name });
@@ -159,22 +116,12 @@ pub fn check_seal(
         let keyids = seal
             .signatures
             .iter()
-            .map(|(k, _)| {
-                if k.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    format!("{}..", &k[..k.len().min(12)])
-                }
-            })
+            .map(|(k, _)| if k.is_empty() { "(none)".to_string() } else { format!("{}..", &k[..k.len().min(12)]) })
             .collect();
         return Err(Rejection::Untrusted { digest, keyids });
     }
     if signers.len() < min_signers.max(1) {
-        return Err(Rejection::Threshold {
-            digest,
-            found: signers.len(),
-            required: min_signers,
-        });
+        return Err(Rejection::Threshold { digest, found: signers.len(), required: min_signers });
     }
     if let Some(at) = seal.expires {
         if at <= now {
@@ -188,10 +135,9 @@ pub fn check_seal(
 /// the mount destinations (docs/digest.md §5); without, the digests must be equal.
 pub fn compare(seal: &Seal, found: &Manifest, exclusions: Option<&Exclusions>) -> Vec<Difference> {
     match exclusions {
-        Some(ex) if !ex.is_empty() => manifest::diff(
-            &ex.apply_sealed(&seal.manifest),
-            &ex.apply_found(found, &seal.manifest),
-        ),
+        Some(ex) if !ex.is_empty() => {
+            manifest::diff(&ex.apply_sealed(&seal.manifest), &ex.apply_found(found, &seal.manifest))
+        }
         _ => {
             if found.digest() == seal.digest {
                 Vec::new()
@@ -214,13 +160,7 @@ pub fn verify(
     let signers = check_seal(&seal, trust, now, 1)?;
     let diffs = compare(&seal, found, exclusions);
     if !diffs.is_empty() {
-        let total = diffs.len();
-        return Err(Rejection::Mismatch {
-            digest: seal.digest,
-            signers,
-            diffs,
-            total,
-        });
+        return Err(Rejection::Mismatch { digest: seal.digest, signers, diffs });
     }
     Ok((seal, signers))
 }
@@ -241,11 +181,7 @@ mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
-            kind: Kind::File {
-                size: 0,
-                sha256: [0; 32],
-                cap: None,
-            },
+            kind: Kind::File { size: 0, sha256: [0; 32], cap: None },
         }])
     }
 
@@ -266,13 +202,7 @@ mod tests {
     fn sealed(key: &SigningKey, expires: Option<SystemTime>) -> Vec<u8> {
         let m = manifest();
         seal::create(
-            &SealRequest {
-                manifest: &m,
-                name: "rootfs",
-                created: SystemTime::now(),
-                expires,
-                image: None,
-            },
+            &SealRequest { manifest: &m, name: "rootfs", created: SystemTime::now(), expires, image: None },
             key,
         )
     }
@@ -285,36 +215,17 @@ mod tests {
         let m = manifest();
         let ok = verify(&sealed(&ci, None), &m, None, &trust_of(&[("ci", &ci)]), now).unwrap();
         assert_eq!(ok.1[0].name, "ci");
-        let code =
-            |bytes: &[u8], trust: &Trust| verify(bytes, &m, None, trust, now).unwrap_err().code();
-        assert_eq!(
-            code(&sealed(&other, None), &trust_of(&[("ci", &ci)])),
-            "untrusted"
-        );
-        assert_eq!(
-            code(
-                &sealed(&ci, Some(now - Duration::from_secs(1))),
-                &trust_of(&[("ci", &ci)])
-            ),
-            "expired"
-        );
+        let code = |bytes: &[u8], trust: &Trust| verify(bytes, &m, None, trust, now).unwrap_err().code();
+        assert_eq!(code(&sealed(&other, None), &trust_of(&[("ci", &ci)])), "untrusted");
+        assert_eq!(code(&sealed(&ci, Some(now - Duration::from_secs(1))), &trust_of(&[("ci", &ci)])), "expired");
         let mut t = trust_of(&[("ci", &ci)]);
-        t.revoked
-            .keys
-            .push(PublicKey::new(ci.verifying_key()).keyid);
+        t.revoked.keys.push(PublicKey::new(ci.verifying_key()).keyid);
         assert_eq!(code(&sealed(&ci, None), &t), "key-revoked");
         let mut t = trust_of(&[("ci", &ci)]);
         t.revoked.digests.push(m.digest().to_string());
         assert_eq!(code(&sealed(&ci, None), &t), "digest-revoked");
         let changed = Manifest::from_entries(vec![]);
-        let err = verify(
-            &sealed(&ci, None),
-            &changed,
-            None,
-            &trust_of(&[("ci", &ci)]),
-            now,
-        )
-        .unwrap_err();
+        let err = verify(&sealed(&ci, None), &changed, None, &trust_of(&[("ci", &ci)]), now).unwrap_err();
         assert_eq!(err.code(), "tampered");
         assert!(err.to_string().starts_with("/a removed"), "{err}");
     }
@@ -332,20 +243,10 @@ mod tests {
             image: None,
         });
         use ed25519_dalek::Signer as _;
-        let sig = other
-            .sign(&seal::pae(seal::PAYLOAD_TYPE, &payload))
-            .to_bytes()
-            .to_vec();
+        let sig = other.sign(&seal::pae(seal::PAYLOAD_TYPE, &payload)).to_bytes().to_vec();
         let keyid = PublicKey::new(ci.verifying_key()).keyid;
         let bytes = seal::envelope(&payload, &[(keyid, sig)]);
-        let err = verify(
-            &bytes,
-            &m,
-            None,
-            &trust_of(&[("ci", &ci)]),
-            SystemTime::now(),
-        )
-        .unwrap_err();
+        let err = verify(&bytes, &m, None, &trust_of(&[("ci", &ci)]), SystemTime::now()).unwrap_err();
         assert_eq!(err.code(), "bad-signature");
     }
 
@@ -361,24 +262,13 @@ mod tests {
             image: None,
         });
         use ed25519_dalek::Signer as _;
-        let sig = ci
-            .sign(&seal::pae(seal::PAYLOAD_TYPE, &payload))
-            .to_bytes()
-            .to_vec();
+        let sig = ci.sign(&seal::pae(seal::PAYLOAD_TYPE, &payload)).to_bytes().to_vec();
         let keyid = PublicKey::new(ci.verifying_key()).keyid;
         let bytes = seal::envelope(&payload, &[(keyid.clone(), sig.clone()), (keyid, sig)]);
         let s = Seal::parse(&bytes).unwrap();
         let trust = trust_of(&[("ci", &ci)]);
-        assert_eq!(
-            check_seal(&s, &trust, SystemTime::now(), 1).unwrap().len(),
-            1
-        );
-        assert_eq!(
-            check_seal(&s, &trust, SystemTime::now(), 2)
-                .unwrap_err()
-                .code(),
-            "threshold"
-        );
+        assert_eq!(check_seal(&s, &trust, SystemTime::now(), 1).unwrap().len(), 1);
+        assert_eq!(check_seal(&s, &trust, SystemTime::now(), 2).unwrap_err().code(), "threshold");
     }
 
     #[test]
@@ -395,14 +285,7 @@ mod tests {
         use ed25519_dalek::Signer as _;
         let sig = ci.sign(&payload).to_bytes().to_vec();
         let bytes = seal::envelope(&payload, &[(PublicKey::new(ci.verifying_key()).keyid, sig)]);
-        let err = verify(
-            &bytes,
-            &m,
-            None,
-            &trust_of(&[("ci", &ci)]),
-            SystemTime::now(),
-        )
-        .unwrap_err();
+        let err = verify(&bytes, &m, None, &trust_of(&[("ci", &ci)]), SystemTime::now()).unwrap_err();
         assert_eq!(err.code(), "bad-signature");
     }
 }

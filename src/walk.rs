@@ -38,36 +38,19 @@ const BATCH_BYTES: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     #[error("cannot open root {}: {source}; check the path exists and is a directory", root.display())]
-    OpenRoot {
-        root: PathBuf,
-        source: std::io::Error,
-    },
+    OpenRoot { root: PathBuf, source: std::io::Error },
     #[error("root {} is a symlink; give the real directory", root.display())]
     RootSymlink { root: PathBuf },
     #[error("root {} is not a directory", root.display())]
     RootNotDir { root: PathBuf },
     #[error("{op} {path} under {}: {source}", root.display())]
-    Io {
-        op: &'static str,
-        path: String,
-        root: PathBuf,
-        source: std::io::Error,
-    },
+    Io { op: &'static str, path: String, root: PathBuf, source: std::io::Error },
     #[error("{path} under {} changed while it was read ({what}); the tree is being modified, retry when it is quiet", root.display())]
-    Raced {
-        path: String,
-        root: PathBuf,
-        what: &'static str,
-    },
+    Raced { path: String, root: PathBuf, what: &'static str },
     #[error("{path} under {} is a mount point; the walk does not cross mounts, unmount it or digest the mounted tree separately", root.display())]
     MountPoint { path: String, root: PathBuf },
     #[error("limit exceeded under {}: {what} (limit {limit}); raise [limits] {key} in the config if this tree is legitimate", root.display())]
-    Limit {
-        root: PathBuf,
-        what: String,
-        key: &'static str,
-        limit: u64,
-    },
+    Limit { root: PathBuf, what: String, key: &'static str, limit: u64 },
     #[error("walk of {} exceeded its deadline", root.display())]
     Deadline { root: PathBuf },
     #[error("walk of {} was cancelled", root.display())]
@@ -86,12 +69,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_depth: 128,
-            max_entries: 2_000_000,
-            max_path_bytes: 4096,
-            max_total_bytes: 64 << 30,
-        }
+        Limits { max_depth: 128, max_entries: 2_000_000, max_path_bytes: 4096, max_total_bytes: 64 << 30 }
     }
 }
 
@@ -121,28 +99,18 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, WalkError> {
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
     })?;
     let cwd = rustix_cwd();
-    let fd = sys::openat2(
-        cwd,
-        &c,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )
-    .map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP) => WalkError::RootSymlink { root: root.into() },
-        Some(libc::ENOTDIR) => {
-            if std::fs::symlink_metadata(root)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false)
-            {
-                WalkError::RootSymlink { root: root.into() }
-            } else {
-                WalkError::RootNotDir { root: root.into() }
+    let fd = sys::openat2(cwd, &c, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map_err(|e| {
+        match e.raw_os_error() {
+            Some(libc::ELOOP) => WalkError::RootSymlink { root: root.into() },
+            Some(libc::ENOTDIR) => {
+                if std::fs::symlink_metadata(root).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                    WalkError::RootSymlink { root: root.into() }
+                } else {
+                    WalkError::RootNotDir { root: root.into() }
+                }
             }
+            _ => WalkError::OpenRoot { root: root.into(), source: e },
         }
-        _ => WalkError::OpenRoot {
-            root: root.into(),
-            source: e,
-        },
     })?;
     Ok(fd)
 }
@@ -175,9 +143,7 @@ struct Hashed {
 /// Walks an already opened root directory.
 pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Manifest, WalkError> {
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
         opts.threads
     };
@@ -306,15 +272,10 @@ impl Walker<'_> {
                     }
                 }
                 if self.entries.len() as u64 >= lim.max_entries {
-                    return Err(self.limit(
-                        "too many entries".into(),
-                        "max_entries",
-                        lim.max_entries,
-                    ));
+                    return Err(self.limit("too many entries".into(), "max_entries", lim.max_entries));
                 }
                 let name = CString::new(de.name).expect("getdents names hold no NUL");
-                let st =
-                    sys::lstatat(dir.as_fd(), &name).map_err(|e| self.io("stat", &child, e))?;
+                let st = sys::lstatat(dir.as_fd(), &name).map_err(|e| self.io("stat", &child, e))?;
                 let fmt = st.st_mode & libc::S_IFMT;
                 let mut entry = Entry {
                     path: child.clone(),
@@ -332,21 +293,11 @@ impl Walker<'_> {
                                 lim.max_depth as u64,
                             ));
                         }
-                        pending.push(Pending {
-                            parent: Rc::clone(&dir),
-                            name,
-                            path: child,
-                            depth: depth + 1,
-                            st,
-                        });
+                        pending.push(Pending { parent: Rc::clone(&dir), name, path: child, depth: depth + 1, st });
                     }
                     libc::S_IFREG => {
                         let size = st.st_size as u64;
-                        entry.kind = Kind::File {
-                            size,
-                            sha256: [0; 32],
-                            cap: None,
-                        };
+                        entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
                         if st.st_nlink > 1 {
                             let index = self.entries.len();
                             if let Some(&first) = self.links.get(&(st.st_dev, st.st_ino)) {
@@ -372,22 +323,15 @@ impl Walker<'_> {
                         )
                         .map_err(|e| self.open_err(&child, e))?;
                         self.same_object(&fd, &st, &child)?;
-                        self.batch.push(Job {
-                            index: self.entries.len(),
-                            fd,
-                            size,
-                            st,
-                            path: child,
-                        });
+                        self.batch.push(Job { index: self.entries.len(), fd, size, st, path: child });
                         self.batch_bytes += size;
                         if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
                             self.flush()?;
                         }
                     }
                     libc::S_IFLNK => {
-                        let target =
-                            sys::readlinkat(dir.as_fd(), &name, lim.max_path_bytes as usize)
-                                .map_err(|e| self.io("read symlink", &child, e))?;
+                        let target = sys::readlinkat(dir.as_fd(), &name, lim.max_path_bytes as usize)
+                            .map_err(|e| self.io("read symlink", &child, e))?;
                         entry.kind = Kind::Symlink { target };
                     }
                     libc::S_IFCHR | libc::S_IFBLK => {
@@ -404,10 +348,7 @@ impl Walker<'_> {
                         return Err(self.io(
                             "stat",
                             &child,
-                            std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                "unknown file type",
-                            ),
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown file type"),
                         ))
                     }
                 }
@@ -425,23 +366,17 @@ impl Walker<'_> {
         self.batch_bytes = 0;
         if self.jobs.send(std::mem::take(&mut self.batch)).is_err() {
             // Every worker is gone: one failed and cancelled the rest.
-            return Err(WalkError::Cancelled {
-                root: self.root.into(),
-            });
+            return Err(WalkError::Cancelled { root: self.root.into() });
         }
         Ok(())
     }
 
     fn check_time(&self) -> Result<(), WalkError> {
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(WalkError::Cancelled {
-                root: self.root.into(),
-            });
+            return Err(WalkError::Cancelled { root: self.root.into() });
         }
         if self.opts.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(WalkError::Deadline {
-                root: self.root.into(),
-            });
+            return Err(WalkError::Deadline { root: self.root.into() });
         }
         Ok(())
     }
@@ -463,10 +398,9 @@ impl Walker<'_> {
 
     fn open_err(&self, path: &[u8], e: std::io::Error) -> WalkError {
         match e.raw_os_error() {
-            Some(libc::EXDEV) => WalkError::MountPoint {
-                path: crate::manifest::display_path(path),
-                root: self.root.into(),
-            },
+            Some(libc::EXDEV) => {
+                WalkError::MountPoint { path: crate::manifest::display_path(path), root: self.root.into() }
+            }
             // The name was a directory or file at stat time and a symlink (or something else)
             // at open time.
             Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENXIO) => WalkError::Raced {
@@ -479,26 +413,12 @@ impl Walker<'_> {
     }
 
     fn io(&self, op: &'static str, path: &[u8], source: std::io::Error) -> WalkError {
-        let path = if path.is_empty() {
-            "/".to_string()
-        } else {
-            crate::manifest::display_path(path)
-        };
-        WalkError::Io {
-            op,
-            path,
-            root: self.root.into(),
-            source,
-        }
+        let path = if path.is_empty() { "/".to_string() } else { crate::manifest::display_path(path) };
+        WalkError::Io { op, path, root: self.root.into(), source }
     }
 
     fn limit(&self, what: String, key: &'static str, limit: u64) -> WalkError {
-        WalkError::Limit {
-            root: self.root.into(),
-            what,
-            key,
-            limit,
-        }
+        WalkError::Limit { root: self.root.into(), what, key, limit }
     }
 }
 
@@ -525,10 +445,7 @@ fn hash_worker(
                 break; // drain the queue so the walker never blocks on a full channel
             }
             let index = job.index;
-            results.push((
-                index,
-                hash_file(root, job, &mut buf, &cap_name, cancel, deadline),
-            ));
+            results.push((index, hash_file(root, job, &mut buf, &cap_name, cancel, deadline)));
         }
         if tx.send(results).is_err() {
             return;
@@ -545,17 +462,8 @@ fn hash_file(
     deadline: Option<Instant>,
 ) -> Result<Hashed, WalkError> {
     let show = || crate::manifest::display_path(&job.path);
-    let io = |op, source| WalkError::Io {
-        op,
-        path: show(),
-        root: root.into(),
-        source,
-    };
-    let raced = |what| WalkError::Raced {
-        path: show(),
-        root: root.into(),
-        what,
-    };
+    let io = |op, source| WalkError::Io { op, path: show(), root: root.into(), source };
+    let raced = |what| WalkError::Raced { path: show(), root: root.into(), what };
     let fd = job.fd.as_fd();
     let cap = sys::fgetxattr(fd, cap_name, 4096).map_err(|e| io("read capability xattr of", e))?;
     let mut hasher = Sha256::new();
@@ -592,10 +500,7 @@ fn hash_file(
     {
         return Err(raced("file was modified"));
     }
-    Ok(Hashed {
-        sha256: hasher.finalize().into(),
-        cap,
-    })
+    Ok(Hashed { sha256: hasher.finalize().into(), cap })
 }
 
 #[cfg(test)]
@@ -613,37 +518,18 @@ mod tests {
         let r = t.path();
         std::fs::create_dir(r.join("bin")).unwrap();
         std::fs::write(r.join("bin/sh"), b"#!").unwrap();
-        std::fs::set_permissions(r.join("bin/sh"), std::fs::Permissions::from_mode(0o4755))
-            .unwrap();
+        std::fs::set_permissions(r.join("bin/sh"), std::fs::Permissions::from_mode(0o4755)).unwrap();
         symlink("/etc/shadow", r.join("escape")).unwrap();
         symlink("../../../../", r.join("up")).unwrap();
-        nix::unistd::mkfifo(
-            &r.join("fifo"),
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        )
-        .unwrap();
+        nix::unistd::mkfifo(&r.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let m = walk_dir(r).unwrap();
-        let paths: Vec<String> = m
-            .entries()
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.path).into())
-            .collect();
+        let paths: Vec<String> = m.entries().iter().map(|e| String::from_utf8_lossy(&e.path).into()).collect();
         assert_eq!(paths, ["/bin", "/bin/sh", "/escape", "/fifo", "/up"]);
         assert_eq!(m.get(b"/bin/sh").unwrap().mode, 0o4755);
-        assert_eq!(
-            m.get(b"/escape").unwrap().kind,
-            Kind::Symlink {
-                target: b"/etc/shadow".to_vec()
-            }
-        );
+        assert_eq!(m.get(b"/escape").unwrap().kind, Kind::Symlink { target: b"/etc/shadow".to_vec() });
         assert_eq!(m.get(b"/fifo").unwrap().kind, Kind::Fifo);
-        let Kind::File { sha256, size, .. } = &m.get(b"/bin/sh").unwrap().kind else {
-            panic!()
-        };
-        assert_eq!(
-            (*size, *sha256),
-            (2, <[u8; 32]>::from(Sha256::digest(b"#!")))
-        );
+        let Kind::File { sha256, size, .. } = &m.get(b"/bin/sh").unwrap().kind else { panic!() };
+        assert_eq!((*size, *sha256), (2, <[u8; 32]>::from(Sha256::digest(b"#!"))));
     }
 
     #[test]
@@ -652,18 +538,9 @@ mod tests {
         std::fs::create_dir(t.path().join("real")).unwrap();
         symlink(t.path().join("real"), t.path().join("link")).unwrap();
         std::fs::write(t.path().join("file"), b"x").unwrap();
-        assert!(matches!(
-            walk_dir(&t.path().join("link")),
-            Err(WalkError::RootSymlink { .. })
-        ));
-        assert!(matches!(
-            walk_dir(&t.path().join("file")),
-            Err(WalkError::RootNotDir { .. })
-        ));
-        assert!(matches!(
-            walk_dir(&t.path().join("none")),
-            Err(WalkError::OpenRoot { .. })
-        ));
+        assert!(matches!(walk_dir(&t.path().join("link")), Err(WalkError::RootSymlink { .. })));
+        assert!(matches!(walk_dir(&t.path().join("file")), Err(WalkError::RootNotDir { .. })));
+        assert!(matches!(walk_dir(&t.path().join("none")), Err(WalkError::OpenRoot { .. })));
     }
 
     #[test]
@@ -671,39 +548,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("a/b/c/d")).unwrap();
         std::fs::write(t.path().join("a/big"), vec![7u8; 10_000]).unwrap();
-        let limited = |limits| {
-            walk(
-                t.path(),
-                &Options {
-                    limits,
-                    ..Options::default()
-                },
-            )
-        };
+        let limited = |limits| walk(t.path(), &Options { limits, ..Options::default() });
         let base = Limits::default();
-        let err = limited(Limits {
-            max_depth: 2,
-            ..base
-        })
-        .unwrap_err();
+        let err = limited(Limits { max_depth: 2, ..base }).unwrap_err();
         assert!(err.to_string().contains("max_depth"), "{err}");
-        let err = limited(Limits {
-            max_entries: 3,
-            ..base
-        })
-        .unwrap_err();
+        let err = limited(Limits { max_entries: 3, ..base }).unwrap_err();
         assert!(err.to_string().contains("max_entries"), "{err}");
-        let err = limited(Limits {
-            max_total_bytes: 9_999,
-            ..base
-        })
-        .unwrap_err();
+        let err = limited(Limits { max_total_bytes: 9_999, ..base }).unwrap_err();
         assert!(err.to_string().contains("max_total_bytes"), "{err}");
-        let err = limited(Limits {
-            max_path_bytes: 6,
-            ..base
-        })
-        .unwrap_err();
+        let err = limited(Limits { max_path_bytes: 6, ..base }).unwrap_err();
         assert!(err.to_string().contains("max_path_bytes"), "{err}");
         assert_eq!(limited(base).unwrap().len(), 5);
     }
@@ -714,14 +567,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("proc/1")).unwrap();
         std::fs::create_dir_all(t.path().join("procx")).unwrap();
         let prune = |p: &[u8]| p == b"/proc";
-        let m = walk(
-            t.path(),
-            &Options {
-                prune: Some(&prune),
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let m = walk(t.path(), &Options { prune: Some(&prune), ..Options::default() }).unwrap();
         let paths: Vec<&[u8]> = m.entries().iter().map(|e| e.path.as_slice()).collect();
         assert_eq!(paths, [b"/procx".as_slice()]);
     }
@@ -730,13 +576,7 @@ mod tests {
     fn an_expired_deadline_stops_the_walk() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
-        let opts = Options {
-            deadline: Some(Instant::now()),
-            ..Options::default()
-        };
-        assert!(matches!(
-            walk(t.path(), &opts),
-            Err(WalkError::Deadline { .. })
-        ));
+        let opts = Options { deadline: Some(Instant::now()), ..Options::default() };
+        assert!(matches!(walk(t.path(), &opts), Err(WalkError::Deadline { .. })));
     }
 }

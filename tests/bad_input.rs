@@ -34,13 +34,7 @@ fn fixture() -> Fixture {
             seal.as_os_str(),
         ],
     );
-    Fixture {
-        env,
-        root,
-        key,
-        public,
-        seal,
-    }
+    Fixture { env, root, key, public, seal }
 }
 
 impl Fixture {
@@ -66,11 +60,7 @@ impl Fixture {
         );
         assert_eq!(err.lines().count(), 1, "exactly one line: {err}");
         assert!(err.starts_with("rootseal: "), "{err}");
-        assert_eq!(
-            before,
-            listing(self.env.tmp.path()),
-            "verify must not write"
-        );
+        assert_eq!(before, listing(self.env.tmp.path()), "verify must not write");
         err
     }
 
@@ -107,10 +97,7 @@ fn corrupt_or_truncated_seal_json() {
     let f = fixture();
     let good = std::fs::read(&f.seal).unwrap();
     let err = f.verify_text(&good[..good.len() / 2], 1);
-    assert!(
-        err.contains("bad.json") && err.contains("not valid JSON"),
-        "{err}"
-    );
+    assert!(err.contains("bad.json") && err.contains("not valid JSON"), "{err}");
     let err = f.verify_text(b"", 1);
     assert!(err.contains("not valid JSON"), "{err}");
     let err = f.verify_text(b"\x00\xff garbage", 1);
@@ -123,17 +110,12 @@ fn duplicate_keys_in_envelope_and_payload() {
     let text = String::from_utf8(std::fs::read(&f.seal).unwrap()).unwrap();
     let dup = text.replacen("{", "{\"payloadType\": \"x\",", 1);
     let err = f.verify_text(dup.as_bytes(), 1);
-    assert!(
-        err.contains("duplicate") && err.contains("payloadType"),
-        "{err}"
-    );
+    assert!(err.contains("duplicate") && err.contains("payloadType"), "{err}");
 
     // Inside the signed payload, spelled with an escape: `"_typ\u0065"` duplicates `"_type"`.
     let mut env = f.envelope();
     let payload = B64.decode(env["payload"].as_str().unwrap()).unwrap();
-    let p = String::from_utf8(payload)
-        .unwrap()
-        .replacen("{", "{\"_typ\\u0065\":\"x\",", 1);
+    let p = String::from_utf8(payload).unwrap().replacen("{", "{\"_typ\\u0065\":\"x\",", 1);
     env["payload"] = B64.encode(p).into();
     let err = f.verify_text(env.to_string().as_bytes(), 1);
     assert!(err.contains("duplicate") && err.contains("_type"), "{err}");
@@ -142,11 +124,7 @@ fn duplicate_keys_in_envelope_and_payload() {
 #[test]
 fn wrong_payload_type_and_bad_base64() {
     let f = fixture();
-    for pt in [
-        "application/vnd.in-toto+json ",
-        "application/json",
-        "APPLICATION/VND.IN-TOTO+JSON",
-    ] {
+    for pt in ["application/vnd.in-toto+json ", "application/json", "APPLICATION/VND.IN-TOTO+JSON"] {
         let mut env = f.envelope();
         env["payloadType"] = pt.into();
         let err = f.verify_text(env.to_string().as_bytes(), 1);
@@ -182,13 +160,11 @@ fn unknown_revoked_and_removed_keys() {
 fn non_canonical_signature_is_refused() {
     let f = fixture();
     let mut env = f.envelope();
-    let sig = B64
-        .decode(env["signatures"][0]["sig"].as_str().unwrap())
-        .unwrap();
+    let sig = B64.decode(env["signatures"][0]["sig"].as_str().unwrap()).unwrap();
     // s' = s + L (the group order) is accepted by lax verifiers; verify_strict refuses it.
     let l: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
-        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let mut s = [0u8; 32];
     s.copy_from_slice(&sig[32..]);
@@ -202,10 +178,7 @@ fn non_canonical_signature_is_refused() {
     bad.extend_from_slice(&s);
     env["signatures"][0]["sig"] = B64.encode(&bad).into();
     let err = f.verify_text(env.to_string().as_bytes(), 1);
-    assert!(
-        err.contains("does not verify") || err.contains("not signed by any trusted key"),
-        "{err}"
-    );
+    assert!(err.contains("does not verify") || err.contains("not signed by any trusted key"), "{err}");
 }
 
 #[test]
@@ -238,10 +211,7 @@ fn a_seal_over_64_mib_is_refused_unread() {
     let file = std::fs::File::create(&p).unwrap();
     file.set_len((64 << 20) + 1).unwrap();
     let err = f.verify_file(&p, &f.public, 1);
-    assert!(
-        err.contains("huge.json") && err.contains("larger than"),
-        "{err}"
-    );
+    assert!(err.contains("huge.json") && err.contains("larger than"), "{err}");
 }
 
 #[test]
@@ -250,27 +220,13 @@ fn key_files_with_wrong_permissions_or_kind() {
     // A private key where a public key is expected.
     let err = f.verify_file(&f.seal, &f.key, 2);
     assert!(err.contains("is a private key"), "{err}");
-    let (_, err) = f.env.expect(
-        2,
-        [OsStr::new("trust"), OsStr::new("add"), f.key.as_os_str()],
-    );
+    let (_, err) = f.env.expect(2, [OsStr::new("trust"), OsStr::new("add"), f.key.as_os_str()]);
     assert!(err.contains("is a private key"), "{err}");
     // A public key where a private key is expected.
-    let (_, err) = f.env.expect(
-        2,
-        [
-            OsStr::new("seal"),
-            f.root.as_os_str(),
-            OsStr::new("--key"),
-            f.public.as_os_str(),
-        ],
-    );
+    let (_, err) = f.env.expect(2, [OsStr::new("seal"), f.root.as_os_str(), OsStr::new("--key"), f.public.as_os_str()]);
     assert!(err.contains("is a public key"), "{err}");
     // A group-writable key in the trust store.
-    f.env.expect(
-        0,
-        [OsStr::new("trust"), OsStr::new("add"), f.public.as_os_str()],
-    );
+    f.env.expect(0, [OsStr::new("trust"), OsStr::new("add"), f.public.as_os_str()]);
     let stored = f.env.path("trust/ci.pub");
     std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o664)).unwrap();
     let trust_dir = f.env.path("trust");
@@ -285,10 +241,7 @@ fn key_files_with_wrong_permissions_or_kind() {
             trust_dir.as_os_str(),
         ],
     );
-    assert!(
-        err.contains("ci.pub") && err.contains("writable by group") && err.contains("chmod go-w"),
-        "{err}"
-    );
+    assert!(err.contains("ci.pub") && err.contains("writable by group") && err.contains("chmod go-w"), "{err}");
     // Not owned by root (or by us).
     std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::chown(&stored, Some(4242), None).unwrap();
@@ -303,22 +256,12 @@ fn key_files_with_wrong_permissions_or_kind() {
             trust_dir.as_os_str(),
         ],
     );
-    assert!(
-        err.contains("owned by uid 4242") && err.contains("chown root"),
-        "{err}"
-    );
+    assert!(err.contains("owned by uid 4242") && err.contains("chown root"), "{err}");
     // Garbage where a key should be.
     let junk = f.env.path("junk.pub");
-    std::fs::write(
-        &junk,
-        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
-    )
-    .unwrap();
+    std::fs::write(&junk, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
     let err = f.verify_file(&f.seal, &junk, 2);
-    assert!(
-        err.contains("junk.pub") && err.contains("not an ed25519 public key"),
-        "{err}"
-    );
+    assert!(err.contains("junk.pub") && err.contains("not an ed25519 public key"), "{err}");
 }
 
 #[test]
@@ -362,14 +305,7 @@ fn a_bad_config_names_the_file_and_key() {
     let (_, err) = f.env.expect(2, [OsStr::new("digest"), f.root.as_os_str()]);
     assert!(err.contains("config.toml") && err.contains("mood"), "{err}");
     let missing = f.env.path("missing.toml");
-    let (_, err) = f.env.expect(
-        2,
-        [
-            OsStr::new("--config"),
-            missing.as_os_str(),
-            OsStr::new("digest"),
-            f.root.as_os_str(),
-        ],
-    );
+    let (_, err) =
+        f.env.expect(2, [OsStr::new("--config"), missing.as_os_str(), OsStr::new("digest"), f.root.as_os_str()]);
     assert!(err.contains("missing.toml"), "{err}");
 }

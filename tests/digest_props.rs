@@ -23,11 +23,7 @@ fn spec() -> impl Strategy<Value = Vec<FileSpec>> {
         ),
         1..8,
     )
-    .prop_map(|v| {
-        v.into_iter()
-            .map(|(dir, content, mode)| FileSpec { dir, content, mode })
-            .collect()
-    })
+    .prop_map(|v| v.into_iter().map(|(dir, content, mode)| FileSpec { dir, content, mode }).collect())
 }
 
 const DIRS: [&str; 3] = ["bin", "etc", "usr/lib"];
@@ -60,10 +56,7 @@ fn build(root: &Path, files: &[FileSpec], reverse: bool) {
 }
 
 fn digest(root: &Path) -> String {
-    walk(root, &Options::default())
-        .unwrap()
-        .digest()
-        .to_string()
+    walk(root, &Options::default()).unwrap().digest().to_string()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,12 +106,7 @@ fn apply(root: &Path, files: &[FileSpec], which: usize, m: Mutation) {
         }
         Mutation::AppendByte => {
             use std::io::Write;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&p)
-                .unwrap()
-                .write_all(b"\0")
-                .unwrap();
+            std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"\0").unwrap();
         }
         Mutation::ModeBit(bit) => {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
@@ -135,8 +123,7 @@ fn apply(root: &Path, files: &[FileSpec], which: usize, m: Mutation) {
         Mutation::RemoveEntry => std::fs::remove_file(&p).unwrap(),
         Mutation::RenameEntry => std::fs::rename(&p, p.with_file_name(format!("g{i}"))).unwrap(),
         Mutation::EmptyDirMode => {
-            std::fs::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o700))
-                .unwrap()
+            std::fs::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o700)).unwrap()
         }
     }
 }
@@ -179,10 +166,7 @@ fn timestamps_and_selinux_labels_do_not_count() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("f"), b"x").unwrap();
     let before = digest(t.path());
-    let f = std::fs::File::options()
-        .write(true)
-        .open(t.path().join("f"))
-        .unwrap();
+    let f = std::fs::File::options().write(true).open(t.path().join("f")).unwrap();
     f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
     // user.* xattrs (and security.selinux, which the host assigns) are outside the digest.
     set_xattr(&t.path().join("f"), "user.note", b"hello");
@@ -193,11 +177,7 @@ fn timestamps_and_selinux_labels_do_not_count() {
 fn removing_the_capability_xattr_changes_the_digest() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("ping"), b"elf").unwrap();
-    set_xattr(
-        &t.path().join("ping"),
-        "security.capability",
-        &cap_net_bind(),
-    );
+    set_xattr(&t.path().join("ping"), "security.capability", &cap_net_bind());
     let with = walk(t.path(), &Options::default()).unwrap();
     remove_xattr(&t.path().join("ping"), "security.capability");
     let without = walk(t.path(), &Options::default()).unwrap();

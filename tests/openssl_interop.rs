@@ -18,14 +18,8 @@ fn an_openssl_key_seals_and_openssl_verifies_the_signature_over_pae() {
     small_tree(&root);
     let key = env.path("k.pem");
     let public = env.path("k.pub");
-    sh(openssl()
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key));
-    sh(openssl()
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&public));
+    sh(openssl().args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key));
+    sh(openssl().args(["pkey", "-pubout", "-in"]).arg(&key).arg("-out").arg(&public));
     let seal = env.path("s.json");
     env.expect(
         0,
@@ -53,14 +47,8 @@ fn an_openssl_key_seals_and_openssl_verifies_the_signature_over_pae() {
     // OpenSSL checks our signature over the DSSE PAE bytes.
     let envl: serde_json::Value = serde_json::from_slice(&std::fs::read(&seal).unwrap()).unwrap();
     let payload = B64.decode(envl["payload"].as_str().unwrap()).unwrap();
-    let sig = B64
-        .decode(envl["signatures"][0]["sig"].as_str().unwrap())
-        .unwrap();
-    std::fs::write(
-        env.path("pae"),
-        rootseal::seal::pae(rootseal::seal::PAYLOAD_TYPE, &payload),
-    )
-    .unwrap();
+    let sig = B64.decode(envl["signatures"][0]["sig"].as_str().unwrap()).unwrap();
+    std::fs::write(env.path("pae"), rootseal::seal::pae(rootseal::seal::PAYLOAD_TYPE, &payload)).unwrap();
     std::fs::write(env.path("sig"), &sig).unwrap();
     let out = sh(openssl()
         .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
@@ -85,16 +73,9 @@ fn an_openssl_key_seals_and_openssl_verifies_the_signature_over_pae() {
     assert!(!st.status.success());
 
     // The keyid is the SHA-256 of the SPKI DER, as openssl computes it.
-    let der = Command::new("openssl")
-        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
-        .arg(&public)
-        .output()
-        .unwrap();
+    let der = Command::new("openssl").args(["pkey", "-pubin", "-outform", "DER", "-in"]).arg(&public).output().unwrap();
     use sha2::Digest;
-    assert_eq!(
-        envl["signatures"][0]["keyid"].as_str().unwrap(),
-        format!("{:x}", sha2::Sha256::digest(&der.stdout))
-    );
+    assert_eq!(envl["signatures"][0]["keyid"].as_str().unwrap(), format!("{:x}", sha2::Sha256::digest(&der.stdout)));
 }
 
 #[test]
@@ -104,14 +85,8 @@ fn a_seal_signed_by_openssl_over_a_rootseal_statement_verifies() {
     small_tree(&root);
     let key = env.path("k.pem");
     let public = env.path("k.pub");
-    sh(openssl()
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key));
-    sh(openssl()
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&public));
+    sh(openssl().args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key));
+    sh(openssl().args(["pkey", "-pubout", "-in"]).arg(&key).arg("-out").arg(&public));
 
     // The statement rootseal would sign, signed instead by openssl.
     let m = rootseal::walk::walk(&root, &Default::default()).unwrap();
@@ -122,11 +97,7 @@ fn a_seal_signed_by_openssl_over_a_rootseal_statement_verifies() {
         expires: None,
         image: None,
     });
-    std::fs::write(
-        env.path("pae"),
-        rootseal::seal::pae(rootseal::seal::PAYLOAD_TYPE, &payload),
-    )
-    .unwrap();
+    std::fs::write(env.path("pae"), rootseal::seal::pae(rootseal::seal::PAYLOAD_TYPE, &payload)).unwrap();
     sh(openssl()
         .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
         .arg(&key)
@@ -137,11 +108,7 @@ fn a_seal_signed_by_openssl_over_a_rootseal_statement_verifies() {
     let sig = std::fs::read(env.path("sig")).unwrap();
     assert_eq!(sig.len(), 64);
     let seal = env.path("openssl-seal.json");
-    std::fs::write(
-        &seal,
-        rootseal::seal::envelope(&payload, &[(String::new(), sig)]),
-    )
-    .unwrap();
+    std::fs::write(&seal, rootseal::seal::envelope(&payload, &[(String::new(), sig)])).unwrap();
     let (out, _) = env.expect(
         0,
         [

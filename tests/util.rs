@@ -13,10 +13,7 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new()
-            .prefix("rootseal-test-")
-            .tempdir()
-            .expect("tempdir");
+        let tmp = tempfile::Builder::new().prefix("rootseal-test-").tempdir().expect("tempdir");
         // The trust rule refuses group/other-writable ancestors of the store only at the store
         // itself, but keep the whole tree tidy anyway.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -49,9 +46,7 @@ impl Env {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new(bin());
-        c.args(args)
-            .env("ROOTSEAL_CONFIG", self.config_path())
-            .stdin(Stdio::null());
+        c.args(args).env("ROOTSEAL_CONFIG", self.config_path()).stdin(Stdio::null());
         c
     }
 
@@ -69,36 +64,19 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<std::ffi::OsString> =
-            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let out = self.run(&args);
-        let (so, se) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "rootseal {args:?}\nstdout: {so}\nstderr: {se}"
-        );
+        let (so, se) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert_eq!(out.status.code(), Some(code), "rootseal {args:?}\nstdout: {so}\nstderr: {se}");
         (so, se)
     }
 
     /// keygen into the temp dir; returns (private, public) paths.
     pub fn keygen(&self, name: &str) -> (PathBuf, PathBuf) {
         let prefix = self.path(name);
-        self.expect(
-            0,
-            [
-                OsStr::new("keygen"),
-                OsStr::new("--out"),
-                prefix.as_os_str(),
-            ],
-        );
-        (
-            self.path(&format!("{name}.key")),
-            self.path(&format!("{name}.pub")),
-        )
+        self.expect(0, [OsStr::new("keygen"), OsStr::new("--out"), prefix.as_os_str()]);
+        (self.path(&format!("{name}.key")), self.path(&format!("{name}.pub")))
     }
 }
 
@@ -126,22 +104,8 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let n = std::ffi::CString::new(name).unwrap();
     // SAFETY: valid C strings and a value buffer of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setxattr {name} on {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(rc, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
 }
 
 pub fn remove_xattr(path: &Path, name: &str) {
@@ -149,12 +113,7 @@ pub fn remove_xattr(path: &Path, name: &str) {
     let n = std::ffi::CString::new(name).unwrap();
     // SAFETY: valid C strings.
     let rc = unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) };
-    assert_eq!(
-        rc,
-        0,
-        "removexattr {name}: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "removexattr {name}: {}", std::io::Error::last_os_error());
 }
 
 /// A VFS_CAP_REVISION_2 capability xattr granting CAP_NET_BIND_SERVICE (as setcap writes it).

@@ -21,16 +21,9 @@ fn symlinks_out_of_the_tree_are_recorded_not_followed() {
     std::fs::write(env.path("another"), b"x").unwrap();
     let (b, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str()]);
     assert_eq!(a, b);
-    let out = env.run([
-        OsStr::new("digest"),
-        root.as_os_str(),
-        OsStr::new("--manifest"),
-    ]);
+    let out = env.run([OsStr::new("digest"), root.as_os_str(), OsStr::new("--manifest")]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.contains("/etc/rel l 0777 0 0 target=../../outside-secret"),
-        "{text}"
-    );
+    assert!(text.contains("/etc/rel l 0777 0 0 target=../../outside-secret"), "{text}");
     assert!(!text.contains("secret v"), "{text}");
 }
 
@@ -39,11 +32,7 @@ fn fifos_sockets_and_devices_are_described_never_opened() {
     let env = Env::new();
     let root = env.path("rootfs");
     std::fs::create_dir_all(root.join("dev")).unwrap();
-    nix::unistd::mkfifo(
-        &root.join("fifo"),
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
-    )
-    .unwrap();
+    nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
     // A character device (/dev/zero's numbers) would never end if read.
     nix::sys::stat::mknod(
@@ -55,11 +44,7 @@ fn fifos_sockets_and_devices_are_described_never_opened() {
     .unwrap();
     let start = Instant::now();
     let mut child = env
-        .cmd([
-            OsStr::new("digest"),
-            root.as_os_str(),
-            OsStr::new("--manifest"),
-        ])
+        .cmd([OsStr::new("digest"), root.as_os_str(), OsStr::new("--manifest")])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -78,10 +63,7 @@ fn fifos_sockets_and_devices_are_described_never_opened() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("/fifo p 0644"), "{text}");
     assert!(text.contains("/sock s "), "{text}");
-    assert!(
-        text.contains("/dev/zero c ") && text.contains(" dev=1,5\n"),
-        "{text}"
-    );
+    assert!(text.contains("/dev/zero c ") && text.contains(" dev=1,5\n"), "{text}");
 }
 
 #[test]
@@ -89,16 +71,11 @@ fn a_mount_inside_the_tree_is_refused() {
     let env = Env::new();
     let root = env.path("rootfs");
     std::fs::create_dir_all(root.join("mnt")).unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs"])
-        .arg(root.join("mnt"))
-        .status()
-        .unwrap();
+    let status =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(root.join("mnt")).status().unwrap();
     assert!(status.success(), "mount tmpfs (tests run as root)");
     let out = env.run([OsStr::new("digest"), root.as_os_str()]);
-    let _ = std::process::Command::new("umount")
-        .arg(root.join("mnt"))
-        .status();
+    let _ = std::process::Command::new("umount").arg(root.join("mnt")).status();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/mnt") && err.contains("mount point"), "{err}");

@@ -34,16 +34,9 @@ fn seal_verify_tamper_verify() {
             public.as_os_str(),
         ],
     );
-    assert!(
-        out.contains("verified") && out.contains("example.com/app:1"),
-        "{out}"
-    );
+    assert!(out.contains("verified") && out.contains("example.com/app:1"), "{out}");
 
-    std::fs::write(
-        root.join("etc/passwd"),
-        b"root:x:0:0::/root:/bin/sh\nevil:x:0:0::/:/bin/sh\n",
-    )
-    .unwrap();
+    std::fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\nevil:x:0:0::/:/bin/sh\n").unwrap();
     let (_, err) = env.expect(
         1,
         [
@@ -55,10 +48,7 @@ fn seal_verify_tamper_verify() {
             public.as_os_str(),
         ],
     );
-    assert!(
-        err.contains("/etc/passwd content differs from seal"),
-        "{err}"
-    );
+    assert!(err.contains("/etc/passwd content differs from seal"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
 
@@ -71,25 +61,15 @@ fn digest_is_stable_and_json_counts_entries() {
     let (b, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str()]);
     assert_eq!(a, b);
     assert!(a.starts_with("sha256:") && a.trim().len() == 71, "{a}");
-    let (j, _) = env.expect(
-        0,
-        [OsStr::new("digest"), root.as_os_str(), OsStr::new("--json")],
-    );
+    let (j, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str(), OsStr::new("--json")]);
     let v: serde_json::Value = serde_json::from_str(&j).unwrap();
     assert_eq!(v["digest"].as_str().unwrap(), a.trim());
     assert_eq!(v["entries"], 12);
     assert_eq!(v["fileBytes"], 100_000 + 21 + 6 + 26);
     // The manifest printed is the one hashed.
-    let out = env.run([
-        OsStr::new("digest"),
-        root.as_os_str(),
-        OsStr::new("--manifest"),
-    ]);
+    let out = env.run([OsStr::new("digest"), root.as_os_str(), OsStr::new("--manifest")]);
     use sha2::Digest;
-    assert_eq!(
-        format!("sha256:{:x}", sha2::Sha256::digest(&out.stdout)),
-        a.trim()
-    );
+    assert_eq!(format!("sha256:{:x}", sha2::Sha256::digest(&out.stdout)), a.trim());
 }
 
 #[test]
@@ -131,20 +111,9 @@ fn verify_json_lists_every_difference() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| {
-            (
-                d["path"].as_str().unwrap().to_string(),
-                d["changes"][0]["class"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|d| (d["path"].as_str().unwrap().to_string(), d["changes"][0]["class"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(
-        d,
-        [
-            ("/bin/new".to_string(), "added".to_string()),
-            ("/bin/su".into(), "removed".into())
-        ]
-    );
+    assert_eq!(d, [("/bin/new".to_string(), "added".to_string()), ("/bin/su".into(), "removed".into())]);
 }
 
 #[test]
@@ -167,35 +136,20 @@ fn trust_store_lifecycle_and_import() {
     );
 
     // An empty store trusts nothing: import is refused.
-    let (_, err) = env.expect(
-        2,
-        [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()],
-    );
+    let (_, err) = env.expect(2, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     assert!(err.contains("does not exist"), "{err}");
 
-    env.expect(
-        0,
-        [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()],
-    );
+    env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
     let (list, _) = env.expect(0, ["trust", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(v["keys"][0]["name"], "ci-2026");
     let keyid = v["keys"][0]["keyid"].as_str().unwrap().to_string();
 
-    let (out, _) = env.expect(
-        0,
-        [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()],
-    );
+    let (out, _) = env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     assert!(out.contains("signed by ci-2026"), "{out}");
     let (digest, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str()]);
-    let filed = env.path(&format!(
-        "seals/{}.json",
-        digest.trim().trim_start_matches("sha256:")
-    ));
-    assert_eq!(
-        std::fs::read(&filed).unwrap(),
-        std::fs::read(&seal).unwrap()
-    );
+    let filed = env.path(&format!("seals/{}.json", digest.trim().trim_start_matches("sha256:")));
+    assert_eq!(std::fs::read(&filed).unwrap(), std::fs::read(&seal).unwrap());
 
     let trust_dir = env.path("trust");
     env.expect(
@@ -223,10 +177,7 @@ fn trust_store_lifecycle_and_import() {
         ],
     );
     assert!(err.contains("revoked key ci-2026"), "{err}");
-    let (_, err) = env.expect(
-        1,
-        [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()],
-    );
+    let (_, err) = env.expect(1, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     assert!(err.contains("revoked"), "{err}");
 
     env.expect(0, ["trust", "remove", "ci-2026"]);
@@ -262,10 +213,7 @@ fn revoked_digest_is_refused() {
             seal.as_os_str(),
         ],
     );
-    env.expect(
-        0,
-        [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()],
-    );
+    env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
     let (digest, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str()]);
     env.expect(0, ["trust", "revoke", "--digest", digest.trim()]);
     let trust_dir = env.path("trust");

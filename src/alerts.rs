@@ -1,0 +1,264 @@
+//! Alerts: every block, audit-mode violation and exemption goes to a JSON-lines events file and
+//! to syslog (RFC 5424 with structured data). The event schema is in docs/events.md and is
+//! shared with the drift monitor.
+//!
+//! Sinks never stall the caller: syslog datagrams are sent non-blocking (a full or missing
+//! socket drops the message and says so on stderr), the events file is one append per event.
+
+use crate::config::{Alerts, Mode};
+use serde::Serialize;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use syslog::{Facility, Formatter5424, LogFormat, Severity};
+
+/// The structured-data id: RFC 5612's documentation enterprise number until one is assigned.
+pub const SD_ID: &str = "rootseal@32473";
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub bundle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SealInfo {
+    pub digest: String,
+    pub name: String,
+    pub signers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PathChange {
+    pub path: String,
+    pub changes: Vec<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ViolationRecord {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathChange>,
+    /// How many differing paths there were in all (paths lists at most 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_paths: Option<usize>,
+}
+
+/// One event (docs/events.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub time: String,
+    pub host: String,
+    /// "hook", "check" or "monitor".
+    pub source: &'static str,
+    /// "blocked", "audit", "exempted", "verified", "drift", "recovered", "scan-failed".
+    pub event: &'static str,
+    pub severity: &'static str,
+    pub mode: Mode,
+    pub container: ContainerInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exemption: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<ViolationRecord>,
+    /// The one-line summary an operator reads first.
+    pub message: String,
+}
+
+impl Event {
+    pub fn now_string() -> String {
+        humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    }
+
+    fn syslog_severity(&self) -> Severity {
+        match self.severity {
+            "err" => Severity::LOG_ERR,
+            "warning" => Severity::LOG_WARNING,
+            "notice" => Severity::LOG_NOTICE,
+            _ => Severity::LOG_INFO,
+        }
+    }
+
+    fn msgid(&self) -> u32 {
+        match self.event {
+            "blocked" => 1,
+            "audit" => 2,
+            "exempted" => 3,
+            "drift" => 4,
+            "recovered" => 5,
+            "scan-failed" => 6,
+            _ => 0,
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("cannot append to events file {}: {source}", path.display())]
+    Events { path: PathBuf, source: std::io::Error },
+    #[error("cannot send to syslog socket {}: {source}", path.display())]
+    Syslog { path: PathBuf, source: std::io::Error },
+}
+
+/// Sends one event to every configured sink. Returns the sink errors (never stops early).
+pub fn emit(alerts: &Alerts, event: &Event) -> Vec<AlertError> {
+    let mut errors = Vec::new();
+    if !alerts.events_file.as_os_str().is_empty() {
+        if let Err(source) = append_event(&alerts.events_file, event) {
+            errors.push(AlertError::Events { path: alerts.events_file.clone(), source });
+        }
+    }
+    if !alerts.syslog_socket.as_os_str().is_empty() {
+        if let Err(source) = send_syslog(&alerts.syslog_socket, event) {
+            errors.push(AlertError::Syslog { path: alerts.syslog_socket.clone(), source });
+        }
+    }
+    errors
+}
+
+fn append_event(path: &Path, event: &Event) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    }
+    let mut line = serde_json::to_vec(event).expect("event serialises");
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    // One write: appends of one line are not interleaved with other writers' lines.
+    f.write_all(&line)
+}
+
+/// Formats the event as RFC 5424 (syslog crate) with structured data.
+pub fn syslog_line(event: &Event) -> Vec<u8> {
+    let fmt = Formatter5424 {
+        facility: Facility::LOG_AUTH,
+        hostname: Some(event.host.clone()),
+        process: "rootseal".into(),
+        pid: std::process::id(),
+    };
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("event".to_string(), event.event.to_string());
+    params.insert("mode".to_string(), event.mode.to_string());
+    params.insert("container".to_string(), event.container.id.clone());
+    if let Some(i) = &event.image {
+        params.insert("image".to_string(), i.clone());
+    }
+    if let Some(s) = &event.seal {
+        params.insert("digest".to_string(), s.digest.clone());
+    }
+    if let Some(v) = event.violations.first() {
+        params.insert("reason".to_string(), v.code.clone());
+    }
+    if let Some(e) = &event.exemption {
+        params.insert("exemption".to_string(), e.clone());
+    }
+    let data = std::collections::BTreeMap::from([(SD_ID.to_string(), params)]);
+    let mut out = Vec::new();
+    let _ = fmt.format(&mut out, event.syslog_severity(), (event.msgid(), data, &event.message));
+    out
+}
+
+fn send_syslog(path: &Path, event: &Event) -> std::io::Result<()> {
+    let msg = syslog_line(event);
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    match sock.send_to(&msg, path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+            // A stream socket: octet-counted framing (RFC 6587), bounded in time.
+            let mut s = std::os::unix::net::UnixStream::connect(path)?;
+            s.set_write_timeout(Some(std::time::Duration::from_millis(200)))?;
+            let mut framed = format!("{} ", msg.len()).into_bytes();
+            framed.extend_from_slice(&msg);
+            s.write_all(&framed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            time: Event::now_string(),
+            host: "node1".into(),
+            source: "hook",
+            event: "blocked",
+            severity: "err",
+            mode: Mode::Enforce,
+            container: ContainerInfo { id: "abc".into(), bundle: "/b".into(), rootfs: None, pid: None },
+            stage: Some("prestart".into()),
+            image: Some("app:1".into()),
+            seal: None,
+            rule: None,
+            exemption: None,
+            violations: vec![ViolationRecord {
+                code: "tampered".into(),
+                message: "m".into(),
+                paths: vec![],
+                total_paths: None,
+            }],
+            message: "rootseal: blocked container abc: \"quoted\" ]".into(),
+        }
+    }
+
+    #[test]
+    fn both_sinks_receive_the_event() {
+        let t = tempfile::tempdir().unwrap();
+        let sock_path = t.path().join("log.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        let alerts = Alerts { syslog_socket: sock_path, events_file: t.path().join("ev/events.jsonl") };
+        assert!(emit(&alerts, &event()).is_empty());
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]);
+        assert!(line.starts_with("<35>1 "), "{line}"); // auth.err
+        assert!(line.contains("[rootseal@32473 container=\"abc\" event=\"blocked\" image=\"app:1\" mode=\"enforce\" reason=\"tampered\"]"), "{line}");
+        let ev = std::fs::read_to_string(t.path().join("ev/events.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(ev.trim()).unwrap();
+        assert_eq!(v["event"], "blocked");
+        assert_eq!(v["container"]["id"], "abc");
+    }
+
+    #[test]
+    fn a_missing_or_full_syslog_socket_never_blocks() {
+        let t = tempfile::tempdir().unwrap();
+        let alerts = Alerts { syslog_socket: t.path().join("none.sock"), events_file: PathBuf::new() };
+        assert_eq!(emit(&alerts, &event()).len(), 1);
+        // A bound socket nobody reads: fill its queue, then one more must return at once.
+        let p = t.path().join("full.sock");
+        let _sock = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        let alerts = Alerts { syslog_socket: p, events_file: PathBuf::new() };
+        let start = std::time::Instant::now();
+        let mut failures = 0;
+        for _ in 0..2000 {
+            failures += emit(&alerts, &event()).len();
+        }
+        assert!(failures > 0, "the queue should have filled");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

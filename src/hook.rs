@@ -1,0 +1,619 @@
+//! The OCI hook: at container start, verify the bundle's rootfs against its seal and enforce a
+//! read-only root; at poststop, clean up. Also the offline `rootseal check BUNDLE`.
+//!
+//! The sequence for prestart/createRuntime (docs/hook.md):
+//! 1. arm a watchdog for the whole hook's deadline (a hang must never hold a container start);
+//! 2. read the OCI state from stdin (bounded in size and time) and parse it strictly;
+//! 3. load the bundle's config.json, resolve root.path;
+//! 4. exempt? (by image name or annotations) → allow, alert "exempted";
+//! 5. read-only policy: root.readonly and every mount;
+//! 6. integrity: walk the rootfs, find candidate seals, check each against trusted, unrevoked
+//!    keys, the rule's required keys and expiry, and compare manifests after mount exclusion;
+//! 7. enforce: any violation → exit 1 with one line on stderr; audit: exit 0 and alert;
+//! 8. on a pass (or an audit pass) write the state record for the drift monitor.
+//!
+//! Any error is a violation: in enforce mode it blocks.
+
+use crate::alerts::{self, ContainerInfo, Event, PathChange, SealInfo, ViolationRecord};
+use crate::config::{Config, Mode};
+use crate::exclude::Exclusions;
+use crate::manifest::{display_path, Difference, Manifest, TreeDigest};
+use crate::oci::{self, Bundle};
+use crate::policy;
+use crate::readonly;
+use crate::seal::Seal;
+use crate::state;
+use crate::store::{self, SealStore};
+use crate::trust::{Trust, TrustStore};
+use crate::verify::{self, Rejection};
+use crate::walk;
+use std::io::Write as _;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How many differing paths a block message names.
+pub const MESSAGE_PATHS: usize = 5;
+/// How many differing paths an event lists.
+pub const EVENT_PATHS: usize = 100;
+
+/// The OCI hook stages (runtime-spec config.md#posix-platform-hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Stage {
+    pub fn parse(s: &str) -> Option<Stage> {
+        Some(match s {
+            "prestart" => Stage::Prestart,
+            "createRuntime" => Stage::CreateRuntime,
+            "createContainer" => Stage::CreateContainer,
+            "startContainer" => Stage::StartContainer,
+            "poststart" => Stage::Poststart,
+            "poststop" => Stage::Poststop,
+            _ => return None,
+        })
+    }
+
+    /// The stage implied by the state's status: runc reports `creating` at prestart and
+    /// createRuntime, crun `created`; `running` at poststart, `stopped` at poststop.
+    pub fn from_status(status: &str) -> Option<Stage> {
+        match status {
+            "creating" | "created" => Some(Stage::Prestart),
+            "running" => Some(Stage::Poststart),
+            "stopped" => Some(Stage::Poststop),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prestart => "prestart",
+            Stage::CreateRuntime => "createRuntime",
+            Stage::CreateContainer => "createContainer",
+            Stage::StartContainer => "startContainer",
+            Stage::Poststart => "poststart",
+            Stage::Poststop => "poststop",
+        }
+    }
+
+    fn verifies(self) -> bool {
+        matches!(self, Stage::Prestart | Stage::CreateRuntime | Stage::CreateContainer)
+    }
+}
+
+/// One reason not to run the container.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub code: &'static str,
+    pub message: String,
+    pub diffs: Vec<Difference>,
+}
+
+impl Violation {
+    fn new(code: &'static str, message: impl Into<String>) -> Violation {
+        Violation { code, message: message.into(), diffs: Vec::new() }
+    }
+}
+
+/// What the hook (or `check`) decided, with everything an alert needs.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub mode: Mode,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: Option<PathBuf>,
+    pub image: Option<String>,
+    pub rule: Option<String>,
+    pub exemption: Option<String>,
+    pub seal: Option<SealInfo>,
+    pub seal_path: Option<PathBuf>,
+    pub violations: Vec<Violation>,
+}
+
+impl Decision {
+    fn new(id: &str, bundle: &Path, mode: Mode) -> Decision {
+        Decision {
+            mode,
+            id: id.into(),
+            bundle: bundle.into(),
+            rootfs: None,
+            image: None,
+            rule: None,
+            exemption: None,
+            seal: None,
+            seal_path: None,
+            violations: Vec::new(),
+        }
+    }
+
+    /// Runs the container?
+    pub fn allowed(&self) -> bool {
+        self.violations.is_empty() || self.mode == Mode::Audit
+    }
+
+    /// The one line runc, containerd and podman show to the user.
+    pub fn summary(&self) -> String {
+        let id = short_id(&self.id);
+        if let Some(e) = &self.exemption {
+            return format!("rootseal: container {id} exempted by {e:?}, not verified");
+        }
+        let Some(first) = self.violations.first() else {
+            let seal =
+                self.seal.as_ref().map(|s| format!(" against seal {} ({})", s.digest, s.name)).unwrap_or_default();
+            return format!("rootseal: verified container {id}{seal}");
+        };
+        let more = match self.violations.len() {
+            1 => String::new(),
+            n => format!(" (+{} more violation{})", n - 1, if n > 2 { "s" } else { "" }),
+        };
+        let verb = if self.mode == Mode::Audit { "audit: would block" } else { "blocked" };
+        format!("rootseal: {verb} container {id}: {}{more}", first.message)
+    }
+
+    /// The event for the alert sinks.
+    pub fn event(&self, source: &'static str, stage: Option<Stage>, pid: Option<i32>) -> Event {
+        let (event, severity) = if self.exemption.is_some() {
+            ("exempted", "notice")
+        } else if self.violations.is_empty() {
+            ("verified", "info")
+        } else if self.mode == Mode::Audit {
+            ("audit", "warning")
+        } else {
+            ("blocked", "err")
+        };
+        Event {
+            time: Event::now_string(),
+            host: alerts::hostname(),
+            source,
+            event,
+            severity,
+            mode: self.mode,
+            container: ContainerInfo {
+                id: display_path(self.id.as_bytes()),
+                bundle: self.bundle.display().to_string(),
+                rootfs: self.rootfs.as_ref().map(|r| r.display().to_string()),
+                pid,
+            },
+            stage: stage.map(|s| s.name().to_string()),
+            image: self.image.clone(),
+            seal: self.seal.clone(),
+            rule: self.rule.clone(),
+            exemption: self.exemption.clone(),
+            violations: self
+                .violations
+                .iter()
+                .map(|v| ViolationRecord {
+                    code: v.code.into(),
+                    message: v.message.clone(),
+                    paths: v
+                        .diffs
+                        .iter()
+                        .take(EVENT_PATHS)
+                        .map(|d| PathChange {
+                            path: display_path(&d.path),
+                            changes: d.changes.iter().map(|c| c.class().to_string()).collect(),
+                            detail: d.to_string(),
+                        })
+                        .collect(),
+                    total_paths: (!v.diffs.is_empty()).then_some(v.diffs.len()),
+                })
+                .collect(),
+            message: self.summary(),
+        }
+    }
+}
+
+/// A container id for messages: at most 12 characters, never a control character.
+pub fn short_id(id: &str) -> String {
+    let shown = display_path(id.as_bytes());
+    if shown.chars().count() > 12 {
+        format!("{}..", shown.chars().take(12).collect::<String>())
+    } else {
+        shown
+    }
+}
+
+/// Steps 3 to 6: decide about a bundle. Never fails: every error becomes a violation.
+pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> Decision {
+    let mut d = Decision::new(id, bundle_dir, cfg.mode);
+    let bundle = match Bundle::load(bundle_dir) {
+        Ok(b) => b,
+        Err(e) => {
+            d.violations.push(Violation::new("bundle", e.to_string()));
+            return d;
+        }
+    };
+    d.rootfs = Some(bundle.root.clone());
+    d.image = policy::image_name(&bundle.annotations);
+    if let Some(e) = policy::exemption(&cfg.exemptions(), d.image.as_deref(), &bundle.annotations) {
+        d.exemption = Some(e.name.clone());
+        return d;
+    }
+    if let Some(rule) = policy::rule(&cfg.rules, d.image.as_deref()) {
+        d.rule = Some(rule.name.clone());
+        d.mode = rule.mode.unwrap_or(cfg.mode);
+    }
+    for v in readonly::check(&bundle.spec, &cfg.readonly, &readonly::host_submounts) {
+        d.violations.push(Violation::new(v.code, v.message));
+    }
+    integrity(cfg, &bundle, deadline, &mut d);
+    d
+}
+
+fn integrity(cfg: &Config, bundle: &Bundle, deadline: Instant, d: &mut Decision) {
+    let trust = match TrustStore::new(&cfg.trust_dir).load() {
+        Ok(t) => t,
+        Err(e) => {
+            d.violations.push(Violation::new("trust-store", format!("cannot verify: {e}")));
+            return;
+        }
+    };
+    let opts = walk::Options { limits: cfg.limits, deadline: Some(deadline), ..walk::Options::default() };
+    let found = match walk::walk(&bundle.root, &opts) {
+        Ok(m) => m,
+        Err(e) => {
+            d.violations.push(Violation::new("rootfs", e.to_string()));
+            return;
+        }
+    };
+    let store = SealStore::new(&cfg.seal_dir);
+    let candidates = match candidates(&store, bundle, d.image.as_deref(), &found) {
+        Ok(c) => c,
+        Err(e) => {
+            d.violations.push(Violation::new("seal-store", e));
+            return;
+        }
+    };
+    if candidates.is_empty() {
+        let hint = if d.image.is_some() {
+            String::new()
+        } else {
+            format!("; to see what differs from a sealed image, set annotation {}=IMAGE", policy::IMAGE_ANNOTATIONS[0])
+        };
+        d.violations.push(Violation::new(
+            "unsigned",
+            format!(
+                "no seal in {} matches this rootfs (content key {}): the image is unsigned or was modified; seal it and run `rootseal trust import`{hint}",
+                cfg.seal_dir.display(),
+                store::content_key(&found).short()
+            ),
+        ));
+        return;
+    }
+    let now = SystemTime::now();
+    let mut best: Option<Violation> = None;
+    for digest in candidates {
+        match check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, d) {
+            Ok(()) => {
+                return;
+            }
+            Err(v) => {
+                // Prefer the most telling reason: a validly signed seal that differs names
+                // the paths; otherwise keep the first reason.
+                let better = v.code == "tampered" && best.as_ref().is_none_or(|b| b.code != "tampered");
+                if best.is_none() || better {
+                    best = Some(v);
+                }
+            }
+        }
+    }
+    d.seal = None;
+    d.seal_path = None;
+    d.violations.push(best.expect("at least one candidate was tried"));
+}
+
+/// Seal candidates, most specific first: the seal annotation, the content key, the image name.
+fn candidates(
+    store: &SealStore,
+    bundle: &Bundle,
+    image: Option<&str>,
+    found: &Manifest,
+) -> Result<Vec<TreeDigest>, String> {
+    let mut out: Vec<TreeDigest> = Vec::new();
+    if let Some(v) = bundle.annotations.get(policy::SEAL_ANNOTATION) {
+        let d = TreeDigest::parse(v)
+            .ok_or_else(|| format!("annotation {}={v:?} is not sha256:<64 hex>", policy::SEAL_ANNOTATION))?;
+        out.push(d);
+    }
+    for d in store.by_content(&store::content_key(found)).map_err(|e| e.to_string())? {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    if let Some(name) = image {
+        // Newest first: the index appends.
+        for d in store.by_name(name).map_err(|e| e.to_string())?.into_iter().rev() {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_candidate(
+    cfg: &Config,
+    store: &SealStore,
+    trust: &Trust,
+    bundle: &Bundle,
+    found: &Manifest,
+    digest: &TreeDigest,
+    now: SystemTime,
+    d: &mut Decision,
+) -> Result<(), Violation> {
+    let path = store.path_for(digest);
+    let bytes = match store.get(digest) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(Violation::new(
+                "unsigned",
+                format!(
+                    "no seal {} in {}; import it with `rootseal trust import`",
+                    digest.short(),
+                    cfg.seal_dir.display()
+                ),
+            ))
+        }
+        Err(e) => return Err(Violation::new("seal-store", e.to_string())),
+    };
+    let rejected = |r: Rejection| Violation::new(r.code(), format!("{r}"));
+    let seal = Seal::parse(&bytes)
+        .map_err(|e| Violation::new("seal-invalid", format!("seal {} is invalid: {e}", path.display())))?;
+    if seal.digest != *digest {
+        return Err(Violation::new(
+            "seal-invalid",
+            format!("seal {} is filed under {} but seals {}", path.display(), digest.short(), seal.digest.short()),
+        ));
+    }
+    // The rule: by the runtime's image name, else by the seal's subject name.
+    let rule = match &d.image {
+        Some(i) => policy::rule(&cfg.rules, Some(i)),
+        None => policy::rule(&cfg.rules, Some(&seal.name)),
+    };
+    if let Some(r) = rule {
+        d.rule = Some(r.name.clone());
+        d.mode = r.mode.unwrap_or(cfg.mode);
+    }
+    let min = rule.and_then(|r| r.min_signers).unwrap_or(cfg.hook.min_signers);
+    let signers = verify::check_seal(&seal, trust, now, min).map_err(rejected)?;
+    if let Some(r) = rule.filter(|r| !r.keys.is_empty()) {
+        if !signers.iter().any(|s| r.keys.contains(&s.name)) {
+            let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
+            return Err(Violation::new(
+                "wrong-key",
+                format!(
+                    "seal {} is signed by {} but rule {:?} requires one of {}",
+                    seal.digest.short(),
+                    by.join(", "),
+                    r.name,
+                    r.keys.join(", ")
+                ),
+            ));
+        }
+    }
+    let info = SealInfo {
+        digest: seal.digest.to_string(),
+        name: seal.name.clone(),
+        signers: signers.iter().map(|s| s.name.clone()).collect(),
+    };
+    let ex = Exclusions::new(&bundle.mount_destinations(), &seal.manifest);
+    if ex.destinations().any(|p| p.is_empty()) {
+        return Err(Violation::new("mount-over-root", "a mount over / hides the whole sealed rootfs"));
+    }
+    let diffs = verify::compare(&seal, found, Some(&ex));
+    d.seal = Some(info);
+    d.seal_path = Some(path);
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(Violation {
+        code: "tampered",
+        message: verify::describe_mismatch(&diffs, MESSAGE_PATHS, &seal.digest, &signers),
+        diffs,
+    })
+}
+
+static CONTAINER_FOR_WATCHDOG: OnceLock<String> = OnceLock::new();
+
+/// Step 1: a thread that ends the process at the deadline, whatever the hook is doing. In
+/// enforce mode (or before the mode is known) that blocks; in audit mode it allows.
+fn arm_watchdog(budget: Duration, mode: Mode, alerts: Option<crate::config::Alerts>) {
+    std::thread::spawn(move || {
+        std::thread::sleep(budget);
+        let id = CONTAINER_FOR_WATCHDOG.get().map(|s| short_id(s)).unwrap_or_else(|| "(unknown)".into());
+        let verb = if mode == Mode::Audit { "audit: would block" } else { "blocked" };
+        let line = format!("rootseal: {verb} container {id}: verification exceeded its {budget:?} deadline; raise [hook] deadline or check the disk\n");
+        if let (Mode::Audit, Some(a)) = (mode, alerts) {
+            let mut d =
+                Decision::new(CONTAINER_FOR_WATCHDOG.get().map(String::as_str).unwrap_or(""), Path::new(""), mode);
+            d.violations.push(Violation::new("deadline", line.trim_end().trim_start_matches("rootseal: ")));
+            let _ = alerts::emit(&a, &d.event("hook", None, None));
+        }
+        // SAFETY: write(2) of a valid buffer to fd 2, then _exit(2) without running any
+        // destructor or atexit handler (other threads may hold locks).
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), line.len());
+            libc::_exit(if mode == Mode::Audit { 0 } else { 1 });
+        }
+    });
+}
+
+/// `rootseal hook [STAGE]`: the whole hook. Returns the exit code.
+pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::ConfigError>) -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let id = CONTAINER_FOR_WATCHDOG.get().map(|s| short_id(s)).unwrap_or_else(|| "(unknown)".into());
+        let msg = info.to_string().replace('\n', " ");
+        eprintln!("rootseal: blocked container {id}: internal error ({msg}); please report this");
+    }));
+    let cfg = match config {
+        Ok(c) => c,
+        Err(e) => {
+            // Without a config the mode is unknown: fail closed.
+            arm_watchdog(Duration::from_secs(10), Mode::Enforce, None);
+            let state = oci::read_state_from(std::io::stdin().as_fd(), Duration::from_secs(5))
+                .ok()
+                .and_then(|b| oci::parse_state(&b).ok());
+            let id = state.as_ref().map(|s| short_id(s.id())).unwrap_or_else(|| "(unknown)".into());
+            eprintln!(
+                "rootseal: blocked container {id}: {e}; fix the config (the mode is unknown, so rootseal fails closed)"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let start = Instant::now();
+    let budget = cfg.hook.deadline();
+    arm_watchdog(budget, cfg.mode, Some(cfg.alerts.clone()));
+    // The walk's own deadline comes first, so that it ends with a reason and an alert.
+    let deadline = start + budget.mul_f64(0.9);
+
+    let fail = |cfg: &Config, id: &str, bundle: &Path, code: &'static str, msg: String| -> ExitCode {
+        let mut d = Decision::new(id, bundle, cfg.mode);
+        d.violations.push(Violation::new(code, msg));
+        finish(cfg, &d, None, None)
+    };
+    let bytes = match oci::read_state_from(std::io::stdin().as_fd(), budget.mul_f64(0.5)) {
+        Ok(b) => b,
+        Err(e) => return fail(&cfg, "(unknown)", Path::new(""), "state", e.to_string()),
+    };
+    let st = match oci::parse_state(&bytes) {
+        Ok(s) => s,
+        Err(e) => return fail(&cfg, "(unknown)", Path::new(""), "state", e.to_string()),
+    };
+    let _ = CONTAINER_FOR_WATCHDOG.set(st.id().to_string());
+    let stage = match stage_arg {
+        Some(s) => match Stage::parse(s) {
+            Some(s) => s,
+            None => return fail(&cfg, st.id(), st.bundle(), "usage", format!("unknown hook stage {s:?}")),
+        },
+        None => {
+            let status = st.status().to_string();
+            match Stage::from_status(&status) {
+                Some(s) => s,
+                None => {
+                    return fail(
+                        &cfg,
+                        st.id(),
+                        st.bundle(),
+                        "state",
+                        format!("cannot infer the hook stage from status {status:?}; pass it as an argument"),
+                    )
+                }
+            }
+        }
+    };
+    match stage {
+        Stage::Poststart | Stage::StartContainer => ExitCode::SUCCESS,
+        Stage::Poststop => match state::remove(&cfg.state_dir, st.id()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rootseal: poststop of container {}: {e}", short_id(st.id()));
+                ExitCode::from(1)
+            }
+        },
+        s if s.verifies() => {
+            if let Err(e) = state::check_id(st.id()) {
+                return fail(&cfg, st.id(), st.bundle(), "state", e.to_string());
+            }
+            let d = decide(&cfg, st.id(), st.bundle(), deadline);
+            finish(&cfg, &d, Some(stage), *st.pid())
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Step 7 and 8: alert, write the state record, print the line, choose the exit code.
+fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    let alert = d.exemption.is_some() || !d.violations.is_empty();
+    if alert {
+        for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
+            let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
+        }
+    }
+    if d.allowed() && d.exemption.is_none() {
+        let rec = state::Record {
+            version: 1,
+            id: d.id.clone(),
+            bundle: d.bundle.clone(),
+            rootfs: d.rootfs.clone().unwrap_or_default(),
+            image: d.image.clone(),
+            seal_digest: d.seal.as_ref().map(|s| s.digest.clone()),
+            seal_path: d.seal_path.clone(),
+            pid,
+            pid_start_time: pid.and_then(state::pid_start_time),
+            verdict: if d.violations.is_empty() { "verified".into() } else { "audit".into() },
+            mode: d.mode.to_string(),
+            time: Event::now_string(),
+        };
+        if let Err(e) = state::write(&cfg.state_dir, &rec) {
+            // The monitor will not watch this container: that is a violation of its own.
+            let _ = writeln!(stderr, "rootseal: cannot record container {}: {e}", short_id(&d.id));
+            if d.mode == Mode::Enforce {
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if alert {
+        let _ = writeln!(stderr, "{}", d.summary());
+    }
+    if d.allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The hooks.d JSON for podman and CRI-O (`rootseal hooks-json`).
+pub fn hooks_json(binary: &Path, config: Option<&Path>) -> String {
+    let mut args = vec!["rootseal".to_string()];
+    if let Some(c) = config {
+        args.push("--config".into());
+        args.push(c.display().to_string());
+    }
+    args.push("hook".into());
+    let v = serde_json::json!({
+        "version": "1.0.0",
+        "hook": { "path": binary.display().to_string(), "args": args },
+        "when": { "always": true },
+        "stages": ["prestart", "poststop"],
+    });
+    serde_json::to_string_pretty(&v).expect("serialises") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_parse_and_infer() {
+        assert_eq!(Stage::from_status("creating"), Some(Stage::Prestart));
+        assert_eq!(Stage::from_status("created"), Some(Stage::Prestart));
+        assert_eq!(Stage::from_status("stopped"), Some(Stage::Poststop));
+        assert_eq!(Stage::from_status("paused"), None);
+        assert_eq!(Stage::parse("createRuntime"), Some(Stage::CreateRuntime));
+        assert!(Stage::parse("prestart ").is_none());
+    }
+
+    #[test]
+    fn short_ids_are_safe() {
+        assert_eq!(short_id("3f2a9c0d1e2f3a4b"), "3f2a9c0d1e2f..");
+        assert_eq!(short_id("abc"), "abc");
+        assert!(!short_id("a\nb\x1b").contains('\n'));
+    }
+
+    #[test]
+    fn hooks_json_matches_the_committed_file() {
+        let committed = include_str!("../hooks/rootseal.json");
+        assert_eq!(hooks_json(Path::new("/usr/bin/rootseal"), None), committed);
+    }
+}

@@ -1,0 +1,108 @@
+//! Policy scoping (docs/config.md): which image a container runs, which rule applies to it
+//! (required keys, mode), and whether it is exempt.
+
+use crate::config::Mode;
+use crate::glob;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Annotations that name the image, in the order they are consulted.
+pub const IMAGE_ANNOTATIONS: [&str; 3] =
+    ["rootseal.dev/image", "io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName"];
+/// An annotation naming the seal (tree digest) explicitly; rootseal-runtime may set it.
+pub const SEAL_ANNOTATION: &str = "rootseal.dev/seal";
+
+/// A rule: images matching `images` need a signature by one of `keys` (when non-empty) and
+/// are handled in `mode` (when set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub min_signers: Option<usize>,
+}
+
+/// An exemption: a container whose image matches one of `images`, or whose annotations
+/// include all of `annotations`, is not verified (and the exemption is logged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exemption {
+    pub name: String,
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Exemptions in force when the config has no `[[exempt]]`: Kubernetes pod sandboxes (the pause
+/// container), as containerd's CRI and CRI-O mark them.
+pub fn default_exemptions() -> Vec<Exemption> {
+    vec![
+        Exemption {
+            name: "kubernetes-sandbox".into(),
+            images: vec![],
+            annotations: BTreeMap::from([("io.kubernetes.cri.container-type".into(), "sandbox".into())]),
+        },
+        Exemption {
+            name: "cri-o-sandbox".into(),
+            images: vec![],
+            annotations: BTreeMap::from([("io.kubernetes.cri-o.ContainerType".into(), "sandbox".into())]),
+        },
+    ]
+}
+
+/// The image name a runtime told us about, from the first annotation that has one.
+pub fn image_name(annotations: &HashMap<String, String>) -> Option<String> {
+    IMAGE_ANNOTATIONS.iter().find_map(|k| annotations.get(*k)).filter(|v| !v.is_empty()).cloned()
+}
+
+/// The first exemption that applies.
+pub fn exemption<'a>(
+    exemptions: &'a [Exemption],
+    image: Option<&str>,
+    annotations: &HashMap<String, String>,
+) -> Option<&'a Exemption> {
+    exemptions.iter().find(|e| {
+        let by_image = image.is_some_and(|i| e.images.iter().any(|p| glob::matches(p, i)));
+        let by_annotation =
+            !e.annotations.is_empty() && e.annotations.iter().all(|(k, v)| annotations.get(k) == Some(v));
+        by_image || by_annotation
+    })
+}
+
+/// The first rule whose image patterns match `image`.
+pub fn rule<'a>(rules: &'a [Rule], image: Option<&str>) -> Option<&'a Rule> {
+    let image = image?;
+    rules.iter().find(|r| r.images.iter().any(|p| glob::matches(p, image)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandboxes_are_exempt_by_default_and_rules_match_by_image() {
+        let ann = HashMap::from([("io.kubernetes.cri.container-type".to_string(), "sandbox".to_string())]);
+        let ex = default_exemptions();
+        assert_eq!(exemption(&ex, None, &ann).unwrap().name, "kubernetes-sandbox");
+        assert!(exemption(&ex, Some("x"), &HashMap::new()).is_none());
+        let rules = vec![Rule {
+            name: "prod".into(),
+            images: vec!["registry.example/prod/**".into()],
+            keys: vec!["ci-2026".into()],
+            mode: Some(Mode::Enforce),
+            min_signers: None,
+        }];
+        assert_eq!(rule(&rules, Some("registry.example/prod/team/app:1")).unwrap().name, "prod");
+        assert!(rule(&rules, Some("registry.example/dev/app:1")).is_none());
+        assert!(rule(&rules, None).is_none());
+        let named =
+            HashMap::from([("io.kubernetes.cri.image-name".to_string(), "docker.io/library/nginx:1".to_string())]);
+        assert_eq!(image_name(&named).unwrap(), "docker.io/library/nginx:1");
+    }
+}

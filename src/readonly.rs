@@ -1,0 +1,222 @@
+//! The read-only policy: the container's root must be read-only, and a mount may be writable
+//! only where policy allows it (docs/config.md, `[readonly]`).
+//!
+//! How a mount's writability is decided from config.json:
+//! 1. options are applied in order, the last of `ro`/`rw` wins (runc's behaviour);
+//! 2. a bind mount (`type = "bind"` or a `bind`/`rbind` option) that ends up `ro` is read-only
+//!    only at its top: with `rbind` the submounts under its source stay writable unless `rro`
+//!    is given (mount_setattr AT_RECURSIVE), so `["rbind","ro"]` over a source that has
+//!    submounts on the host counts as writable;
+//! 3. a writable mount passes when its type is in `writable_types` (tmpfs, proc, ...), or, for
+//!    bind mounts, when its destination is in `writable_destinations` or its source matches a
+//!    `writable_sources` pattern.
+
+use crate::glob;
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadonlyPolicy {
+    /// Check the root and mounts at all.
+    pub enabled: bool,
+    /// Mount types that may be writable (kernel-backed, not the image or the host's disk).
+    pub writable_types: Vec<String>,
+    /// Bind-mount destinations (in the container) that may be writable.
+    pub writable_destinations: Vec<String>,
+    /// Bind-mount sources (on the host) that may be writable; `*` and `**` patterns.
+    pub writable_sources: Vec<String>,
+}
+
+impl Default for ReadonlyPolicy {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        ReadonlyPolicy {
+            enabled: true,
+            writable_types: s(&["tmpfs", "proc", "sysfs", "mqueue", "devpts", "cgroup", "cgroup2", "shm"]),
+            writable_destinations: s(&[
+                "/etc/hosts",
+                "/etc/hostname",
+                "/etc/resolv.conf",
+                "/dev/shm",
+                "/dev/termination-log",
+                "/run/.containerenv",
+            ]),
+            writable_sources: s(&[
+                // Kubernetes emptyDir volumes, etc-hosts and termination logs (kubelet).
+                "/var/lib/kubelet/pods/*/volumes/kubernetes.io~empty-dir/**",
+                "/var/lib/kubelet/pods/*/etc-hosts",
+                "/var/lib/kubelet/pods/*/containers/**",
+                // containerd's CRI sandbox files (hosts, resolv.conf, hostname, shm).
+                "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/**",
+                "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/**",
+                // podman's per-container files.
+                "/var/lib/containers/storage/overlay-containers/*/userdata/**",
+                "/run/containers/storage/overlay-containers/*/userdata/**",
+            ]),
+        }
+    }
+}
+
+/// One way the spec breaks the read-only policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Checks a spec; `submounts` lists host mount points strictly below a path (from
+/// /proc/self/mountinfo in production, injectable for tests).
+pub fn check(spec: &Spec, policy: &ReadonlyPolicy, submounts: &dyn Fn(&Path) -> Vec<PathBuf>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if !policy.enabled {
+        return out;
+    }
+    let ro_root = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    if !ro_root {
+        out.push(Violation {
+            code: "writable-root",
+            message: "root filesystem is writable (root.readonly is not true); run the container read-only \
+                      (--read-only, readOnlyRootFilesystem: true)"
+                .into(),
+        });
+    }
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let dest = m.destination().display().to_string();
+        let typ = m.typ().as_deref().unwrap_or("");
+        let opts: Vec<&str> = m.options().as_deref().unwrap_or_default().iter().map(String::as_str).collect();
+        let is_bind = typ == "bind" || opts.iter().any(|o| *o == "bind" || *o == "rbind");
+        let recursive = opts.contains(&"rbind");
+        let mut ro = false;
+        for o in &opts {
+            match *o {
+                "ro" => ro = true,
+                "rw" => ro = false,
+                _ => {}
+            }
+        }
+        let rro = opts.contains(&"rro");
+        let source = m.source().clone().unwrap_or_default();
+        if !is_bind {
+            if ro || policy.writable_types.iter().any(|t| t == typ) {
+                continue;
+            }
+            out.push(Violation {
+                code: "writable-mount",
+                message: format!(
+                    "{typ} mount at {dest} is writable; mount it read-only or add {typ:?} to [readonly] writable_types"
+                ),
+            });
+            continue;
+        }
+        let allowed = policy.writable_destinations.iter().any(|d| Path::new(d) == m.destination())
+            || policy.writable_sources.iter().any(|p| glob::matches(p, &source.to_string_lossy()));
+        if allowed {
+            continue;
+        }
+        if !ro {
+            out.push(Violation {
+                code: "writable-mount",
+                message: format!(
+                    "bind mount of {} at {dest} is writable; mount it read-only or allow it in [readonly] writable_sources",
+                    source.display()
+                ),
+            });
+        } else if recursive && !rro {
+            let subs = submounts(&source);
+            if let Some(first) = subs.first() {
+                out.push(Violation {
+                    code: "writable-mount",
+                    message: format!(
+                        "bind mount of {} at {dest} is [\"rbind\",\"ro\"], which leaves its {} submount(s) such as {} writable; use \"rro\" or a non-recursive bind",
+                        source.display(),
+                        subs.len(),
+                        first.display()
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Host mount points strictly below `dir`, from /proc/self/mountinfo.
+pub fn host_submounts(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let dir = dir.to_path_buf();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p != &dir && p.starts_with(&dir))
+        .collect()
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn codes(s: &Spec, subs: Vec<PathBuf>) -> Vec<String> {
+        check(s, &ReadonlyPolicy::default(), &|_| subs.clone()).into_iter().map(|v| v.message).collect()
+    }
+
+    #[test]
+    fn root_must_be_read_only() {
+        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":false}}"#);
+        assert_eq!(codes(&s, vec![]).len(), 1);
+        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true}}"#);
+        assert!(codes(&s, vec![]).is_empty());
+    }
+
+    #[test]
+    fn mounts_follow_policy() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"mounts":[
+            {"destination":"/proc","type":"proc","source":"proc"},
+            {"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["rw"]},
+            {"destination":"/etc/hosts","type":"bind","source":"/somewhere/hosts","options":["rbind","rw"]},
+            {"destination":"/data","type":"bind","source":"/srv/data","options":["rbind","rw"]},
+            {"destination":"/ro","type":"bind","source":"/srv/ro","options":["rbind","ro"]},
+            {"destination":"/rro","type":"bind","source":"/srv/ro","options":["rbind","ro","rro"]},
+            {"destination":"/flip","type":"bind","source":"/srv/flip","options":["ro","rw"]},
+            {"destination":"/disk","type":"ext4","source":"/dev/sdb"},
+            {"destination":"/cache","type":"bind","source":"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache","options":["rbind","rw"]}
+            ]}"#,
+        );
+        let v = codes(&s, vec![PathBuf::from("/srv/ro/sub")]);
+        assert_eq!(v.len(), 4, "{v:#?}");
+        assert!(v[0].contains("/srv/data at /data is writable"));
+        assert!(v[1].contains("[\"rbind\",\"ro\"]") && v[1].contains("/srv/ro/sub"));
+        assert!(v[2].contains("/srv/flip at /flip is writable"));
+        assert!(v[3].contains("ext4 mount at /disk"));
+        // Without submounts the rbind+ro mount is read-only in effect.
+        assert_eq!(codes(&s, vec![]).len(), 3);
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+}

@@ -1,0 +1,183 @@
+//! The seal store: seals filed by tree digest, with two small indexes the hook uses to find the
+//! seal for a rootfs (docs/hook.md, "Finding the seal").
+//!
+//! Layout under `seal_dir`:
+//! - `HEX.json`: the seal for tree digest `sha256:HEX`;
+//! - `by-content/KEY`: tree digests (one `sha256:HEX` per line) whose *content key* is KEY;
+//! - `by-name/H`: tree digests sealed under the subject name whose SHA-256 is H.
+//!
+//! The content key of a manifest is the SHA-256 of the canonical lines of its symlinks and
+//! non-empty regular files only. Runtimes create mount points (directories and empty files)
+//! in the rootfs before hooks run but never create symlinks or non-empty files, and never
+//! change what is there, so an untouched rootfs has the content key of its seal whatever the
+//! runtime added. The key only finds candidates; verification then compares every entry.
+
+use crate::atomic;
+use crate::manifest::{Kind, Manifest, TreeDigest};
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+const MAX_INDEX_FILE: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("seal store {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("seal store {}: {what}; re-import the seal with `rootseal trust import`", path.display())]
+    Corrupt { path: PathBuf, what: String },
+    #[error(transparent)]
+    Write(#[from] atomic::WriteError),
+}
+
+/// The content key of a manifest (see the module docs).
+pub fn content_key(m: &Manifest) -> TreeDigest {
+    let keep = m.filtered(|e| match &e.kind {
+        Kind::Symlink { .. } => true,
+        Kind::File { size, .. } => *size > 0,
+        _ => false,
+    });
+    keep.digest()
+}
+
+pub struct SealStore {
+    pub dir: PathBuf,
+}
+
+impl SealStore {
+    pub fn new(dir: impl Into<PathBuf>) -> SealStore {
+        SealStore { dir: dir.into() }
+    }
+
+    pub fn path_for(&self, digest: &TreeDigest) -> PathBuf {
+        self.dir.join(format!("{}.json", digest.hex()))
+    }
+
+    fn content_index(&self, key: &TreeDigest) -> PathBuf {
+        self.dir.join("by-content").join(key.hex())
+    }
+
+    fn name_index(&self, name: &str) -> PathBuf {
+        self.dir.join("by-name").join(crate::manifest::hex(&Sha256::digest(name.as_bytes())))
+    }
+
+    /// Files a seal (already verified by the caller) and indexes it by content key and subject
+    /// name. Returns true if it replaced a seal for the same digest.
+    pub fn put(&self, digest: &TreeDigest, name: &str, manifest: &Manifest, bytes: &[u8]) -> Result<bool, StoreError> {
+        for d in [self.dir.clone(), self.dir.join("by-content"), self.dir.join("by-name")] {
+            mkdir(&d)?;
+        }
+        let path = self.path_for(digest);
+        let replaced = path.exists();
+        atomic::write(&path, bytes, 0o644)?;
+        add_line(&self.content_index(&content_key(manifest)), digest)?;
+        add_line(&self.name_index(name), digest)?;
+        Ok(replaced)
+    }
+
+    /// The seal filed for `digest`, if any.
+    pub fn get(&self, digest: &TreeDigest) -> Result<Option<Vec<u8>>, StoreError> {
+        read_optional(&self.path_for(digest), crate::seal::MAX_SEAL_BYTES)
+    }
+
+    /// Tree digests whose content key is `key`.
+    pub fn by_content(&self, key: &TreeDigest) -> Result<Vec<TreeDigest>, StoreError> {
+        read_index(&self.content_index(key))
+    }
+
+    /// Tree digests sealed under subject name `name`.
+    pub fn by_name(&self, name: &str) -> Result<Vec<TreeDigest>, StoreError> {
+        read_index(&self.name_index(name))
+    }
+}
+
+fn mkdir(d: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(d)
+        .map_err(|source| StoreError::Io { path: d.into(), source })
+}
+
+fn read_optional(path: &Path, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    let f = match File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        r => r.map_err(|source| StoreError::Io { path: path.into(), source })?,
+    };
+    match atomic::read_file_bounded(f, path, max) {
+        Ok(b) => Ok(Some(b)),
+        Err(atomic::ReadError::TooLarge { path, max }) => {
+            Err(StoreError::Corrupt { path, what: format!("larger than {max} bytes") })
+        }
+        Err(atomic::ReadError::Io { path, source }) => Err(StoreError::Io { path, source }),
+    }
+}
+
+fn read_index(path: &Path) -> Result<Vec<TreeDigest>, StoreError> {
+    let Some(bytes) = read_optional(path, MAX_INDEX_FILE)? else { return Ok(Vec::new()) };
+    let text =
+        String::from_utf8(bytes).map_err(|_| StoreError::Corrupt { path: path.into(), what: "not text".into() })?;
+    text.lines()
+        .map(|l| {
+            TreeDigest::parse(l)
+                .filter(|_| l.starts_with("sha256:"))
+                .ok_or_else(|| StoreError::Corrupt { path: path.into(), what: format!("bad line {l:?}") })
+        })
+        .collect()
+}
+
+fn add_line(path: &Path, digest: &TreeDigest) -> Result<(), StoreError> {
+    let mut have = read_index(path)?;
+    if have.contains(digest) {
+        return Ok(());
+    }
+    have.push(*digest);
+    let text: String = have.iter().map(|d| format!("{d}\n")).collect();
+    atomic::write(path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Entry;
+
+    fn e(path: &str, kind: Kind) -> Entry {
+        Entry { path: path.as_bytes().to_vec(), mode: 0o755, uid: 0, gid: 0, kind }
+    }
+
+    #[test]
+    fn content_key_ignores_what_runtimes_create() {
+        let file = Kind::File { size: 3, sha256: [1; 32], cap: None };
+        let sealed = Manifest::from_entries(vec![e("/bin", Kind::Dir), e("/bin/sh", file.clone())]);
+        let with_mountpoints = Manifest::from_entries(vec![
+            e("/bin", Kind::Dir),
+            e("/bin/sh", file.clone()),
+            e("/proc", Kind::Dir),
+            e("/etc", Kind::Dir),
+            e("/etc/hosts", Kind::File { size: 0, sha256: [0; 32], cap: None }),
+        ]);
+        assert_eq!(content_key(&sealed), content_key(&with_mountpoints));
+        let tampered = Manifest::from_entries(vec![
+            e("/bin", Kind::Dir),
+            e("/bin/sh", Kind::File { size: 3, sha256: [2; 32], cap: None }),
+        ]);
+        assert_ne!(content_key(&sealed), content_key(&tampered));
+    }
+
+    #[test]
+    fn put_indexes_by_content_and_name() {
+        let t = tempfile::tempdir().unwrap();
+        let store = SealStore::new(t.path().join("seals"));
+        let m = Manifest::from_entries(vec![e("/a", Kind::Symlink { target: b"b".to_vec() })]);
+        let d = m.digest();
+        assert!(!store.put(&d, "app:1", &m, b"{}").unwrap());
+        assert!(store.put(&d, "app:1", &m, b"{}").unwrap());
+        assert_eq!(store.by_content(&content_key(&m)).unwrap(), vec![d]);
+        assert_eq!(store.by_name("app:1").unwrap(), vec![d]);
+        assert!(store.by_name("app:2").unwrap().is_empty());
+        assert_eq!(store.get(&d).unwrap().unwrap(), b"{}");
+    }
+}
