@@ -311,7 +311,8 @@ fn integrity(cfg: &Config, bundle: &Bundle, deadline: Instant, d: &mut Decision)
     d.violations.push(best.expect("at least one candidate was tried"));
 }
 
-/// Seal candidates, most specific first: the seal annotation, the content key, the image name.
+/// Seal candidates, most specific first: the seal annotation, the content key, the image name,
+/// then the most similar sketches.
 fn candidates(
     store: &SealStore,
     bundle: &Bundle,
@@ -335,6 +336,12 @@ fn candidates(
             if !out.contains(&d) {
                 out.push(d);
             }
+        }
+    }
+    // Only to name what changed: a modified rootfs no longer has its seal's content key.
+    for (d, _) in store.by_sketch(found).map_err(|e| e.to_string())?.into_iter().take(3) {
+        if !out.contains(&d) {
+            out.push(d);
         }
     }
     Ok(out)
@@ -418,7 +425,7 @@ fn check_candidate(
     }
     Err(Violation {
         code: "tampered",
-        message: verify::describe_mismatch(&diffs, MESSAGE_PATHS, &seal.digest, &signers),
+        message: verify::describe_mismatch(&diffs, MESSAGE_PATHS, &seal, &signers),
         diffs,
     })
 }

@@ -4,13 +4,20 @@
 //! Layout under `seal_dir`:
 //! - `HEX.json`: the seal for tree digest `sha256:HEX`;
 //! - `by-content/KEY`: tree digests (one `sha256:HEX` per line) whose *content key* is KEY;
-//! - `by-name/H`: tree digests sealed under the subject name whose SHA-256 is H.
+//! - `by-name/H`: tree digests sealed under the subject name whose SHA-256 is H;
+//! - `by-sketch/L`: tree digests whose sketch contains the line hash L.
 //!
-//! The content key of a manifest is the SHA-256 of the canonical lines of its symlinks and
-//! non-empty regular files only. Runtimes create mount points (directories and empty files)
-//! in the rootfs before hooks run but never create symlinks or non-empty files, and never
-//! change what is there, so an untouched rootfs has the content key of its seal whatever the
-//! runtime added. The key only finds candidates; verification then compares every entry.
+//! Lookups only *find candidates*; verification then compares every entry, so nothing here
+//! can make a rootfs pass. They are built on **key lines**: one per symlink and non-empty
+//! regular file, `SHA-256(path NUL type NUL content-sha256-or-target)`. Runtimes create mount
+//! points (directories and empty files) in the rootfs before hooks run but never create
+//! symlinks or non-empty files and never change what is there, so an untouched rootfs has the
+//! key lines of its seal whatever the runtime added. Mode and owner are left out so that a
+//! chmod still finds the seal (and the diff then names the path).
+//! - The **content key** hashes all key lines: an exact match for an untouched rootfs.
+//! - The **sketch** is the 32 smallest key-line hashes (bottom-k MinHash): a rootfs with a few
+//!   files changed, added or removed still shares most of its sketch with its seal, which
+//!   lets a block message name what changed even when no annotation names the image.
 
 use crate::atomic;
 use crate::manifest::{Kind, Manifest, TreeDigest};
@@ -31,14 +38,48 @@ pub enum StoreError {
     Write(#[from] atomic::WriteError),
 }
 
-/// The content key of a manifest (see the module docs).
+/// How many key-line hashes a sketch keeps.
+pub const SKETCH_SIZE: usize = 32;
+/// A seal is a sketch candidate when it shares at least this many sketch hashes.
+pub const SKETCH_MIN_VOTES: usize = 8;
+
+/// Key-line hashes in manifest (path) order (see the module docs).
+pub fn key_lines(m: &Manifest) -> Vec<[u8; 32]> {
+    m.entries()
+        .iter()
+        .filter_map(|e| {
+            let (t, content): (&[u8], Vec<u8>) = match &e.kind {
+                Kind::Symlink { target } => (b"l", target.clone()),
+                Kind::File { size, sha256, .. } if *size > 0 => (b"f", sha256.to_vec()),
+                _ => return None,
+            };
+            let mut h = Sha256::new();
+            h.update(&e.path);
+            h.update([0]);
+            h.update(t);
+            h.update([0]);
+            h.update(&content);
+            Some(h.finalize().into())
+        })
+        .collect()
+}
+
+/// The content key of a manifest: SHA-256 over its key lines.
 pub fn content_key(m: &Manifest) -> TreeDigest {
-    let keep = m.filtered(|e| match &e.kind {
-        Kind::Symlink { .. } => true,
-        Kind::File { size, .. } => *size > 0,
-        _ => false,
-    });
-    keep.digest()
+    let mut h = Sha256::new();
+    for l in key_lines(m) {
+        h.update(l);
+    }
+    TreeDigest(h.finalize().into())
+}
+
+/// The sketch: the [`SKETCH_SIZE`] smallest key-line hashes.
+pub fn sketch(m: &Manifest) -> Vec<[u8; 32]> {
+    let mut lines = key_lines(m);
+    lines.sort_unstable();
+    lines.dedup();
+    lines.truncate(SKETCH_SIZE);
+    lines
 }
 
 pub struct SealStore {
@@ -65,7 +106,7 @@ impl SealStore {
     /// Files a seal (already verified by the caller) and indexes it by content key and subject
     /// name. Returns true if it replaced a seal for the same digest.
     pub fn put(&self, digest: &TreeDigest, name: &str, manifest: &Manifest, bytes: &[u8]) -> Result<bool, StoreError> {
-        for d in [self.dir.clone(), self.dir.join("by-content"), self.dir.join("by-name")] {
+        for d in [self.dir.clone(), self.dir.join("by-content"), self.dir.join("by-name"), self.dir.join("by-sketch")] {
             mkdir(&d)?;
         }
         let path = self.path_for(digest);
@@ -73,6 +114,9 @@ impl SealStore {
         atomic::write(&path, bytes, 0o644)?;
         add_line(&self.content_index(&content_key(manifest)), digest)?;
         add_line(&self.name_index(name), digest)?;
+        for l in sketch(manifest) {
+            add_line(&self.dir.join("by-sketch").join(crate::manifest::hex(&l)), digest)?;
+        }
         Ok(replaced)
     }
 
@@ -84,6 +128,27 @@ impl SealStore {
     /// Tree digests whose content key is `key`.
     pub fn by_content(&self, key: &TreeDigest) -> Result<Vec<TreeDigest>, StoreError> {
         read_index(&self.content_index(key))
+    }
+
+    /// Seals sharing at least [`SKETCH_MIN_VOTES`] (half, for small images) of `m`'s sketch, most
+    /// similar first.
+    pub fn by_sketch(&self, m: &Manifest) -> Result<Vec<(TreeDigest, usize)>, StoreError> {
+        let mut votes: Vec<(TreeDigest, usize)> = Vec::new();
+        let mine = sketch(m);
+        // Small images have small sketches: ask for half of it, at least 2 and at most the
+        // usual minimum.
+        let need = mine.len().div_ceil(2).clamp(2, SKETCH_MIN_VOTES);
+        for l in mine {
+            for d in read_index(&self.dir.join("by-sketch").join(crate::manifest::hex(&l)))? {
+                match votes.iter_mut().find(|(x, _)| *x == d) {
+                    Some((_, n)) => *n += 1,
+                    None => votes.push((d, 1)),
+                }
+            }
+        }
+        votes.retain(|(_, n)| *n >= need);
+        votes.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(votes)
     }
 
     /// Tree digests sealed under subject name `name`.
@@ -179,5 +244,30 @@ mod tests {
         assert_eq!(store.by_name("app:1").unwrap(), vec![d]);
         assert!(store.by_name("app:2").unwrap().is_empty());
         assert_eq!(store.get(&d).unwrap().unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_sketch_finds_a_seal_after_a_few_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let store = SealStore::new(t.path().join("seals"));
+        let files = |n: usize, changed: usize| {
+            Manifest::from_entries(
+                (0..n)
+                    .map(|i| {
+                        let b = if i < changed { 0xff } else { i as u8 };
+                        e(&format!("/f{i:03}"), Kind::File { size: 1, sha256: [b; 32], cap: None })
+                    })
+                    .collect(),
+            )
+        };
+        let sealed = files(200, 0);
+        store.put(&sealed.digest(), "app", &sealed, b"{}").unwrap();
+        let other = Manifest::from_entries(vec![e("/x", Kind::Symlink { target: b"y".to_vec() })]);
+        store.put(&other.digest(), "other", &other, b"{}").unwrap();
+        let tampered = files(200, 3);
+        let found = store.by_sketch(&tampered).unwrap();
+        assert_eq!(found[0].0, sealed.digest());
+        assert!(found[0].1 >= SKETCH_SIZE - 3);
+        assert!(store.by_sketch(&other).unwrap().iter().all(|(d, _)| *d != sealed.digest()));
     }
 }

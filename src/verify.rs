@@ -37,8 +37,8 @@ pub enum Rejection {
     Threshold { digest: TreeDigest, found: usize, required: usize },
     #[error("seal {} expired {}; re-seal the image", digest.short(), humantime::format_rfc3339_seconds(*at))]
     Expired { digest: TreeDigest, at: SystemTime },
-    #[error("{}", describe_mismatch(diffs, MESSAGE_PATHS, digest, signers))]
-    Mismatch { digest: TreeDigest, signers: Vec<Signer>, diffs: Vec<Difference> },
+    #[error("{}", describe_mismatch(diffs, MESSAGE_PATHS, seal, signers))]
+    Mismatch { seal: Box<Seal>, signers: Vec<Signer>, diffs: Vec<Difference> },
 }
 
 impl Rejection {
@@ -61,14 +61,18 @@ impl Rejection {
 pub const MESSAGE_PATHS: usize = 10;
 
 /// One line naming up to `limit` differing paths and what changed, the seal and its signers:
-/// `/usr/bin/ls content differs from seal; /etc/passwd added ... (seal sha256:9c1e.., signed by ci-2026)`.
-pub fn describe_mismatch(diffs: &[Difference], limit: usize, digest: &TreeDigest, signers: &[Signer]) -> String {
+/// `/usr/bin/ls content differs from seal; /etc/passwd added ... (seal sha256:9c1e.. for app:1, signed by ci-2026)`.
+pub fn describe_mismatch(diffs: &[Difference], limit: usize, seal: &Seal, signers: &[Signer]) -> String {
     let mut s = diffs.iter().take(limit).map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
     if diffs.len() > limit {
         s.push_str(&format!("; and {} more path(s)", diffs.len() - limit));
     }
     let by = signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
-    format!("{s} (seal {}, signed by {by})", digest.short())
+    format!(
+        "{s} (seal {} for {}, signed by {by})",
+        seal.digest.short(),
+        crate::manifest::display_path(seal.name.as_bytes())
+    )
 }
 
 /// Steps 2 to 4: the seal itself.
@@ -160,7 +164,7 @@ pub fn verify(
     let signers = check_seal(&seal, trust, now, 1)?;
     let diffs = compare(&seal, found, exclusions);
     if !diffs.is_empty() {
-        return Err(Rejection::Mismatch { digest: seal.digest, signers, diffs });
+        return Err(Rejection::Mismatch { seal: Box::new(seal), signers, diffs });
     }
     Ok((seal, signers))
 }

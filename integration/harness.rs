@@ -1,0 +1,217 @@
+//! Bundles and images built by the tests themselves: a busybox-static rootfs, sealed with a
+//! fresh key, the hook wired into config.json, run by the real runc or crun.
+#![allow(dead_code)]
+
+use crate::util::*;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const IMAGE: &str = "test.local/rootseal/app:1";
+
+/// A unique container id for this process.
+pub fn container_id(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("rs-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Writes a busybox-static root filesystem with a setuid binary, a capability xattr, a symlink
+/// and a config file.
+pub fn busybox_rootfs(root: &Path) {
+    for d in ["bin", "etc", "usr/sbin", "var"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "busybox-static is not installed: run scripts/setup-host.sh");
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "ls", "touch", "id", "sleep", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("etc/motd"), b"hello from a sealed rootfs\n").unwrap();
+    std::fs::write(root.join("etc/passwd"), b"root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("usr/sbin/ping"), b"#!/bin/sh\necho ping\n").unwrap();
+    std::fs::set_permissions(root.join("usr/sbin/ping"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_xattr(&root.join("usr/sbin/ping"), "security.capability", &cap_net_bind());
+    std::fs::write(root.join("usr/sbin/su"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(root.join("usr/sbin/su"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::os::unix::fs::symlink("/etc/motd", root.join("var/motd")).unwrap();
+}
+
+/// One sealed bundle with the hook wired in, in its own temp dir with its own trust store.
+pub struct Fixture {
+    pub env: Env,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub key: PathBuf,
+    pub public: PathBuf,
+    pub seal: PathBuf,
+}
+
+impl Fixture {
+    /// Builds, seals (as IMAGE), trusts and imports; config.json from `runc spec`.
+    pub fn new() -> Fixture {
+        let env = Env::new();
+        let bundle = env.path("bundle");
+        let rootfs = bundle.join("rootfs");
+        busybox_rootfs(&rootfs);
+        let (key, public) = env.keygen("ci-2026");
+        env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
+        let seal = env.path("app.seal.json");
+        env.expect(
+            0,
+            [
+                OsStr::new("seal"),
+                rootfs.as_os_str(),
+                OsStr::new("--key"),
+                key.as_os_str(),
+                OsStr::new("--name"),
+                OsStr::new(IMAGE),
+                OsStr::new("--out"),
+                seal.as_os_str(),
+            ],
+        );
+        env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
+        sh(Command::new("runc").arg("spec").arg("--bundle").arg(&bundle));
+        let f = Fixture { env, bundle, rootfs, key, public, seal };
+        let cfg = f.env.config_path();
+        let stderr_log = f.env.path("hook-stderr.log");
+        f.patch(|c| {
+            c["process"]["terminal"] = false.into();
+            c["process"]["args"] = serde_json::json!(["cat", "/etc/motd"]);
+            let hook = |stage: &str| {
+                serde_json::json!({
+                    "path": bin(),
+                    "args": ["rootseal", "--config", cfg, "hook", stage],
+                    "timeout": 30,
+                })
+            };
+            c["hooks"] = serde_json::json!({ "prestart": [hook("prestart")], "poststop": [hook("poststop")] });
+            // crun discards a hook's stderr unless told where to write it.
+            c["annotations"] = serde_json::json!({ "run.oci.hooks.stderr": stderr_log });
+        });
+        f
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.bundle.join("config.json")).unwrap()).unwrap()
+    }
+
+    pub fn patch(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let mut c = self.config();
+        f(&mut c);
+        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    pub fn annotate(&self, key: &str, value: &str) {
+        self.patch(|c| {
+            c["annotations"][key] = value.into();
+        });
+    }
+
+    /// Seals the current rootfs again (after an intended change) and imports the new seal.
+    pub fn reseal(&self, extra: &[&str]) -> PathBuf {
+        let seal = self.env.path("reseal.json");
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "seal".into(),
+            self.rootfs.clone().into(),
+            "--key".into(),
+            self.key.clone().into(),
+            "--name".into(),
+            IMAGE.into(),
+            "--out".into(),
+            seal.clone().into(),
+        ];
+        args.extend(extra.iter().map(|a| a.into()));
+        self.env.expect(0, &args);
+        seal
+    }
+
+    /// Runs the bundle with `runtime` (runc or crun); returns its output.
+    pub fn run(&self, runtime: &str) -> RunResult {
+        let id = container_id(runtime);
+        let _ = std::fs::remove_file(self.env.path("hook-stderr.log"));
+        let out = Command::new("timeout")
+            .args(["-k", "5", "90", runtime, "run", "--bundle"])
+            .arg(&self.bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run runtime");
+        // Make sure nothing is left behind whatever happened.
+        let _ = Command::new(runtime).args(["delete", "--force", &id]).output();
+        let hook_stderr = std::fs::read_to_string(self.env.path("hook-stderr.log")).unwrap_or_default();
+        RunResult { id, out, hook_stderr, runtime: runtime.into() }
+    }
+
+    /// The events written so far (JSON lines).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.env.path("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("events are JSON lines"))
+            .collect()
+    }
+
+    pub fn last_event(&self) -> serde_json::Value {
+        self.events().pop().expect("an event was written")
+    }
+}
+
+pub struct RunResult {
+    pub id: String,
+    pub out: Output,
+    /// What the hook wrote on stderr, where the runtime does not show it (crun).
+    pub hook_stderr: String,
+    pub runtime: String,
+}
+
+impl RunResult {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    pub fn assert_ran(&self, expect_stdout: &str) {
+        assert!(
+            self.out.status.success() && self.stdout().contains(expect_stdout),
+            "{} should have run the container\nstatus: {:?}\nstdout: {}\nstderr: {}\nhook: {}",
+            self.runtime,
+            self.out.status,
+            self.stdout(),
+            self.stderr(),
+            self.hook_stderr
+        );
+    }
+
+    /// Asserts the container was blocked and returns the hook's one-line reason (from the
+    /// runtime's error for runc, from the hook's stderr file for crun).
+    pub fn assert_blocked(&self) -> String {
+        assert!(
+            !self.out.status.success(),
+            "{} should have blocked the container\nstdout: {}\nstderr: {}",
+            self.runtime,
+            self.stdout(),
+            self.stderr()
+        );
+        assert!(!self.stdout().contains("hello from a sealed rootfs"), "the container process must not run");
+        let all = format!("{}\n{}", self.stderr(), self.hook_stderr);
+        let line = all
+            .lines()
+            .flat_map(|l| l.split("stderr: "))
+            .find(|l| l.starts_with("rootseal: blocked"))
+            .unwrap_or_else(|| panic!("{}: no rootseal line in:\n{all}", self.runtime))
+            .trim_end_matches("\\n\"")
+            .to_string();
+        line
+    }
+}
+
+/// True when `runtime` works on this machine (crun needs the hugetlb fix of setup-host.sh).
+pub fn runtime_ok(runtime: &str) -> bool {
+    Command::new(runtime).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+}

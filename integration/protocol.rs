@@ -1,0 +1,216 @@
+//! The hook protocol, driven directly with what a runtime could hand it: every bad input is a
+//! block with a reason in enforce mode and an alert in audit mode; nothing hangs.
+
+use crate::harness::*;
+use crate::util::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct HookRun {
+    code: Option<i32>,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs `rootseal hook [stage]` with `stdin` (None: stdin held open and never written).
+fn hook(f: &Fixture, stage: Option<&str>, stdin: Option<&[u8]>) -> HookRun {
+    let mut args = vec!["hook"];
+    args.extend(stage);
+    let start = Instant::now();
+    let mut child = f.env.cmd(&args).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let holder = match stdin {
+        Some(bytes) => {
+            // Writing may fail when the hook stops reading (oversized input): that is fine.
+            let _ = pipe.write_all(bytes);
+            drop(pipe);
+            None
+        }
+        None => Some(pipe),
+    };
+    let out = child.wait_with_output().unwrap();
+    drop(holder);
+    HookRun {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+fn state(id: &str, bundle: &std::path::Path) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": std::process::id(), "bundle": bundle}))
+        .unwrap()
+}
+
+fn audit(f: &Fixture) {
+    let d = f.env.tmp.path().display().to_string();
+    f.env.write_config("mode = \"audit\"");
+    assert!(std::fs::read_to_string(f.env.config_path()).unwrap().contains(&d));
+}
+
+fn assert_blocked(r: &HookRun, expect: &str) {
+    assert_eq!(r.code, Some(1), "stderr: {}", r.stderr);
+    let line = r.stderr.lines().last().unwrap_or_default();
+    assert!(line.starts_with("rootseal: blocked") && line.contains(expect), "expected {expect:?}: {}", r.stderr);
+}
+
+fn assert_audit_allowed(f: &Fixture, r: &HookRun, code: &str) {
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("audit: would block"), "{}", r.stderr);
+    let ev = f.last_event();
+    assert_eq!(ev["event"], "audit");
+    assert_eq!(ev["violations"][0]["code"], code, "{ev}");
+}
+
+#[test]
+fn a_valid_state_passes_and_records_state() {
+    let f = Fixture::new();
+    let r = hook(&f, Some("prestart"), Some(&state("c1", &f.bundle)));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.env.path("state/containers/c1.json")).unwrap()).unwrap();
+    assert_eq!(rec["verdict"], "verified");
+    assert_eq!(rec["image"], serde_json::Value::Null);
+    assert!(rec["seal_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(rec["pid_start_time"].as_u64().is_some());
+    // Stage inferred from status "stopped": poststop removes the record.
+    let stopped = serde_json::to_vec(
+        &serde_json::json!({"ociVersion": "1.0.2", "id": "c1", "status": "stopped", "bundle": f.bundle}),
+    )
+    .unwrap();
+    let r = hook(&f, None, Some(&stopped));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!f.env.path("state/containers/c1.json").exists());
+}
+
+#[test]
+fn garbage_empty_and_oversized_state() {
+    let f = Fixture::new();
+    assert_blocked(&hook(&f, Some("prestart"), Some(b"")), "no OCI state on stdin");
+    assert_blocked(&hook(&f, Some("prestart"), Some(b"\x00\xffgarbage{")), "not valid");
+    assert_blocked(
+        &hook(&f, Some("prestart"), Some(br#"{"id":"a","id":"b","status":"creating","bundle":"/x"}"#)),
+        "duplicate key",
+    );
+    let big = vec![b' '; 2 << 20];
+    assert_blocked(&hook(&f, Some("prestart"), Some(&big)), "larger than");
+    let deep = "[".repeat(100_000);
+    assert_blocked(&hook(&f, Some("prestart"), Some(deep.as_bytes())), "not valid");
+    assert_blocked(
+        &hook(&f, Some("prestart"), Some(br#"{"id":"a","status":"creating","bundle":"relative/b"}"#)),
+        "relative",
+    );
+
+    audit(&f);
+    assert_audit_allowed(&f, &hook(&f, Some("prestart"), Some(b"garbage")), "state");
+    assert_audit_allowed(&f, &hook(&f, Some("prestart"), Some(b"")), "state");
+}
+
+#[test]
+fn stdin_held_open_never_hangs_the_start() {
+    let f = Fixture::new();
+    f.env.write_config("[hook]\ndeadline = \"1s\"");
+    let r = hook(&f, Some("prestart"), None);
+    assert_blocked(&r, "did not end");
+    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+}
+
+#[test]
+fn missing_config_json() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.bundle.join("config.json")).unwrap();
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c2", &f.bundle))), "config.json");
+    audit(&f);
+    assert_audit_allowed(&f, &hook(&f, Some("prestart"), Some(&state("c2", &f.bundle))), "bundle");
+}
+
+#[test]
+fn rootfs_symlink() {
+    let f = Fixture::new();
+    std::fs::rename(&f.rootfs, f.bundle.join("real")).unwrap();
+    std::os::unix::fs::symlink("/", &f.rootfs).unwrap();
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c3", &f.bundle))), "is a symlink");
+    audit(&f);
+    assert_audit_allowed(&f, &hook(&f, Some("prestart"), Some(&state("c3", &f.bundle))), "rootfs");
+}
+
+#[test]
+fn hostile_container_ids() {
+    let f = Fixture::new();
+    // A record outside the state directory must never be touched.
+    let victim = f.env.path("victim.json");
+    std::fs::write(&victim, b"keep").unwrap();
+    for id in ["../victim", "../../etc/passwd", "a\nb", "x\u{1b}[2J"] {
+        let st = serde_json::to_vec(
+            &serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": f.bundle}),
+        )
+        .unwrap();
+        let r = hook(&f, Some("poststop"), Some(&st));
+        assert_eq!(r.code, Some(1), "{id:?}: {}", r.stderr);
+        assert!(r.stderr.contains("not safe as a file name") && !r.stderr.contains('\u{1b}'), "{}", r.stderr);
+        let r = hook(&f, Some("prestart"), Some(&state(id, &f.bundle)));
+        assert_eq!(r.code, Some(1), "{id:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "one line even for ids with newlines: {}", r.stderr);
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+}
+
+#[test]
+fn a_broken_config_fails_closed() {
+    let f = Fixture::new();
+    std::fs::write(f.env.config_path(), "mode = \"audti\"\n").unwrap();
+    let r = hook(&f, Some("prestart"), Some(&state("c4", &f.bundle)));
+    assert_blocked(&r, "config.toml");
+    assert!(r.stderr.contains("fails closed"), "{}", r.stderr);
+}
+
+#[test]
+fn an_empty_trust_store_blocks_everything() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.env.path("trust/ci-2026.pub")).unwrap();
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c5", &f.bundle))), "not signed by any trusted key");
+    std::fs::remove_dir_all(f.env.path("trust")).unwrap();
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c5", &f.bundle))), "trust store");
+}
+
+#[test]
+fn check_decides_offline() {
+    let f = Fixture::new();
+    let (out, _) = f.env.expect(0, [std::ffi::OsStr::new("check"), f.bundle.as_os_str()]);
+    assert!(out.contains("verified container bundle against seal sha256:"), "{out}");
+    std::fs::write(f.rootfs.join("etc/motd"), b"x").unwrap();
+    f.patch(|c| c["root"]["readonly"] = false.into());
+    let (out, _) =
+        f.env.expect(1, [std::ffi::OsStr::new("check"), f.bundle.as_os_str(), std::ffi::OsStr::new("--json")]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allowed"], false);
+    let codes: Vec<&str> =
+        v["event"]["violations"].as_array().unwrap().iter().map(|v| v["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["writable-root", "tampered"]);
+    assert_eq!(v["event"]["violations"][1]["paths"][0]["path"], "/etc/motd");
+}
+
+#[test]
+fn the_hook_never_runs_over_its_deadline() {
+    let f = Fixture::new();
+    // 40 000 files to walk with a 300 ms budget.
+    for d in 0..40 {
+        let dir = f.rootfs.join(format!("var/many{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.join(i.to_string()), b"x").unwrap();
+        }
+    }
+    f.env.write_config("[hook]\ndeadline = \"300ms\"");
+    let r = hook(&f, Some("prestart"), Some(&state("c6", &f.bundle)));
+    assert_blocked(&r, "deadline");
+    assert!(r.elapsed < Duration::from_secs(3), "{:?}", r.elapsed);
+}
+
+#[test]
+fn committed_hooks_json_is_what_the_binary_generates() {
+    let out = Command::new(bin()).arg("hooks-json").output().unwrap();
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/rootseal.json")).unwrap();
+    assert_eq!(out.stdout, committed, "regenerate with: rootseal hooks-json > hooks/rootseal.json");
+}
