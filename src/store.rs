@@ -147,7 +147,7 @@ impl SealStore {
             }
         }
         votes.retain(|(_, n)| *n >= need);
-        votes.sort_by(|a, b| b.1.cmp(&a.1));
+        votes.sort_by_key(|v| std::cmp::Reverse(v.1));
         Ok(votes)
     }
 
