@@ -203,6 +203,7 @@ impl RunResult {
         let line = all
             .lines()
             .flat_map(|l| l.split("stderr: "))
+            .flat_map(|l| l.split("\\n"))
             .find(|l| l.starts_with("rootseal: blocked"))
             .unwrap_or_else(|| panic!("{}: no rootseal line in:\n{all}", self.runtime))
             .trim_end_matches("\\n\"")

@@ -5,5 +5,7 @@
 mod util;
 
 mod harness;
+mod podman;
 mod protocol;
 mod runtimes;
+mod syslog;

@@ -26,6 +26,15 @@ pub struct Exclusions {
     roots: BTreeSet<Vec<u8>>,
     /// Proper ancestors of those, which a runtime may have created as empty directories.
     ancestors: BTreeSet<Vec<u8>>,
+    /// Entries a runtime creates outside any mount, ignored on the disk side only when the
+    /// seal has nothing at that path and the entry is exactly this (path, kind).
+    artifacts: Vec<(Vec<u8>, Kind)>,
+}
+
+/// podman (libpod) creates `/etc/mtab -> /proc/mounts` in the rootfs when the image has no
+/// `/etc/mtab` (libpod `container_internal_linux.go`, "make sure /etc/mtab exists").
+pub fn libpod_artifacts() -> Vec<(Vec<u8>, Kind)> {
+    vec![(b"/etc/mtab".to_vec(), Kind::Symlink { target: b"/proc/mounts".to_vec() })]
 }
 
 impl Exclusions {
@@ -53,7 +62,18 @@ impl Exclusions {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.roots.is_empty()
+        self.roots.is_empty() && self.artifacts.is_empty()
+    }
+
+    /// Adds runtime artifacts (see [`libpod_artifacts`]).
+    pub fn with_artifacts(mut self, artifacts: Vec<(Vec<u8>, Kind)>) -> Exclusions {
+        self.artifacts.extend(artifacts);
+        self
+    }
+
+    /// True when `e` is exactly a runtime artifact (whatever the seal says).
+    pub fn is_artifact(&self, e: &Entry) -> bool {
+        self.artifacts.iter().any(|(p, k)| *p == e.path && *k == e.kind)
     }
 
     /// The resolved mount destinations.
@@ -89,7 +109,11 @@ impl Exclusions {
     /// The disk side: every entry that is not excluded, minus runtime-created ancestor
     /// directories the seal does not have.
     pub fn apply_found(&self, found: &Manifest, sealed: &Manifest) -> Manifest {
-        found.filtered(|e| !self.is_excluded(&e.path) && !self.is_runtime_ancestor(e, sealed))
+        found.filtered(|e| {
+            !self.is_excluded(&e.path)
+                && !self.is_runtime_ancestor(e, sealed)
+                && !(self.is_artifact(e) && sealed.get(&e.path).is_none())
+        })
     }
 
     fn is_runtime_ancestor(&self, e: &Entry, sealed: &Manifest) -> bool {
@@ -234,6 +258,19 @@ mod tests {
         assert!(ex.is_excluded(b"/proc/1/status"));
         assert!(!ex.is_excluded(b"/procfs"));
         assert!(!ex.is_excluded(b"/etc"));
+    }
+
+    #[test]
+    fn a_libpod_mtab_is_ignored_only_when_the_seal_has_none_and_it_is_exact() {
+        let none = Manifest::from_entries(vec![dir("/etc")]);
+        let ex = Exclusions::new::<&str>(&[], &none).with_artifacts(libpod_artifacts());
+        let found = Manifest::from_entries(vec![dir("/etc"), link("/etc/mtab", "/proc/mounts")]);
+        assert_eq!(ex.apply_found(&found, &none).len(), 1);
+        let other = Manifest::from_entries(vec![dir("/etc"), link("/etc/mtab", "/etc/shadow")]);
+        assert_eq!(ex.apply_found(&other, &none).len(), 2);
+        // When the image has its own /etc/mtab, the disk's is compared as usual.
+        let sealed = Manifest::from_entries(vec![dir("/etc"), link("/etc/mtab", "../proc/self/mounts")]);
+        assert_eq!(ex.apply_found(&found, &sealed).len(), 2);
     }
 
     #[test]

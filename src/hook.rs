@@ -325,9 +325,15 @@ fn candidates(
             .ok_or_else(|| format!("annotation {}={v:?} is not sha256:<64 hex>", policy::SEAL_ANNOTATION))?;
         out.push(d);
     }
-    for d in store.by_content(&store::content_key(found)).map_err(|e| e.to_string())? {
-        if !out.contains(&d) {
-            out.push(d);
+    // The content key of the tree as found, and of the tree without the runtime's artifacts
+    // (an image may or may not have its own /etc/mtab).
+    let artifacts = runtime_artifacts(bundle);
+    let without = found.filtered(|e| !artifacts.iter().any(|(p, k)| *p == e.path && *k == e.kind));
+    for m in [found, &without] {
+        for d in store.by_content(&store::content_key(m)).map_err(|e| e.to_string())? {
+            if !out.contains(&d) {
+                out.push(d);
+            }
         }
     }
     if let Some(name) = image {
@@ -345,6 +351,14 @@ fn candidates(
         }
     }
     Ok(out)
+}
+
+/// What this bundle's runtime creates in the rootfs outside any mount.
+fn runtime_artifacts(bundle: &Bundle) -> Vec<(Vec<u8>, crate::manifest::Kind)> {
+    match bundle.annotations.get("io.container.manager").map(String::as_str) {
+        Some("libpod") => crate::exclude::libpod_artifacts(),
+        _ => Vec::new(),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -413,7 +427,7 @@ fn check_candidate(
         name: seal.name.clone(),
         signers: signers.iter().map(|s| s.name.clone()).collect(),
     };
-    let ex = Exclusions::new(&bundle.mount_destinations(), &seal.manifest);
+    let ex = Exclusions::new(&bundle.mount_destinations(), &seal.manifest).with_artifacts(runtime_artifacts(bundle));
     if ex.destinations().any(|p| p.is_empty()) {
         return Err(Violation::new("mount-over-root", "a mount over / hides the whole sealed rootfs"));
     }
@@ -542,7 +556,9 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
 fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
     let mut stderr = std::io::stderr().lock();
     let alert = d.exemption.is_some() || !d.violations.is_empty();
+    // The reason first: it is the line runtimes show to the user.
     if alert {
+        let _ = writeln!(stderr, "{}", d.summary());
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
@@ -569,9 +585,6 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
                 return ExitCode::from(1);
             }
         }
-    }
-    if alert {
-        let _ = writeln!(stderr, "{}", d.summary());
     }
     if d.allowed() {
         ExitCode::SUCCESS
