@@ -109,11 +109,8 @@ impl Exclusions {
     /// The disk side: every entry that is not excluded, minus runtime-created ancestor
     /// directories the seal does not have.
     pub fn apply_found(&self, found: &Manifest, sealed: &Manifest) -> Manifest {
-        found.filtered(|e| {
-            !self.is_excluded(&e.path)
-                && !self.is_runtime_ancestor(e, sealed)
-                && !(self.is_artifact(e) && sealed.get(&e.path).is_none())
-        })
+        let unsealed_artifact = |e: &Entry| self.is_artifact(e) && sealed.get(&e.path).is_none();
+        found.filtered(|e| !(self.is_excluded(&e.path) || self.is_runtime_ancestor(e, sealed) || unsealed_artifact(e)))
     }
 
     fn is_runtime_ancestor(&self, e: &Entry, sealed: &Manifest) -> bool {
