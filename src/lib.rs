@@ -12,6 +12,7 @@ pub mod error;
 pub mod exclude;
 pub mod glob;
 pub mod hook;
+pub mod image;
 pub mod json;
 pub mod keys;
 pub mod manifest;

@@ -1,0 +1,965 @@
+//! Images as input: an OCI image layout directory, an OCI archive (a tar of a layout) or a
+//! docker-archive (`docker save`). The layers are applied in order, streaming, in memory, to
+//! the same [`Manifest`] a walk of the unpacked rootfs gives (docs/image.md): no extraction
+//! to disk.
+//!
+//! Applying one layer entry (OCI image-spec layer.md, "Applying Changesets"):
+//! 1. its path is normalised: a leading `./` is dropped; an absolute path or a `..` component is
+//!    an error (never normalised away);
+//! 2. `.wh..wh..opq` makes its directory opaque: everything the *lower* layers put below it
+//!    goes; other `.wh..wh.*` names are unpacker metadata (aufs) and are skipped;
+//! 3. `.wh.NAME` removes NAME and its subtree from the lower layers; a whiteout of nothing
+//!    (`.wh.`), of `.` or of `..` is an error;
+//! 4. missing parent directories are created 0755 root:root (as containerd and podman do); a
+//!    parent that is not a directory (a symlink, say) is an error: the entry would land
+//!    elsewhere than its path says;
+//! 5. a hard link must name a regular file already in the tree; it becomes that file;
+//! 6. a directory over a directory updates its metadata and keeps its children; anything else
+//!    replaces what was there.
+//!
+//! Every blob is checked against its digest (layers also against the config's diff_ids).
+
+use crate::json;
+use crate::manifest::{Entry, Kind, Manifest};
+use crate::walk::Limits;
+use flate2::read::GzDecoder;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const MAX_JSON_BLOB: u64 = 8 << 20;
+const CAP_PAX: &[u8] = b"SCHILY.xattr.security.capability";
+const MEDIA_INDEX: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{}: {what}", path.display())]
+    Format { path: PathBuf, what: String },
+    #[error("{}: cannot read {name}: {source}", path.display())]
+    Io { path: PathBuf, name: String, source: io::Error },
+    #[error("{}: layer {layer} entry {entry}: {what}", path.display())]
+    Entry { path: PathBuf, layer: usize, entry: String, what: String },
+    #[error("{}: {name} has digest {found}, expected {expected}; the archive is corrupt or was altered", path.display())]
+    Digest { path: PathBuf, name: String, expected: String, found: String },
+    #[error("{}: limit exceeded: {what}; raise [limits] {key} if this image is legitimate", path.display())]
+    Limit { path: PathBuf, what: String, key: &'static str },
+}
+
+/// What kind of input a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A root filesystem directory (walked).
+    RootfsDir,
+    OciLayout,
+    OciArchive,
+    DockerArchive,
+}
+
+/// Detects what `path` is: a directory with an `oci-layout` file is an OCI layout, any other
+/// directory a rootfs; a file is a tar archive holding a layout or a `docker save` output.
+pub fn detect(path: &Path) -> Result<InputKind, ImageError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|source| ImageError::Io { path: path.into(), name: String::new(), source })?;
+    if meta.is_dir() {
+        return Ok(if path.join("oci-layout").is_file() { InputKind::OciLayout } else { InputKind::RootfsDir });
+    }
+    let tar = TarBlobs::open(path)?;
+    if tar.index.contains_key("oci-layout") && tar.index.contains_key("index.json") {
+        Ok(InputKind::OciArchive)
+    } else if tar.index.contains_key("manifest.json") {
+        Ok(InputKind::DockerArchive)
+    } else {
+        Err(ImageError::Format {
+            path: path.into(),
+            what: "is neither a directory, an OCI archive (no oci-layout/index.json) nor a docker-archive (no manifest.json)"
+                .into(),
+        })
+    }
+}
+
+/// An os/arch[/variant] platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn host() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform { os: "linux".into(), arch: arch.into(), variant: None }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        let mut p = s.split('/');
+        let os = p.next().filter(|x| !x.is_empty())?.to_string();
+        let arch = p.next().filter(|x| !x.is_empty())?.to_string();
+        let variant = p.next().map(str::to_string);
+        if p.next().is_some() {
+            return None;
+        }
+        Some(Platform { os, arch, variant })
+    }
+
+    fn matches(&self, p: &OciPlatform) -> bool {
+        p.os == self.os
+            && p.architecture == self.arch
+            && (self.variant.is_none() || p.variant.as_deref() == self.variant.as_deref())
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which image of an archive to read.
+#[derive(Debug, Clone)]
+pub struct Select {
+    pub platform: Platform,
+    /// A reference to pick among several images (matches the ref annotations or RepoTags).
+    pub reference: Option<String>,
+}
+
+/// An image's root filesystem, as the manifest of its applied layers.
+#[derive(Debug, Clone)]
+pub struct ImageTree {
+    pub manifest: Manifest,
+    pub reference: Option<String>,
+    /// The digest of the image manifest (OCI inputs), for cross-referencing registry signatures.
+    pub manifest_digest: Option<String>,
+    pub config_digest: String,
+    pub layers: usize,
+}
+
+// --- blob access -------------------------------------------------------------------------
+
+trait Blobs {
+    fn path(&self) -> &Path;
+    fn open(&self, name: &str) -> Result<Box<dyn Read + '_>, ImageError>;
+
+    fn read_json_blob(&self, name: &str) -> Result<Vec<u8>, ImageError> {
+        let mut r = self.open(name)?.take(MAX_JSON_BLOB + 1);
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).map_err(|source| ImageError::Io { path: self.path().into(), name: name.into(), source })?;
+        if v.len() as u64 > MAX_JSON_BLOB {
+            return Err(ImageError::Format { path: self.path().into(), what: format!("{name} is larger than {MAX_JSON_BLOB} bytes") });
+        }
+        Ok(v)
+    }
+
+    /// Reads a content-addressed blob and checks its digest.
+    fn read_verified(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let name = blob_name(self.path(), digest)?;
+        let bytes = self.read_json_blob(&name)?;
+        let found = format!("sha256:{:x}", Sha256::digest(&bytes));
+        if found != digest {
+            return Err(ImageError::Digest { path: self.path().into(), name, expected: digest.into(), found });
+        }
+        Ok(bytes)
+    }
+}
+
+fn blob_name(path: &Path, digest: &str) -> Result<String, ImageError> {
+    match digest.strip_prefix("sha256:") {
+        Some(h) if crate::manifest::parse_hex32(h).is_some() => Ok(format!("blobs/sha256/{h}")),
+        _ => Err(ImageError::Format { path: path.into(), what: format!("digest {digest:?} is not sha256:<64 lowercase hex>") }),
+    }
+}
+
+/// Checks an archive member name: relative, no `..`, no empty components beyond `./`.
+fn clean_member(path: &Path, name: &str) -> Result<String, ImageError> {
+    let n = name.trim_start_matches("./");
+    if n.starts_with('/') || n.split('/').any(|c| c == "..") || n.is_empty() {
+        return Err(ImageError::Format { path: path.into(), what: format!("member name {name:?} leaves the archive") });
+    }
+    Ok(n.to_string())
+}
+
+struct DirBlobs {
+    root: PathBuf,
+}
+
+impl Blobs for DirBlobs {
+    fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Read + '_>, ImageError> {
+        let rel = clean_member(&self.root, name)?;
+        let f = File::open(self.root.join(&rel))
+            .map_err(|source| ImageError::Io { path: self.root.clone(), name: rel, source })?;
+        Ok(Box::new(BufReader::with_capacity(256 * 1024, f)))
+    }
+}
+
+struct TarBlobs {
+    path: PathBuf,
+    file: File,
+    /// member name → (data offset, size), or a symlink target for `docker save`'s shared layers.
+    index: HashMap<String, Member>,
+}
+
+enum Member {
+    Data { offset: u64, size: u64 },
+    Link(String),
+}
+
+impl TarBlobs {
+    fn open(path: &Path) -> Result<TarBlobs, ImageError> {
+        let io_err = |source| ImageError::Io { path: path.into(), name: String::new(), source };
+        let file = File::open(path).map_err(io_err)?;
+        let mut index = HashMap::new();
+        let mut ar = tar::Archive::new(file.try_clone().map_err(io_err)?);
+        let entries = ar.entries_with_seek().map_err(io_err)?;
+        for (i, e) in entries.enumerate() {
+            if i > 100_000 {
+                return Err(ImageError::Format { path: path.into(), what: "more than 100000 archive members".into() });
+            }
+            let e = e.map_err(|source| ImageError::Io { path: path.into(), name: "tar header".into(), source })?;
+            let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let name = raw.trim_start_matches("./").trim_end_matches('/').to_string();
+            match e.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    index.insert(name, Member::Data { offset: e.raw_file_position(), size: e.size() });
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                    let dir = Path::new(&name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                    let joined = if target.starts_with('/') { target } else { format!("{dir}/{target}") };
+                    index.insert(name, Member::Link(normalise_member(&joined)));
+                }
+                _ => {}
+            }
+        }
+        Ok(TarBlobs { path: path.into(), file, index })
+    }
+}
+
+fn normalise_member(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+impl Blobs for TarBlobs {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Read + '_>, ImageError> {
+        let mut rel = clean_member(&self.path, name)?;
+        for _ in 0..8 {
+            match self.index.get(&rel) {
+                Some(Member::Link(t)) => rel = t.clone(),
+                Some(Member::Data { offset, size }) => {
+                    let mut f = self.file.try_clone().map_err(|source| ImageError::Io {
+                        path: self.path.clone(),
+                        name: rel.clone(),
+                        source,
+                    })?;
+                    f.seek(SeekFrom::Start(*offset)).map_err(|source| ImageError::Io {
+                        path: self.path.clone(),
+                        name: rel.clone(),
+                        source,
+                    })?;
+                    return Ok(Box::new(BufReader::with_capacity(256 * 1024, f.take(*size))));
+                }
+                None => break,
+            }
+        }
+        Err(ImageError::Format { path: self.path.clone(), what: format!("no member {rel:?} in the archive") })
+    }
+}
+
+// --- OCI and docker JSON ---------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct OciIndex {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    platform: Option<OciPlatform>,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+#[derive(Deserialize, Clone)]
+struct OciPlatform {
+    os: String,
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OciManifest {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    rootfs: RootfsConfig,
+}
+
+#[derive(Deserialize)]
+struct RootfsConfig {
+    diff_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, name: &str, bytes: &[u8]) -> Result<T, ImageError> {
+    json::from_slice_strict(bytes).map_err(|e| ImageError::Format { path: path.into(), what: format!("{name}: {e}") })
+}
+
+/// Loads the image at `path` (layout directory, OCI archive or docker-archive).
+pub fn load(path: &Path, select: &Select, limits: &Limits) -> Result<ImageTree, ImageError> {
+    match detect(path)? {
+        InputKind::RootfsDir => {
+            Err(ImageError::Format { path: path.into(), what: "is a root filesystem directory, not an image".into() })
+        }
+        InputKind::OciLayout => load_oci(&DirBlobs { root: path.into() }, select, limits),
+        InputKind::OciArchive => load_oci(&TarBlobs::open(path)?, select, limits),
+        InputKind::DockerArchive => load_docker(&TarBlobs::open(path)?, select, limits),
+    }
+}
+
+fn reference_of(d: &Descriptor) -> Option<String> {
+    d.annotations
+        .get("io.containerd.image.name")
+        .or_else(|| d.annotations.get("org.opencontainers.image.ref.name"))
+        .cloned()
+}
+
+fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<ImageTree, ImageError> {
+    let path = blobs.path();
+    let fmt = |what: String| ImageError::Format { path: path.into(), what };
+    let index: OciIndex = parse(path, "index.json", &blobs.read_json_blob("index.json")?)?;
+    let mut candidates: Vec<Descriptor> = index.manifests;
+    if let Some(r) = &select.reference {
+        candidates.retain(|d| {
+            d.annotations.get("io.containerd.image.name") == Some(r)
+                || d.annotations.get("org.opencontainers.image.ref.name") == Some(r)
+        });
+        if candidates.is_empty() {
+            return Err(fmt(format!("no image named {r:?} in index.json")));
+        }
+    }
+    let top = match candidates.len() {
+        0 => return Err(fmt("index.json lists no manifests".into())),
+        1 => candidates.remove(0),
+        n => {
+            // Several images: they must be platforms of one image.
+            let found = candidates.iter().find(|d| d.platform.as_ref().is_some_and(|p| select.platform.matches(p)));
+            match found {
+                Some(d) => d.clone(),
+                None => return Err(fmt(format!("{n} images in index.json and none is {}; pick one with --ref or --platform", select.platform))),
+            }
+        }
+    };
+    let reference = reference_of(&top);
+    let mut desc = top;
+    // Descend through nested indexes (multi-platform images) to one manifest.
+    for _ in 0..4 {
+        if !MEDIA_INDEX.contains(&desc.media_type.as_str()) {
+            break;
+        }
+        let nested: OciIndex = parse(path, &desc.digest, &blobs.read_verified(&desc.digest)?)?;
+        let platforms: Vec<String> = nested
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)))
+            .collect();
+        desc = nested
+            .manifests
+            .into_iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| select.platform.matches(p)))
+            .ok_or_else(|| {
+                fmt(format!(
+                    "image index {} has no manifest for {} (it has {}); pass --platform",
+                    desc.digest,
+                    select.platform,
+                    platforms.join(", ")
+                ))
+            })?;
+    }
+    let manifest_bytes = blobs.read_verified(&desc.digest)?;
+    let m: OciManifest = parse(path, &desc.digest, &manifest_bytes)?;
+    if MEDIA_INDEX.contains(&m.media_type.as_str()) {
+        return Err(fmt(format!("{} is an index nested too deeply", desc.digest)));
+    }
+    let config: ImageConfig = parse(path, &m.config.digest, &blobs.read_verified(&m.config.digest)?)?;
+    check_platform(path, &config, select)?;
+    if config.rootfs.diff_ids.len() != m.layers.len() {
+        return Err(fmt(format!(
+            "manifest has {} layers but the config lists {} diff_ids",
+            m.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut tree = Tree::new(path, *limits);
+    for (i, (layer, diff_id)) in m.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+        let name = blob_name(path, &layer.digest)?;
+        let reader = blobs.open(&name)?;
+        tree.apply_layer(i + 1, reader, Some(&layer.digest), diff_id)?;
+    }
+    Ok(ImageTree {
+        layers: m.layers.len(),
+        manifest: tree.into_manifest(),
+        reference,
+        manifest_digest: Some(desc.digest),
+        config_digest: m.config.digest,
+    })
+}
+
+fn check_platform(path: &Path, config: &ImageConfig, select: &Select) -> Result<(), ImageError> {
+    if !config.os.is_empty() && (config.os != select.platform.os || config.architecture != select.platform.arch) {
+        return Err(ImageError::Format {
+            path: path.into(),
+            what: format!(
+                "the image is {}/{} but {} was asked for; pass --platform {}/{} to seal it anyway",
+                config.os, config.architecture, select.platform, config.os, config.architecture
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn load_docker(blobs: &TarBlobs, select: &Select, limits: &Limits) -> Result<ImageTree, ImageError> {
+    let path = blobs.path();
+    let fmt = |what: String| ImageError::Format { path: path.into(), what };
+    let mut entries: Vec<DockerManifestEntry> = parse(path, "manifest.json", &blobs.read_json_blob("manifest.json")?)?;
+    if let Some(r) = &select.reference {
+        entries.retain(|e| e.repo_tags.as_ref().is_some_and(|t| t.contains(r)));
+    }
+    let entry = match entries.len() {
+        1 => entries.remove(0),
+        0 => return Err(fmt("manifest.json lists no matching image".into())),
+        n => return Err(fmt(format!("manifest.json lists {n} images; pick one with --ref"))),
+    };
+    let config_bytes = blobs.read_json_blob(&entry.config)?;
+    let config_digest = format!("sha256:{:x}", Sha256::digest(&config_bytes));
+    let config: ImageConfig = parse(path, &entry.config, &config_bytes)?;
+    check_platform(path, &config, select)?;
+    if config.rootfs.diff_ids.len() != entry.layers.len() {
+        return Err(fmt(format!(
+            "manifest.json has {} layers but the config lists {} diff_ids",
+            entry.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut tree = Tree::new(path, *limits);
+    for (i, (layer, diff_id)) in entry.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+        tree.apply_layer(i + 1, blobs.open(layer)?, None, diff_id)?;
+    }
+    Ok(ImageTree {
+        layers: entry.layers.len(),
+        manifest: tree.into_manifest(),
+        reference: entry.repo_tags.and_then(|t| t.into_iter().next()),
+        manifest_digest: None,
+        config_digest,
+    })
+}
+
+// --- applying layers ---------------------------------------------------------------------
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn drain<R: Read>(r: &mut R) -> io::Result<()> {
+    io::copy(r, &mut io::sink()).map(|_| ())
+}
+
+struct Tree<'a> {
+    path: &'a Path,
+    limits: Limits,
+    nodes: BTreeMap<Vec<u8>, Node>,
+    bytes: u64,
+}
+
+#[derive(Clone)]
+struct Node {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    kind: Kind,
+}
+
+impl<'a> Tree<'a> {
+    fn new(path: &'a Path, limits: Limits) -> Tree<'a> {
+        Tree { path, limits, nodes: BTreeMap::new(), bytes: 0 }
+    }
+
+    fn into_manifest(self) -> Manifest {
+        Manifest::from_entries(
+            self.nodes
+                .into_iter()
+                .map(|(path, n)| Entry { path, mode: n.mode, uid: n.uid, gid: n.gid, kind: n.kind })
+                .collect(),
+        )
+    }
+
+    fn apply_layer(
+        &mut self,
+        layer: usize,
+        blob: Box<dyn Read + '_>,
+        blob_digest: Option<&str>,
+        diff_id: &str,
+    ) -> Result<(), ImageError> {
+        let path = self.path;
+        let io_err = |source: io::Error| ImageError::Io { path: path.into(), name: format!("layer {layer}"), source };
+        let mut outer = Hashing { inner: blob, hasher: Sha256::new() };
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = outer.read(&mut magic[got..]).map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let diff = {
+            let head = io::Cursor::new(magic[..got].to_vec()).chain(&mut outer);
+            let decompressed: Box<dyn Read + '_> = if got >= 2 && magic[..2] == [0x1f, 0x8b] {
+                Box::new(GzDecoder::new(head))
+            } else if got == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+                Box::new(zstd::stream::read::Decoder::new(head).map_err(io_err)?)
+            } else {
+                Box::new(head)
+            };
+            let mut inner = Hashing { inner: decompressed, hasher: Sha256::new() };
+            {
+                let mut ar = tar::Archive::new(&mut inner);
+                self.apply_tar(layer, &mut ar)?;
+            }
+            drain(&mut inner).map_err(io_err)?;
+            let Hashing { hasher, .. } = inner;
+            format!("sha256:{:x}", hasher.finalize())
+        };
+        drain(&mut outer).map_err(io_err)?;
+        if let Some(expected) = blob_digest {
+            let found = format!("sha256:{:x}", outer.hasher.finalize());
+            if found != expected {
+                return Err(ImageError::Digest { path: path.into(), name: format!("layer {layer}"), expected: expected.into(), found });
+            }
+        }
+        if diff != diff_id {
+            return Err(ImageError::Digest {
+                path: path.into(),
+                name: format!("layer {layer} (uncompressed, diff_id)"),
+                expected: diff_id.into(),
+                found: diff,
+            });
+        }
+        Ok(())
+    }
+
+    fn apply_tar<R: Read>(&mut self, layer: usize, ar: &mut tar::Archive<R>) -> Result<(), ImageError> {
+        let path = self.path;
+        let io_err = |source: io::Error| ImageError::Io { path: path.into(), name: format!("layer {layer}"), source };
+        // Paths this layer put in place: an opaque marker only clears what lower layers had.
+        let mut added: HashSet<Vec<u8>> = HashSet::new();
+        for entry in ar.entries().map_err(io_err)? {
+            let mut e = entry.map_err(io_err)?;
+            let raw = e.path_bytes().into_owned();
+            let shown = crate::manifest::display_path(&raw);
+            let bad = |what: String| ImageError::Entry { path: path.into(), layer, entry: shown.clone(), what };
+            let p = normalise(&raw).map_err(|w| bad(w.into()))?;
+            if self.nodes.len() as u64 >= self.limits.max_entries {
+                return Err(ImageError::Limit { path: path.into(), what: "too many entries".into(), key: "max_entries" });
+            }
+            if p.len() as u64 > self.limits.max_path_bytes {
+                return Err(ImageError::Limit { path: path.into(), what: format!("path of {} bytes", p.len()), key: "max_path_bytes" });
+            }
+            if p.iter().filter(|&&b| b == b'/').count() as u64 > self.limits.max_depth as u64 {
+                return Err(ImageError::Limit { path: path.into(), what: "nesting too deep".into(), key: "max_depth" });
+            }
+            let (parent, base) = split(&p);
+            // Whiteouts (step 2 and 3).
+            if let Some(name) = base.strip_prefix(b".wh.") {
+                if base == b".wh..wh..opq" {
+                    self.check_parents(&p).map_err(|w| bad(w))?;
+                    let lower: Vec<Vec<u8>> = self
+                        .children(parent)
+                        .into_iter()
+                        .filter(|c| !added.contains(c))
+                        .collect();
+                    for c in lower {
+                        self.nodes.remove(&c);
+                    }
+                    continue;
+                }
+                if name.starts_with(b".wh.") {
+                    continue; // aufs metadata (.wh..wh.plnk, .wh..wh.aufs)
+                }
+                if name.is_empty() || name == b"." || name == b".." {
+                    return Err(bad("whiteout of nothing, of . or of .. (a whiteout of the root)".into()));
+                }
+                let mut target = parent.to_vec();
+                target.push(b'/');
+                target.extend_from_slice(name);
+                self.remove_subtree(&target);
+                continue;
+            }
+            let header = e.header();
+            let mode = header.mode().map_err(io_err)? & 0o7777;
+            let uid = u32::try_from(header.uid().map_err(io_err)?).map_err(|_| bad("uid out of range".into()))?;
+            let gid = u32::try_from(header.gid().map_err(io_err)?).map_err(|_| bad("gid out of range".into()))?;
+            let et = header.entry_type();
+            if p.is_empty() {
+                if et.is_dir() {
+                    continue; // the root directory's metadata is not part of the digest
+                }
+                return Err(bad("replaces the root directory".into()));
+            }
+            self.check_parents(&p).map_err(|w| bad(w))?;
+            let kind = match et {
+                tar::EntryType::Directory => Kind::Dir,
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                    let cap = e
+                        .pax_extensions()
+                        .map_err(io_err)?
+                        .and_then(|exts| {
+                            exts.filter_map(Result::ok).find(|x| x.key_bytes() == CAP_PAX).map(|x| x.value_bytes().to_vec())
+                        })
+                        .filter(|v| !v.is_empty());
+                    let size = e.size();
+                    self.bytes = self.bytes.saturating_add(size);
+                    if self.bytes > self.limits.max_total_bytes {
+                        return Err(ImageError::Limit {
+                            path: path.into(),
+                            what: format!("more than {} bytes of file content", self.limits.max_total_bytes),
+                            key: "max_total_bytes",
+                        });
+                    }
+                    let mut h = Hashing { inner: &mut e, hasher: Sha256::new() };
+                    let n = io::copy(&mut h, &mut io::sink()).map_err(io_err)?;
+                    if n != size {
+                        return Err(bad(format!("has {n} bytes of content, its header says {size}")));
+                    }
+                    Kind::File { size, sha256: h.hasher.finalize().into(), cap }
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default();
+                    if target.is_empty() {
+                        return Err(bad("symlink with an empty target".into()));
+                    }
+                    Kind::Symlink { target }
+                }
+                tar::EntryType::Link => {
+                    let target = e.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default();
+                    let t = normalise(&target).map_err(|w| bad(format!("hard link target: {w}")))?;
+                    match self.nodes.get(&t) {
+                        Some(n) if matches!(n.kind, Kind::File { .. }) => {
+                            let n = n.clone();
+                            self.replace(&p, n);
+                            added.insert(p);
+                            continue;
+                        }
+                        _ => {
+                            return Err(bad(format!(
+                                "hard link to {} which is not a regular file in the image so far (a link pointing outside)",
+                                crate::manifest::display_path(&target)
+                            )))
+                        }
+                    }
+                }
+                tar::EntryType::Char | tar::EntryType::Block => {
+                    let major = header.device_major().map_err(io_err)?.unwrap_or(0) as u64;
+                    let minor = header.device_minor().map_err(io_err)?.unwrap_or(0) as u64;
+                    if et == tar::EntryType::Char {
+                        Kind::CharDev { major, minor }
+                    } else {
+                        Kind::BlockDev { major, minor }
+                    }
+                }
+                tar::EntryType::Fifo => Kind::Fifo,
+                other => return Err(bad(format!("unsupported tar entry type {other:?}"))),
+            };
+            self.replace(&p, Node { mode, uid, gid, kind });
+            added.insert(p);
+        }
+        Ok(())
+    }
+
+    /// Creates missing parents as 0755 root:root directories; a parent that exists and is not a
+    /// directory is an error (step 4).
+    fn check_parents(&mut self, p: &[u8]) -> Result<(), String> {
+        let mut i = 1;
+        while let Some(pos) = p[i..].iter().position(|&b| b == b'/') {
+            let anc = &p[..i + pos];
+            match self.nodes.get(anc) {
+                Some(n) if n.kind == Kind::Dir => {}
+                Some(n) => {
+                    return Err(format!(
+                        "its parent {} is a {} in a lower layer, not a directory",
+                        crate::manifest::display_path(anc),
+                        n.kind.name()
+                    ))
+                }
+                None => {
+                    self.nodes.insert(anc.to_vec(), Node { mode: 0o755, uid: 0, gid: 0, kind: Kind::Dir });
+                }
+            }
+            i += pos + 1;
+        }
+        Ok(())
+    }
+
+    fn replace(&mut self, p: &[u8], n: Node) {
+        let dir_over_dir = n.kind == Kind::Dir && self.nodes.get(p).is_some_and(|o| o.kind == Kind::Dir);
+        if !dir_over_dir {
+            self.remove_subtree(p);
+        }
+        self.nodes.insert(p.to_vec(), n);
+    }
+
+    fn children(&self, dir: &[u8]) -> Vec<Vec<u8>> {
+        let mut lo = dir.to_vec();
+        lo.push(b'/');
+        let mut hi = dir.to_vec();
+        hi.push(b'/' + 1);
+        self.nodes.range(lo..hi).map(|(k, _)| k.clone()).collect()
+    }
+
+    fn remove_subtree(&mut self, p: &[u8]) {
+        self.nodes.remove(p);
+        for c in self.children(p) {
+            self.nodes.remove(&c);
+        }
+    }
+}
+
+/// Step 1: `./a/b/` → `/a/b`; the root is empty; absolute paths and `..` are errors.
+fn normalise(raw: &[u8]) -> Result<Vec<u8>, &'static str> {
+    if raw.first() == Some(&b'/') {
+        return Err("absolute path");
+    }
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("path has a .. component"),
+            c => {
+                out.push(b'/');
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn split(p: &[u8]) -> (&[u8], &[u8]) {
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (&p[..0], p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds one uncompressed layer from (path, type, content/target, mode).
+    fn layer(entries: &[(&str, char, &[u8], u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, t, data, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(*mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            match t {
+                'd' => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, io::empty()).unwrap();
+                }
+                'f' => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, *data).unwrap();
+                }
+                'l' | 'h' => {
+                    h.set_entry_type(if *t == 'l' { tar::EntryType::Symlink } else { tar::EntryType::Link });
+                    h.set_size(0);
+                    b.append_link(&mut h, path, std::str::from_utf8(data).unwrap()).unwrap();
+                }
+                _ => unreachable!(),
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn apply(layers: &[Vec<u8>]) -> Result<Manifest, ImageError> {
+        let p = Path::new("test.tar");
+        let mut t = Tree::new(p, Limits::default());
+        for (i, l) in layers.iter().enumerate() {
+            let diff = format!("sha256:{:x}", Sha256::digest(l));
+            t.apply_layer(i + 1, Box::new(io::Cursor::new(l.clone())), None, &diff)?;
+        }
+        Ok(t.into_manifest())
+    }
+
+    fn paths(m: &Manifest) -> Vec<String> {
+        m.entries().iter().map(|e| String::from_utf8_lossy(&e.path).into_owned()).collect()
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_and_hard_links() {
+        let l1 = layer(&[
+            ("./", 'd', b"", 0o755),
+            ("etc/", 'd', b"", 0o755),
+            ("etc/a", 'f', b"a", 0o644),
+            ("etc/b", 'f', b"b", 0o644),
+            ("opt/x/old", 'f', b"old", 0o644),
+            ("bin/tool", 'f', b"tool", 0o4755),
+        ]);
+        let l2 = layer(&[
+            ("etc/.wh.a", 'f', b"", 0o644),
+            ("opt/x/.wh..wh..opq", 'f', b"", 0o644),
+            ("opt/x/new", 'f', b"new", 0o644),
+            ("bin/tool2", 'h', b"bin/tool", 0o644),
+            ("etc/", 'd', b"", 0o700),
+        ]);
+        let m = apply(&[l1, l2]).unwrap();
+        assert_eq!(paths(&m), ["/bin", "/bin/tool", "/bin/tool2", "/etc", "/etc/b", "/opt", "/opt/x", "/opt/x/new"]);
+        assert_eq!(m.get(b"/etc").unwrap().mode, 0o700, "the upper layer's directory metadata wins");
+        assert_eq!(m.get(b"/bin/tool2").unwrap().mode, 0o4755, "a hard link is the file it links to");
+        assert_eq!(m.get(b"/bin/tool2").unwrap().kind, m.get(b"/bin/tool").unwrap().kind);
+        assert_eq!(m.get(b"/opt").unwrap().mode, 0o755, "implicit parents are 0755");
+    }
+
+    #[test]
+    fn an_opaque_marker_keeps_what_its_own_layer_added() {
+        let l1 = layer(&[("d/old", 'f', b"1", 0o644)]);
+        let l2 = layer(&[("d/new", 'f', b"2", 0o644), ("d/.wh..wh..opq", 'f', b"", 0o644)]);
+        assert_eq!(paths(&apply(&[l1, l2]).unwrap()), ["/d", "/d/new"]);
+    }
+
+    #[test]
+    fn hostile_entries_are_errors() {
+        // tar::Builder refuses to write some of these, so write raw headers.
+        fn raw(name: &[u8], t: tar::EntryType, link: Option<&[u8]>) -> Vec<u8> {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+            }
+            h.set_entry_type(t);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(0);
+            h.set_cksum();
+            let mut v = h.as_bytes().to_vec();
+            v.extend_from_slice(&[0u8; 1024]);
+            v
+        }
+        for (l, want) in [
+            (raw(b"/etc/passwd", tar::EntryType::Regular, None), "absolute"),
+            (raw(b"../../etc/passwd", tar::EntryType::Regular, None), ".."),
+            (raw(b"a/../../x", tar::EntryType::Regular, None), ".."),
+            (raw(b".wh.", tar::EntryType::Regular, None), "whiteout of nothing"),
+            (raw(b"x/.wh...", tar::EntryType::Regular, None), "whiteout"),
+            (raw(b"evil", tar::EntryType::Link, Some(b"../../etc/shadow")), "hard link target"),
+            (raw(b"evil", tar::EntryType::Link, Some(b"nothing/here")), "pointing outside"),
+            (raw(b"./", tar::EntryType::Regular, None), "root"),
+        ] {
+            let err = apply(&[l]).unwrap_err().to_string();
+            assert!(err.contains(want), "want {want:?}: {err}");
+        }
+        // A file below a symlink from a lower layer would land elsewhere than its path says.
+        let l1 = layer(&[("lib", 'l', b"usr/lib", 0o777)]);
+        let l2 = layer(&[("lib/evil.so", 'f', b"x", 0o644)]);
+        assert!(apply(&[l1, l2]).unwrap_err().to_string().contains("not a directory"));
+    }
+
+    #[test]
+    fn a_wrong_diff_id_is_refused() {
+        let l = layer(&[("a", 'f', b"a", 0o644)]);
+        let mut t = Tree::new(Path::new("x.tar"), Limits::default());
+        let err = t.apply_layer(1, Box::new(io::Cursor::new(l)), None, &format!("sha256:{}", "0".repeat(64))).unwrap_err();
+        assert!(err.to_string().contains("diff_id"), "{err}");
+    }
+
+    #[test]
+    fn gzip_and_zstd_layers_are_detected() {
+        let l = layer(&[("a", 'f', b"content", 0o644)]);
+        let diff = format!("sha256:{:x}", Sha256::digest(&l));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &l).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::encode_all(io::Cursor::new(&l), 3).unwrap();
+        for blob in [gz, zs, l.clone()] {
+            let d = format!("sha256:{:x}", Sha256::digest(&blob));
+            let mut t = Tree::new(Path::new("x"), Limits::default());
+            t.apply_layer(1, Box::new(io::Cursor::new(blob)), Some(&d), &diff).unwrap();
+            assert_eq!(paths(&t.into_manifest()), ["/a"]);
+        }
+    }
+
+    #[test]
+    fn platforms_parse() {
+        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().variant.as_deref(), Some("v8"));
+        assert!(Platform::parse("linux").is_none());
+        assert_eq!(Platform::host().os, "linux");
+    }
+}
