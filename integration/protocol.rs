@@ -214,3 +214,61 @@ fn committed_hooks_json_is_what_the_binary_generates() {
     let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/rootseal.json")).unwrap();
     assert_eq!(out.stdout, committed, "regenerate with: rootseal hooks-json > hooks/rootseal.json");
 }
+
+/// Regression: a seal that does not verify (or does not match) must never pick a laxer rule.
+/// Before the fix, a tampered rootfs pointed at a validly signed seal of an audit-mode image
+/// ran in audit mode on an enforce node.
+#[test]
+fn a_failing_candidate_never_relaxes_the_mode() {
+    let f = Fixture::new();
+    // A dev image, sealed and trusted, whose rule is audit.
+    let dev_root = f.env.path("dev-rootfs");
+    busybox_rootfs(&dev_root);
+    std::fs::write(dev_root.join("etc/motd"), b"dev image\n").unwrap();
+    let dev_seal = f.env.path("dev.json");
+    f.env.expect(
+        0,
+        [
+            std::ffi::OsStr::new("seal"),
+            dev_root.as_os_str(),
+            std::ffi::OsStr::new("--key"),
+            f.key.as_os_str(),
+            std::ffi::OsStr::new("--name"),
+            std::ffi::OsStr::new("dev.example/tool:1"),
+            std::ffi::OsStr::new("--out"),
+            dev_seal.as_os_str(),
+        ],
+    );
+    f.env.expect(0, [std::ffi::OsStr::new("trust"), std::ffi::OsStr::new("import"), dev_seal.as_os_str()]);
+    f.env
+        .write_config("mode = \"enforce\"\n[[rules]]\nname = \"dev\"\nimages = [\"dev.example/**\"]\nmode = \"audit\"");
+    let dev_digest = f.env.expect(0, [std::ffi::OsStr::new("digest"), dev_root.as_os_str()]).0;
+    // The prod bundle, tampered, pointing at the dev seal.
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered prod\n").unwrap();
+    f.annotate("rootseal.dev/seal", dev_digest.trim());
+    let r = hook(&f, Some("prestart"), Some(&state("c7", &f.bundle)));
+    assert_blocked(&r, "differs from seal");
+}
+
+#[test]
+fn a_rule_requiring_another_key_blocks() {
+    let f = Fixture::new();
+    f.env.write_config(&format!("[[rules]]\nname = \"prod\"\nimages = [\"{}\"]\nkeys = [\"release-key\"]", IMAGE));
+    let r = hook(&f, Some("prestart"), Some(&state("c8", &f.bundle)));
+    assert_blocked(&r, "requires one of release-key");
+}
+
+#[test]
+fn a_broken_config_at_poststop_does_not_claim_a_block() {
+    let f = Fixture::new();
+    std::fs::write(f.env.config_path(), "mode = \"audti\"\n").unwrap();
+    let stopped = serde_json::to_vec(
+        &serde_json::json!({"ociVersion": "1.0.2", "id": "c9", "status": "stopped", "bundle": f.bundle}),
+    )
+    .unwrap();
+    let r = hook(&f, None, Some(&stopped));
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("poststop of container c9") && !r.stderr.contains("blocked"), "{}", r.stderr);
+    let r = hook(&f, Some("poststart"), Some(&stopped));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}

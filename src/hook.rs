@@ -85,8 +85,11 @@ impl Stage {
         }
     }
 
+    /// prestart and createRuntime run in the runtime's namespace before pivot_root, where the
+    /// rootfs and its mount points are visible as the seal describes them. createContainer runs
+    /// in the container's mount namespace after the mounts are made, so it does not verify.
     fn verifies(self) -> bool {
-        matches!(self, Stage::Prestart | Stage::CreateRuntime | Stage::CreateContainer)
+        matches!(self, Stage::Prestart | Stage::CreateRuntime)
     }
 }
 
@@ -96,12 +99,35 @@ pub struct Violation {
     pub code: &'static str,
     pub message: String,
     pub diffs: Vec<Difference>,
+    /// The validly signed seal the rootfs was compared with, for a `tampered` violation.
+    pub seal: Option<(SealInfo, PathBuf)>,
 }
 
 impl Violation {
     fn new(code: &'static str, message: impl Into<String>) -> Violation {
-        Violation { code, message: message.into(), diffs: Vec::new() }
+        Violation { code, message: message.into(), diffs: Vec::new(), seal: None }
     }
+}
+
+/// The rules that apply and what they require together: every rule's key requirement, the
+/// largest `min_signers`, and enforce if any of them (or the global mode, when none applies)
+/// says enforce. Combining can only make a decision stricter.
+struct Effective {
+    mode: Mode,
+    min_signers: usize,
+    names: Vec<String>,
+}
+
+fn effective(cfg: &Config, rules: &[&policy::Rule]) -> Effective {
+    let mode = if rules.is_empty() {
+        cfg.mode
+    } else if rules.iter().any(|r| r.mode.unwrap_or(cfg.mode) == Mode::Enforce) {
+        Mode::Enforce
+    } else {
+        Mode::Audit
+    };
+    let min_signers = rules.iter().filter_map(|r| r.min_signers).chain([cfg.hook.min_signers]).max().unwrap_or(1);
+    Effective { mode, min_signers, names: rules.iter().map(|r| r.name.clone()).collect() }
 }
 
 /// What the hook (or `check`) decided, with everything an alert needs.
@@ -238,18 +264,20 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
         d.exemption = Some(e.name.clone());
         return d;
     }
-    if let Some(rule) = policy::rule(&cfg.rules, d.image.as_deref()) {
-        d.rule = Some(rule.name.clone());
-        d.mode = rule.mode.unwrap_or(cfg.mode);
-    }
+    // Until a seal verifies, only the runtime's image name selects a rule: the subject name of
+    // a seal that does not verify must not change the mode.
+    let image_rule = policy::rule(&cfg.rules, d.image.as_deref());
+    let eff = effective(cfg, &image_rule.into_iter().collect::<Vec<_>>());
+    d.mode = eff.mode;
+    d.rule = eff.names.first().cloned();
     for v in readonly::check(&bundle.spec, &cfg.readonly, &readonly::host_submounts) {
         d.violations.push(Violation::new(v.code, v.message));
     }
-    integrity(cfg, &bundle, deadline, &mut d);
+    integrity(cfg, &bundle, image_rule, deadline, &mut d);
     d
 }
 
-fn integrity(cfg: &Config, bundle: &Bundle, deadline: Instant, d: &mut Decision) {
+fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, deadline: Instant, d: &mut Decision) {
     let trust = match TrustStore::new(&cfg.trust_dir).load() {
         Ok(t) => t,
         Err(e) => {
@@ -277,7 +305,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, deadline: Instant, d: &mut Decision)
         let hint = if d.image.is_some() {
             String::new()
         } else {
-            format!("; to see what differs from a sealed image, set annotation {}=IMAGE", policy::IMAGE_ANNOTATIONS[0])
+            format!("; to see what differs from a sealed image, set annotation {}=IMAGE", policy::IMAGE_ANNOTATIONS[2])
         };
         d.violations.push(Violation::new(
             "unsigned",
@@ -292,8 +320,12 @@ fn integrity(cfg: &Config, bundle: &Bundle, deadline: Instant, d: &mut Decision)
     let now = SystemTime::now();
     let mut best: Option<Violation> = None;
     for digest in candidates {
-        match check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, d) {
-            Ok(()) => {
+        match check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, image_rule) {
+            Ok(v) => {
+                d.mode = v.effective.mode;
+                d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
+                d.seal = Some(v.info);
+                d.seal_path = Some(v.path);
                 return;
             }
             Err(v) => {
@@ -306,9 +338,19 @@ fn integrity(cfg: &Config, bundle: &Bundle, deadline: Instant, d: &mut Decision)
             }
         }
     }
-    d.seal = None;
-    d.seal_path = None;
-    d.violations.push(best.expect("at least one candidate was tried"));
+    let best = best.expect("at least one candidate was tried");
+    if let Some((info, path)) = &best.seal {
+        d.seal = Some(info.clone());
+        d.seal_path = Some(path.clone());
+    }
+    d.violations.push(best);
+}
+
+/// A candidate seal that verified, with the rules that then apply.
+struct Verified {
+    info: SealInfo,
+    path: PathBuf,
+    effective: Effective,
 }
 
 /// Seal candidates, most specific first: the seal annotation, the content key, the image name,
@@ -321,8 +363,9 @@ fn candidates(
 ) -> Result<Vec<TreeDigest>, String> {
     let mut out: Vec<TreeDigest> = Vec::new();
     if let Some(v) = bundle.annotations.get(policy::SEAL_ANNOTATION) {
-        let d = TreeDigest::parse(v)
-            .ok_or_else(|| format!("annotation {}={v:?} is not sha256:<64 hex>", policy::SEAL_ANNOTATION))?;
+        let d = TreeDigest::parse(v).ok_or_else(|| {
+            format!("annotation {}={v:?} is not a tree digest (sha256:<64 hex>)", policy::SEAL_ANNOTATION)
+        })?;
         out.push(d);
     }
     // The content key of the tree as found, and of the tree without the runtime's artifacts
@@ -370,8 +413,8 @@ fn check_candidate(
     found: &Manifest,
     digest: &TreeDigest,
     now: SystemTime,
-    d: &mut Decision,
-) -> Result<(), Violation> {
+    image_rule: Option<&policy::Rule>,
+) -> Result<Verified, Violation> {
     let path = store.path_for(digest);
     let bytes = match store.get(digest) {
         Ok(Some(b)) => b,
@@ -396,18 +439,16 @@ fn check_candidate(
             format!("seal {} is filed under {} but seals {}", path.display(), digest.short(), seal.digest.short()),
         ));
     }
-    // The rule: by the runtime's image name, else by the seal's subject name.
-    let rule = match &d.image {
-        Some(i) => policy::rule(&cfg.rules, Some(i)),
-        None => policy::rule(&cfg.rules, Some(&seal.name)),
-    };
-    if let Some(r) = rule {
-        d.rule = Some(r.name.clone());
-        d.mode = r.mode.unwrap_or(cfg.mode);
+    // The rules: the runtime's image name's and the (signed) subject name's, combined.
+    let mut rules: Vec<&policy::Rule> = image_rule.into_iter().collect();
+    if let Some(r) = policy::rule(&cfg.rules, Some(&seal.name)) {
+        if !rules.iter().any(|x| x.name == r.name) {
+            rules.push(r);
+        }
     }
-    let min = rule.and_then(|r| r.min_signers).unwrap_or(cfg.hook.min_signers);
-    let signers = verify::check_seal(&seal, trust, now, min).map_err(rejected)?;
-    if let Some(r) = rule.filter(|r| !r.keys.is_empty()) {
+    let eff = effective(cfg, &rules);
+    let signers = verify::check_seal(&seal, trust, now, eff.min_signers).map_err(rejected)?;
+    for r in rules.iter().filter(|r| !r.keys.is_empty()) {
         if !signers.iter().any(|s| r.keys.contains(&s.name)) {
             let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
             return Err(Violation::new(
@@ -432,15 +473,14 @@ fn check_candidate(
         return Err(Violation::new("mount-over-root", "a mount over / hides the whole sealed rootfs"));
     }
     let diffs = verify::compare(&seal, found, Some(&ex));
-    d.seal = Some(info);
-    d.seal_path = Some(path);
     if diffs.is_empty() {
-        return Ok(());
+        return Ok(Verified { info, path, effective: eff });
     }
     Err(Violation {
         code: "tampered",
         message: verify::describe_mismatch(&diffs, MESSAGE_PATHS, &seal, &signers),
         diffs,
+        seal: Some((info, path)),
     })
 }
 
@@ -479,16 +519,27 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
     let cfg = match config {
         Ok(c) => c,
         Err(e) => {
-            // Without a config the mode is unknown: fail closed.
+            // Without a config the mode is unknown: a verifying stage fails closed.
             arm_watchdog(Duration::from_secs(10), Mode::Enforce, None);
             let state = oci::read_state_from(std::io::stdin().as_fd(), Duration::from_secs(5))
                 .ok()
                 .and_then(|b| oci::parse_state(&b).ok());
             let id = state.as_ref().map(|s| short_id(s.id())).unwrap_or_else(|| "(unknown)".into());
-            eprintln!(
-                "rootseal: blocked container {id}: {e}; fix the config (the mode is unknown, so rootseal fails closed)"
-            );
-            return ExitCode::from(1);
+            let stage = match stage_arg {
+                Some(s) => Stage::parse(s),
+                None => state.as_ref().and_then(|s| Stage::from_status(&s.status().to_string())),
+            };
+            return match stage {
+                Some(Stage::Poststop) => {
+                    eprintln!("rootseal: poststop of container {id}: {e}; its state record was not removed");
+                    ExitCode::from(1)
+                }
+                Some(s) if !s.verifies() => ExitCode::SUCCESS,
+                _ => {
+                    eprintln!("rootseal: blocked container {id}: {e}; fix the config (the mode is unknown, so rootseal fails closed)");
+                    ExitCode::from(1)
+                }
+            };
         }
     };
     let start = Instant::now();
@@ -533,7 +584,7 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
         }
     };
     match stage {
-        Stage::Poststart | Stage::StartContainer => ExitCode::SUCCESS,
+        Stage::Poststart | Stage::StartContainer | Stage::CreateContainer => ExitCode::SUCCESS,
         Stage::Poststop => match state::remove(&cfg.state_dir, st.id()) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
@@ -563,7 +614,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
     }
-    if d.allowed() && d.exemption.is_none() {
+    if d.allowed() && d.exemption.is_none() && d.rootfs.is_some() && state::check_id(&d.id).is_ok() {
         let rec = state::Record {
             version: 1,
             id: d.id.clone(),

@@ -62,8 +62,8 @@ pub enum InputKind {
 /// Detects what `path` is: a directory with an `oci-layout` file is an OCI layout, any other
 /// directory a rootfs; a file is a tar archive holding a layout or a `docker save` output.
 pub fn detect(path: &Path) -> Result<InputKind, ImageError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|source| ImageError::Io { path: path.into(), name: String::new(), source })?;
+    let meta =
+        std::fs::metadata(path).map_err(|source| ImageError::Io { path: path.into(), name: String::new(), source })?;
     if meta.is_dir() {
         return Ok(if path.join("oci-layout").is_file() { InputKind::OciLayout } else { InputKind::RootfsDir });
     }
@@ -157,9 +157,16 @@ trait Blobs {
     fn read_json_blob(&self, name: &str) -> Result<Vec<u8>, ImageError> {
         let mut r = self.open(name)?.take(MAX_JSON_BLOB + 1);
         let mut v = Vec::new();
-        r.read_to_end(&mut v).map_err(|source| ImageError::Io { path: self.path().into(), name: name.into(), source })?;
+        r.read_to_end(&mut v).map_err(|source| ImageError::Io {
+            path: self.path().into(),
+            name: name.into(),
+            source,
+        })?;
         if v.len() as u64 > MAX_JSON_BLOB {
-            return Err(ImageError::Format { path: self.path().into(), what: format!("{name} is larger than {MAX_JSON_BLOB} bytes") });
+            return Err(ImageError::Format {
+                path: self.path().into(),
+                what: format!("{name} is larger than {MAX_JSON_BLOB} bytes"),
+            });
         }
         Ok(v)
     }
@@ -179,7 +186,10 @@ trait Blobs {
 fn blob_name(path: &Path, digest: &str) -> Result<String, ImageError> {
     match digest.strip_prefix("sha256:") {
         Some(h) if crate::manifest::parse_hex32(h).is_some() => Ok(format!("blobs/sha256/{h}")),
-        _ => Err(ImageError::Format { path: path.into(), what: format!("digest {digest:?} is not sha256:<64 lowercase hex>") }),
+        _ => Err(ImageError::Format {
+            path: path.into(),
+            what: format!("digest {digest:?} is not sha256:<64 lowercase hex>"),
+        }),
     }
 }
 
@@ -203,8 +213,11 @@ impl Blobs for DirBlobs {
 
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>, ImageError> {
         let rel = clean_member(&self.root, name)?;
-        let f = File::open(self.root.join(&rel))
-            .map_err(|source| ImageError::Io { path: self.root.clone(), name: rel, source })?;
+        let f = File::open(self.root.join(&rel)).map_err(|source| ImageError::Io {
+            path: self.root.clone(),
+            name: rel,
+            source,
+        })?;
         Ok(Box::new(BufReader::with_capacity(256 * 1024, f)))
     }
 }
@@ -240,7 +253,8 @@ impl TarBlobs {
                     index.insert(name, Member::Data { offset: e.raw_file_position(), size: e.size() });
                 }
                 tar::EntryType::Symlink => {
-                    let target = e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                    let target =
+                        e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                     let dir = Path::new(&name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
                     let joined = if target.starts_with('/') { target } else { format!("{dir}/{target}") };
                     index.insert(name, Member::Link(normalise_member(&joined)));
@@ -399,7 +413,12 @@ fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<Image
             let found = candidates.iter().find(|d| d.platform.as_ref().is_some_and(|p| select.platform.matches(p)));
             match found {
                 Some(d) => d.clone(),
-                None => return Err(fmt(format!("{n} images in index.json and none is {}; pick one with --ref or --platform", select.platform))),
+                None => {
+                    return Err(fmt(format!(
+                        "{n} images in index.json and none is {}; pick one with --ref or --platform",
+                        select.platform
+                    )))
+                }
             }
         }
     };
@@ -421,13 +440,13 @@ fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<Image
             .into_iter()
             .find(|d| d.platform.as_ref().is_some_and(|p| select.platform.matches(p)))
             .ok_or_else(|| {
-                fmt(format!(
-                    "image index {} has no manifest for {} (it has {}); pass --platform",
-                    desc.digest,
-                    select.platform,
-                    platforms.join(", ")
-                ))
-            })?;
+            fmt(format!(
+                "image index {} has no manifest for {} (it has {}); pass --platform",
+                desc.digest,
+                select.platform,
+                platforms.join(", ")
+            ))
+        })?;
     }
     let manifest_bytes = blobs.read_verified(&desc.digest)?;
     let m: OciManifest = parse(path, &desc.digest, &manifest_bytes)?;
@@ -597,7 +616,12 @@ impl<'a> Tree<'a> {
         if let Some(expected) = blob_digest {
             let found = format!("sha256:{:x}", outer.hasher.finalize());
             if found != expected {
-                return Err(ImageError::Digest { path: path.into(), name: format!("layer {layer}"), expected: expected.into(), found });
+                return Err(ImageError::Digest {
+                    path: path.into(),
+                    name: format!("layer {layer}"),
+                    expected: expected.into(),
+                    found,
+                });
             }
         }
         if diff != diff_id {
@@ -623,10 +647,18 @@ impl<'a> Tree<'a> {
             let bad = |what: String| ImageError::Entry { path: path.into(), layer, entry: shown.clone(), what };
             let p = normalise(&raw).map_err(|w| bad(w.into()))?;
             if self.nodes.len() as u64 >= self.limits.max_entries {
-                return Err(ImageError::Limit { path: path.into(), what: "too many entries".into(), key: "max_entries" });
+                return Err(ImageError::Limit {
+                    path: path.into(),
+                    what: "too many entries".into(),
+                    key: "max_entries",
+                });
             }
             if p.len() as u64 > self.limits.max_path_bytes {
-                return Err(ImageError::Limit { path: path.into(), what: format!("path of {} bytes", p.len()), key: "max_path_bytes" });
+                return Err(ImageError::Limit {
+                    path: path.into(),
+                    what: format!("path of {} bytes", p.len()),
+                    key: "max_path_bytes",
+                });
             }
             if p.iter().filter(|&&b| b == b'/').count() as u64 > self.limits.max_depth as u64 {
                 return Err(ImageError::Limit { path: path.into(), what: "nesting too deep".into(), key: "max_depth" });
@@ -636,11 +668,8 @@ impl<'a> Tree<'a> {
             if let Some(name) = base.strip_prefix(b".wh.") {
                 if base == b".wh..wh..opq" {
                     self.check_parents(&p).map_err(|w| bad(w))?;
-                    let lower: Vec<Vec<u8>> = self
-                        .children(parent)
-                        .into_iter()
-                        .filter(|c| !added.contains(c))
-                        .collect();
+                    let lower: Vec<Vec<u8>> =
+                        self.children(parent).into_iter().filter(|c| !added.contains(c)).collect();
                     for c in lower {
                         self.nodes.remove(&c);
                     }
@@ -677,7 +706,9 @@ impl<'a> Tree<'a> {
                         .pax_extensions()
                         .map_err(io_err)?
                         .and_then(|exts| {
-                            exts.filter_map(Result::ok).find(|x| x.key_bytes() == CAP_PAX).map(|x| x.value_bytes().to_vec())
+                            exts.filter_map(Result::ok)
+                                .find(|x| x.key_bytes() == CAP_PAX)
+                                .map(|x| x.value_bytes().to_vec())
                         })
                         .filter(|v| !v.is_empty());
                     let size = e.size();
@@ -713,12 +744,10 @@ impl<'a> Tree<'a> {
                             added.insert(p);
                             continue;
                         }
-                        _ => {
-                            return Err(bad(format!(
-                                "hard link to {} which is not a regular file in the image so far (a link pointing outside)",
-                                crate::manifest::display_path(&target)
-                            )))
-                        }
+                        _ => return Err(bad(format!(
+                            "hard link to {} which is not a regular file in the image so far (a link pointing outside)",
+                            crate::manifest::display_path(&target)
+                        ))),
                     }
                 }
                 tar::EntryType::Char | tar::EntryType::Block => {
@@ -936,7 +965,8 @@ mod tests {
     fn a_wrong_diff_id_is_refused() {
         let l = layer(&[("a", 'f', b"a", 0o644)]);
         let mut t = Tree::new(Path::new("x.tar"), Limits::default());
-        let err = t.apply_layer(1, Box::new(io::Cursor::new(l)), None, &format!("sha256:{}", "0".repeat(64))).unwrap_err();
+        let err =
+            t.apply_layer(1, Box::new(io::Cursor::new(l)), None, &format!("sha256:{}", "0".repeat(64))).unwrap_err();
         assert!(err.to_string().contains("diff_id"), "{err}");
     }
 

@@ -6,9 +6,11 @@ use crate::glob;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-/// Annotations that name the image, in the order they are consulted.
+/// Annotations that name the image, in the order they are consulted: the CRI runtimes' own
+/// first (containerd and CRI-O set them from the pull, not from the pod spec), then ours, which
+/// whoever creates the container sets (podman --annotation, a runc bundle).
 pub const IMAGE_ANNOTATIONS: [&str; 3] =
-    ["rootseal.dev/image", "io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName"];
+    ["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName", "rootseal.dev/image"];
 /// An annotation naming the seal (tree digest) explicitly; rootseal-runtime may set it.
 pub const SEAL_ANNOTATION: &str = "rootseal.dev/seal";
 

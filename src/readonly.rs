@@ -97,7 +97,14 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, submounts: &dyn Fn(&Path) -> 
             }
         }
         let rro = opts.contains(&"rro");
-        let source = m.source().clone().unwrap_or_default();
+        // The runtime bind-mounts what the source resolves to: match policy against the
+        // resolved path (or, when it does not exist, the lexically cleaned one), never against
+        // a path with `..` or symlinks in it.
+        let raw_source = m.source().clone().unwrap_or_default();
+        let source = std::fs::canonicalize(&raw_source).unwrap_or_else(|_| {
+            use std::os::unix::ffi::OsStrExt;
+            PathBuf::from(std::ffi::OsStr::from_bytes(&crate::exclude::clean(raw_source.as_os_str().as_bytes())))
+        });
         if !is_bind {
             if ro || policy.writable_types.iter().any(|t| t == typ) {
                 continue;
@@ -212,6 +219,18 @@ mod tests {
         assert!(v[3].contains("ext4 mount at /disk"));
         // Without submounts the rbind+ro mount is read-only in effect.
         assert_eq!(codes(&s, vec![]).len(), 3);
+    }
+
+    #[test]
+    fn sources_are_resolved_before_matching_the_allow_list() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"mounts":[
+            {"destination":"/x","type":"bind","source":"/var/lib/containers/storage/overlay-containers/x/userdata/../../../../../../etc","options":["rbind","rw"]}
+            ]}"#,
+        );
+        let v = codes(&s, vec![]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("/etc at /x is writable"), "{v:?}");
     }
 
     #[test]
