@@ -667,7 +667,7 @@ impl<'a> Tree<'a> {
             // Whiteouts (step 2 and 3).
             if let Some(name) = base.strip_prefix(b".wh.") {
                 if base == b".wh..wh..opq" {
-                    self.check_parents(&p).map_err(|w| bad(w))?;
+                    self.check_parents(&p).map_err(&bad)?;
                     let lower: Vec<Vec<u8>> =
                         self.children(parent).into_iter().filter(|c| !added.contains(c)).collect();
                     for c in lower {
@@ -698,7 +698,7 @@ impl<'a> Tree<'a> {
                 }
                 return Err(bad("replaces the root directory".into()));
             }
-            self.check_parents(&p).map_err(|w| bad(w))?;
+            self.check_parents(&p).map_err(&bad)?;
             let kind = match et {
                 tar::EntryType::Directory => Kind::Dir,
                 tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
