@@ -36,9 +36,12 @@ pub enum Command {
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
     },
-    /// Print the canonical digest of a root filesystem directory
+    /// Print the canonical digest of a root filesystem directory, an OCI image layout, an OCI
+    /// archive or a docker-archive
     Digest {
         path: PathBuf,
+        #[command(flatten)]
+        select: ImageSelect,
         /// Print JSON with entry and byte counts
         #[arg(long)]
         json: bool,
@@ -46,15 +49,18 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         manifest: bool,
     },
-    /// Seal a root filesystem directory: a signed DSSE envelope over its digest and manifest
+    /// Seal a root filesystem directory or an image (layout, OCI archive, docker-archive): a
+    /// signed DSSE envelope over its digest and manifest
     Seal {
         path: PathBuf,
+        #[command(flatten)]
+        select: ImageSelect,
         /// Private key (PKCS#8 PEM)
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
-        /// Subject name: the image reference (default "rootfs")
-        #[arg(long, default_value = "rootfs")]
-        name: String,
+        /// Subject name (default: the image's reference, else "rootfs")
+        #[arg(long)]
+        name: Option<String>,
         /// Expiry: an RFC 3339 time or a duration from now such as 90d
         #[arg(long, value_name = "WHEN")]
         expires: Option<String>,
@@ -98,6 +104,17 @@ pub enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+}
+
+/// Which image of an archive to read.
+#[derive(Args, Debug)]
+pub struct ImageSelect {
+    /// Platform of a multi-platform image, os/arch[/variant] (default: this host's)
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// The image to read when an archive holds several (its ref name or RepoTag)
+    #[arg(long = "ref", value_name = "REFERENCE")]
+    reference: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -146,36 +163,41 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("wrote {} and {} (keyid {})", k.display(), p.display(), public.keyid);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Digest { path, json, manifest } => {
+        Command::Digest { path, select, json, manifest } => {
             let cfg = load_config(cli.config.as_deref())?;
-            let m = walk_cli(&path, &cfg)?;
+            let (m, image) = tree_cli(&path, &select, &cfg)?;
             let mut out = std::io::stdout().lock();
             if manifest {
                 out.write_all(&m.to_canonical()).map_err(Error::Stdout)?;
             } else if json {
-                let v = json!({
+                let mut v = json!({
                     "digest": m.digest().to_string(),
                     "entries": m.len(),
                     "fileBytes": m.file_bytes(),
                     "digestSpec": crate::manifest::HEADER,
                 });
+                if let Some(i) = image {
+                    v["image"] = serde_json::to_value(i).expect("serialises");
+                }
                 writeln!(out, "{v}").map_err(Error::Stdout)?;
             } else {
                 writeln!(out, "{}", m.digest()).map_err(Error::Stdout)?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seal { path, key, name, expires, out } => {
+        Command::Seal { path, select, key, name, expires, out } => {
             let cfg = load_config(cli.config.as_deref())?;
             let sk = keys::load_signing_key(&key)?;
             let now = SystemTime::now();
             let expires = expires.map(|e| parse_expiry(&e, now)).transpose()?;
+            let (m, image) = tree_cli(&path, &select, &cfg)?;
+            let name = name
+                .or_else(|| image.as_ref().map(|i| i.reference.clone()).filter(|r| !r.is_empty()))
+                .unwrap_or_else(|| "rootfs".into());
             if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
                 return Err(Error::Usage("--name must be 1 to 1024 printable characters".into()));
             }
-            let m = walk_cli(&path, &cfg)?;
-            let bytes =
-                seal::create(&SealRequest { manifest: &m, name: &name, created: now, expires, image: None }, &sk);
+            let bytes = seal::create(&SealRequest { manifest: &m, name: &name, created: now, expires, image }, &sk);
             match out {
                 Some(out) => {
                     crate::atomic::write(&out, &bytes, 0o644).map_err(Error::Write)?;
@@ -246,6 +268,34 @@ fn walk_cli(path: &Path, cfg: &Config) -> Result<Manifest, Error> {
     let real = std::fs::canonicalize(path)
         .map_err(|source| Error::Walk(walk::WalkError::OpenRoot { root: path.into(), source }))?;
     Ok(walk::walk(&real, &walk::Options { limits: cfg.limits, ..walk::Options::default() })?)
+}
+
+/// A rootfs directory is walked; an image is read layer by layer.
+fn tree_cli(path: &Path, select: &ImageSelect, cfg: &Config) -> Result<(Manifest, Option<seal::ImageSource>), Error> {
+    let kind = crate::image::detect(path)?;
+    if kind == crate::image::InputKind::RootfsDir {
+        if select.platform.is_some() || select.reference.is_some() {
+            return Err(Error::Usage(format!(
+                "{} is a directory, not an image: --platform and --ref do not apply",
+                path.display()
+            )));
+        }
+        return Ok((walk_cli(path, cfg)?, None));
+    }
+    let platform = match &select.platform {
+        Some(p) => crate::image::Platform::parse(p)
+            .ok_or_else(|| Error::Usage(format!("--platform {p:?} is not os/arch[/variant], e.g. linux/amd64")))?,
+        None => crate::image::Platform::host(),
+    };
+    let sel = crate::image::Select { platform, reference: select.reference.clone() };
+    let t = crate::image::load(path, &sel, &cfg.limits)?;
+    let src = seal::ImageSource {
+        reference: t.reference.clone().unwrap_or_default(),
+        manifest_digest: t.manifest_digest.clone(),
+        config_digest: t.config_digest.clone(),
+        layers: t.layers,
+    };
+    Ok((t.manifest, Some(src)))
 }
 
 fn read_seal(path: &Path) -> Result<Vec<u8>, Error> {

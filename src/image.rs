@@ -744,10 +744,12 @@ impl<'a> Tree<'a> {
                             added.insert(p);
                             continue;
                         }
-                        _ => return Err(bad(format!(
+                        _ => {
+                            return Err(bad(format!(
                             "hard link to {} which is not a regular file in the image so far (a link pointing outside)",
                             crate::manifest::display_path(&target)
-                        ))),
+                        )))
+                        }
                     }
                 }
                 tar::EntryType::Char | tar::EntryType::Block => {

@@ -118,9 +118,17 @@ pub struct ManifestBlob {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSource {
+    /// The image reference from the archive (or --name), empty when the archive names none.
     pub reference: String,
-    #[serde(rename = "manifestDigest")]
-    pub manifest_digest: String,
+    /// The image manifest's digest, as a registry knows it (OCI inputs; docker-archives have
+    /// no manifest blob).
+    #[serde(rename = "manifestDigest", default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// The image config's digest (the "image id").
+    #[serde(rename = "configDigest")]
+    pub config_digest: String,
+    /// How many layers were applied.
+    pub layers: usize,
 }
 
 /// What to seal.
