@@ -22,8 +22,9 @@ use std::time::{Duration, SystemTime};
 #[derive(Parser, Debug)]
 #[command(name = "rootseal", version, about = "Seal container root filesystems and verify them at container start")]
 pub struct Cli {
-    /// Config file (else $ROOTSEAL_CONFIG, else /etc/rootseal/config.toml)
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Config file (else $ROOTSEAL_CONFIG, else /etc/rootseal/config.toml); give it before
+    /// the command
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -99,6 +100,16 @@ pub enum Command {
         #[arg(long = "hook-config", value_name = "FILE")]
         hook_config: Option<PathBuf>,
     },
+    /// Add a containerd runtime that runs containers through rootseal-runtime
+    Install {
+        #[command(subcommand)]
+        target: InstallTarget,
+    },
+    /// Remove what `install` added
+    Uninstall {
+        #[command(subcommand)]
+        target: UninstallTarget,
+    },
     /// Manage the node's trust store
     Trust {
         #[command(subcommand)]
@@ -126,6 +137,41 @@ pub struct TrustSource {
     /// Trust the keys and revocations of this trust directory
     #[arg(long, value_name = "DIR")]
     trust_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InstallTarget {
+    /// A CRI runtime entry in containerd's config (versions 1, 2 and 3)
+    Containerd {
+        /// containerd's config file
+        #[arg(long, value_name = "PATH", default_value = crate::install::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Also make it containerd's default CRI runtime
+        #[arg(long)]
+        set_default: bool,
+        /// Print the change as a diff and write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The runtime's name in containerd (RuntimeClass handler)
+        #[arg(long, default_value = "rootseal")]
+        name: String,
+        /// Path of rootseal-runtime on the node
+        #[arg(long, value_name = "PATH", default_value = crate::install::DEFAULT_BINARY)]
+        runtime_binary: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UninstallTarget {
+    /// Remove the runtime entry (and a default pointing at it) from containerd's config
+    Containerd {
+        #[arg(long, value_name = "PATH", default_value = crate::install::DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = "rootseal")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -251,6 +297,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             print!("{}", crate::hook::hooks_json(&binary, hook_config.as_deref()));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Install {
+            target: InstallTarget::Containerd { config, set_default, dry_run, name, runtime_binary },
+        } => {
+            let req = crate::install::Request { config: &config, name: &name, binary: &runtime_binary, set_default };
+            let change = crate::install::plan_install(&req)?;
+            report_install(
+                &config,
+                &change,
+                dry_run,
+                "installed",
+                &format!("runtime {name:?} ({})", runtime_binary.display()),
+            )
+        }
+        Command::Uninstall { target: UninstallTarget::Containerd { config, dry_run, name } } => {
+            let change = crate::install::plan_uninstall(&config, &name)?;
+            report_install(&config, &change, dry_run, "removed", &format!("runtime {name:?}"))
+        }
         Command::Trust { command } => {
             let cfg = load_config(cli.config.as_deref())?;
             trust_command(command, &cfg)
@@ -296,6 +359,37 @@ fn tree_cli(path: &Path, select: &ImageSelect, cfg: &Config) -> Result<(Manifest
         layers: t.layers,
     };
     Ok((t.manifest, Some(src)))
+}
+
+fn report_install(
+    config: &Path,
+    change: &crate::install::Change,
+    dry_run: bool,
+    verb: &str,
+    what: &str,
+) -> Result<ExitCode, Error> {
+    if change.is_noop() {
+        println!("{}: {what} already {verb}; nothing changed", config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dry_run {
+        print!("{}", change.diff(config));
+        println!("(dry run: {} not changed)", config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backup = crate::install::apply(config, change)?;
+    print!("{}", change.diff(config));
+    match backup {
+        Some(b) => println!(
+            "{verb} {what} in {} (config version {}); previous file saved as {}",
+            config.display(),
+            change.version,
+            b.display()
+        ),
+        None => println!("{verb} {what} in new file {} (config version {})", config.display(), change.version),
+    }
+    println!("restart containerd to apply: systemctl restart containerd");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_seal(path: &Path) -> Result<Vec<u8>, Error> {

@@ -57,10 +57,40 @@ pub struct Config {
     pub limits: Limits,
     pub hook: HookSettings,
     pub readonly: ReadonlyPolicy,
+    /// rootseal-runtime, the containerd wrapper.
+    pub runtime: RuntimeSettings,
     /// Per-image rules, first match wins.
     pub rules: Vec<Rule>,
     /// Exemptions; when the file has none, [`policy::default_exemptions`] apply.
     pub exempt: Option<Vec<Exemption>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// The real OCI runtime rootseal-runtime execs: a path, or a name looked up in $PATH.
+    pub runtime: String,
+    /// The rootseal binary the injected hooks run (default: `rootseal` beside rootseal-runtime,
+    /// else /usr/bin/rootseal).
+    pub hook_binary: Option<PathBuf>,
+    /// "createRuntime" (default) or "prestart".
+    pub hook_stage: String,
+    /// Make every container's root read-only (instead of letting the hook block writable ones).
+    pub make_readonly: bool,
+    /// With make_readonly: tmpfs mounts added where the spec mounts nothing.
+    pub readonly_tmpfs: Vec<String>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            runtime: "runc".into(),
+            hook_binary: None,
+            hook_stage: "createRuntime".into(),
+            make_readonly: false,
+            readonly_tmpfs: vec!["/tmp".into(), "/run".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +140,7 @@ impl Default for Config {
             limits: Limits::default(),
             hook: HookSettings::default(),
             readonly: ReadonlyPolicy::default(),
+            runtime: RuntimeSettings::default(),
             rules: Vec::new(),
             exempt: None,
         }

@@ -1,7 +1,7 @@
 //! The crate's top-level error: every module's error, collected, with the exit code each maps
 //! to (docs: 1 = a verification verdict said no, 2 = usage, config or I/O).
 
-use crate::{atomic, config, image, keys, store, trust, verify, walk};
+use crate::{atomic, config, image, install, keys, store, trust, verify, walk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,6 +9,8 @@ pub enum Error {
     Walk(#[from] walk::WalkError),
     #[error(transparent)]
     Image(#[from] image::ImageError),
+    #[error(transparent)]
+    Install(#[from] install::InstallError),
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error(transparent)]

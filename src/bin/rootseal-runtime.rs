@@ -1,0 +1,19 @@
+//! `rootseal-runtime`: runc with the rootseal hooks injected. See src/runtime.rs.
+
+use rootseal::runtime;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let inv = runtime::parse_args(&args);
+    let explicit = std::env::var_os(rootseal::config::ENV_VAR).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let result = rootseal::config::Config::load(None)
+        .map_err(runtime::RuntimeError::from)
+        .and_then(|(cfg, path)| runtime::prepare(&inv, &cfg, explicit.as_deref().or(path.as_deref())));
+    let err = match result {
+        Ok(real) => runtime::exec(&real, &args),
+        Err(e) => e,
+    };
+    runtime::report(&inv, &err.to_string());
+    ExitCode::from(1)
+}

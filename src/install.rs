@@ -1,0 +1,319 @@
+//! `rootseal install containerd` / `rootseal uninstall containerd`: a CRI runtime entry that runs
+//! containers through rootseal-runtime, edited into containerd's config without disturbing the
+//! rest of it (comments and layout kept, via toml_edit).
+//!
+//! Where the entry goes, by config `version`:
+//! - 1 (no `version` key; containerd 1.x legacy): `plugins.cri.containerd.runtimes.NAME`
+//! - 2 (containerd 1.6, 1.7): `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.NAME`
+//! - 3 (containerd 2.x): `plugins."io.containerd.cri.v1.runtime".containerd.runtimes.NAME`
+//!
+//! The entry is `runtime_type = "io.containerd.runc.v2"` with `options.BinaryName` pointing at
+//! rootseal-runtime; `--set-default` also sets the CRI's `default_runtime_name`. Every change is
+//! written atomically after a backup of the previous file; a change that leaves the text as it
+//! was writes nothing.
+
+use std::path::{Path, PathBuf};
+use toml_edit::{value, DocumentMut, Item, Table};
+
+pub const DEFAULT_CONFIG: &str = "/etc/containerd/config.toml";
+pub const DEFAULT_BINARY: &str = "/usr/bin/rootseal-runtime";
+pub const RUNC_V2: &str = "io.containerd.runc.v2";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("containerd config {}: {what}", path.display())]
+    Config { path: PathBuf, what: String },
+    #[error("containerd config {}: version {version} is not one rootseal knows (1, 2 or 3)", path.display())]
+    Version { path: PathBuf, version: i64 },
+    #[error("containerd refuses the new config {}: {detail}; nothing was changed", path.display())]
+    Rejected { path: PathBuf, detail: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: crate::atomic::WriteError },
+}
+
+pub struct Request<'a> {
+    pub config: &'a Path,
+    pub name: &'a str,
+    pub binary: &'a Path,
+    pub set_default: bool,
+}
+
+/// The outcome of a (dry) run: the old and new text.
+pub struct Change {
+    pub old: String,
+    pub new: String,
+    pub version: i64,
+}
+
+impl Change {
+    pub fn is_noop(&self) -> bool {
+        self.old == self.new
+    }
+
+    pub fn diff(&self, path: &Path) -> String {
+        similar::TextDiff::from_lines(&self.old, &self.new)
+            .unified_diff()
+            .context_radius(3)
+            .header(&path.display().to_string(), &format!("{} (rootseal)", path.display()))
+            .to_string()
+    }
+}
+
+fn read(path: &Path) -> Result<String, InstallError> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            String::from_utf8(b).map_err(|_| InstallError::Config { path: path.into(), what: "is not UTF-8".into() })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(InstallError::Config { path: path.into(), what: e.to_string() }),
+    }
+}
+
+/// The config version for a new, empty file: 3 for containerd 2.x, else 2.
+fn version_for_new_file() -> i64 {
+    let out = std::process::Command::new("containerd").arg("--version").output();
+    match out {
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w.starts_with("v2.") || w.starts_with("2.")) =>
+        {
+            3
+        }
+        _ => 2,
+    }
+}
+
+fn cri_path(version: i64) -> &'static [&'static str] {
+    match version {
+        1 => &["plugins", "cri", "containerd"],
+        2 => &["plugins", "io.containerd.grpc.v1.cri", "containerd"],
+        _ => &["plugins", "io.containerd.cri.v1.runtime", "containerd"],
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<(DocumentMut, i64), InstallError> {
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| InstallError::Config {
+        path: path.into(),
+        what: e.to_string().replace('\n', " "),
+    })?;
+    let version = match doc.get("version") {
+        None if text.trim().is_empty() => {
+            let v = version_for_new_file();
+            doc.insert("version", value(v));
+            v
+        }
+        None => 1,
+        Some(v) => v
+            .as_integer()
+            .ok_or_else(|| InstallError::Config { path: path.into(), what: "version is not an integer".into() })?,
+    };
+    if !(1..=3).contains(&version) {
+        return Err(InstallError::Version { path: path.into(), version });
+    }
+    Ok((doc, version))
+}
+
+/// Walks (creating implicit tables) to the CRI `containerd` table.
+fn cri_table<'d>(doc: &'d mut DocumentMut, version: i64, path: &Path) -> Result<&'d mut Table, InstallError> {
+    let mut t: &mut Table = doc.as_table_mut();
+    for key in cri_path(version) {
+        let item = t.entry(key).or_insert_with(|| {
+            let mut nt = Table::new();
+            nt.set_implicit(true);
+            Item::Table(nt)
+        });
+        t = item
+            .as_table_mut()
+            .ok_or_else(|| InstallError::Config { path: path.into(), what: format!("{key} is not a table") })?;
+    }
+    Ok(t)
+}
+
+/// Computes the installed config (nothing is written).
+pub fn plan_install(req: &Request<'_>) -> Result<Change, InstallError> {
+    let old = read(req.config)?;
+    let (mut doc, version) = parse(req.config, &old)?;
+    let cri = cri_table(&mut doc, version, req.config)?;
+    if req.set_default {
+        cri.insert("default_runtime_name", value(req.name));
+    }
+    let runtimes = cri.entry("runtimes").or_insert_with(|| {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        Item::Table(t)
+    });
+    let runtimes = runtimes
+        .as_table_mut()
+        .ok_or_else(|| InstallError::Config { path: req.config.into(), what: "runtimes is not a table".into() })?;
+    let entry = runtimes.entry(req.name).or_insert_with(|| Item::Table(Table::new()));
+    let entry = entry.as_table_mut().ok_or_else(|| InstallError::Config {
+        path: req.config.into(),
+        what: format!("runtimes.{} is not a table", req.name),
+    })?;
+    entry.insert("runtime_type", value(RUNC_V2));
+    let options = entry.entry("options").or_insert_with(|| Item::Table(Table::new()));
+    let options = options
+        .as_table_mut()
+        .ok_or_else(|| InstallError::Config { path: req.config.into(), what: "options is not a table".into() })?;
+    options.insert("BinaryName", value(req.binary.display().to_string()));
+    Ok(Change { old, new: doc.to_string(), version })
+}
+
+/// Computes the uninstalled config: the runtime entry removed, and a default that pointed at it
+/// set back to runc.
+pub fn plan_uninstall(config: &Path, name: &str) -> Result<Change, InstallError> {
+    let old = read(config)?;
+    if old.trim().is_empty() {
+        return Ok(Change { new: old.clone(), old, version: 0 });
+    }
+    let (mut doc, version) = parse(config, &old)?;
+    let cri = cri_table(&mut doc, version, config)?;
+    let mut changed = false;
+    if cri.get("default_runtime_name").and_then(|v| v.as_str()) == Some(name) {
+        cri.insert("default_runtime_name", value("runc"));
+        changed = true;
+    }
+    if let Some(r) = cri.get_mut("runtimes").and_then(|r| r.as_table_mut()) {
+        changed |= r.remove(name).is_some();
+    }
+    let new = if changed { doc.to_string() } else { old.clone() };
+    Ok(Change { old, new, version })
+}
+
+/// Asks containerd itself whether it accepts `text` (when containerd is installed).
+fn validate_with_containerd(path: &Path, text: &str) -> Result<(), InstallError> {
+    if std::process::Command::new("containerd").arg("--version").output().is_err() {
+        return Ok(());
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".rootseal-validate-{}.toml", std::process::id()));
+    std::fs::write(&tmp, text).map_err(|e| InstallError::Config { path: tmp.clone(), what: e.to_string() })?;
+    let out = std::process::Command::new("containerd").arg("--config").arg(&tmp).args(["config", "dump"]).output();
+    let _ = std::fs::remove_file(&tmp);
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(InstallError::Rejected {
+            path: path.into(),
+            detail: String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("config dump failed").to_string(),
+        }),
+        Err(e) => Err(InstallError::Rejected { path: path.into(), detail: e.to_string() }),
+    }
+}
+
+/// Writes the change: backup of the old file first (when there was one), then the new text.
+/// Returns the backup path.
+pub fn apply(path: &Path, change: &Change) -> Result<Option<PathBuf>, InstallError> {
+    if change.is_noop() {
+        return Ok(None);
+    }
+    validate_with_containerd(path, &change.new)?;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+    let backup = if path.exists() {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+        let b = PathBuf::from(format!("{}.rootseal-backup-{stamp}", path.display()));
+        crate::atomic::write(&b, change.old.as_bytes(), mode)
+            .map_err(|source| InstallError::Write { path: b.clone(), source })?;
+        Some(b)
+    } else {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| InstallError::Config { path: d.into(), what: e.to_string() })?;
+        }
+        None
+    };
+    crate::atomic::write(path, change.new.as_bytes(), mode)
+        .map_err(|source| InstallError::Write { path: path.into(), source })?;
+    Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn install(text: &str, set_default: bool) -> Change {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        plan_install(&Request { config: &p, name: "rootseal", binary: Path::new(DEFAULT_BINARY), set_default }).unwrap()
+    }
+
+    fn get<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a Item> {
+        let mut item = doc.as_item();
+        for k in path {
+            item = item.get(k)?;
+        }
+        Some(item)
+    }
+
+    #[test]
+    fn version_2_keeps_comments_and_other_runtimes() {
+        let text = "version = 2\n# our registry mirrors\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"runc\" # keep\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n    runtime_type = \"io.containerd.runc.v2\"\n";
+        let c = install(text, false);
+        assert_eq!(c.version, 2);
+        assert!(c.new.contains("# our registry mirrors") && c.new.contains("# keep"), "{}", c.new);
+        let doc: DocumentMut = c.new.parse().unwrap();
+        let base = ["plugins", "io.containerd.grpc.v1.cri", "containerd"];
+        let rt = |k: &[&str]| get(&doc, &[&base[..], k].concat()).and_then(|i| i.as_str().map(str::to_string));
+        assert_eq!(rt(&["runtimes", "rootseal", "runtime_type"]).as_deref(), Some(RUNC_V2));
+        assert_eq!(rt(&["runtimes", "rootseal", "options", "BinaryName"]).as_deref(), Some(DEFAULT_BINARY));
+        assert_eq!(rt(&["default_runtime_name"]).as_deref(), Some("runc"));
+        assert_eq!(rt(&["runtimes", "runc", "runtime_type"]).as_deref(), Some(RUNC_V2));
+        // Idempotent.
+        let again = install(&c.new, false);
+        assert!(again.is_noop(), "{}", again.diff(Path::new("x")));
+    }
+
+    #[test]
+    fn versions_1_and_3_use_their_plugin_paths() {
+        let c = install("[plugins.cri]\n  sandbox_image = \"pause:3.9\"\n", true);
+        assert_eq!(c.version, 1);
+        let doc: DocumentMut = c.new.parse().unwrap();
+        assert_eq!(
+            get(&doc, &["plugins", "cri", "containerd", "default_runtime_name"]).unwrap().as_str(),
+            Some("rootseal")
+        );
+        assert!(get(&doc, &["plugins", "cri", "containerd", "runtimes", "rootseal", "options", "BinaryName"]).is_some());
+        let c = install("version = 3\n", true);
+        let doc: DocumentMut = c.new.parse().unwrap();
+        let base = ["plugins", "io.containerd.cri.v1.runtime", "containerd"];
+        assert_eq!(get(&doc, &[&base[..], &["default_runtime_name"]].concat()).unwrap().as_str(), Some("rootseal"));
+        assert!(get(&doc, &[&base[..], &["runtimes", "rootseal", "runtime_type"]].concat()).is_some());
+    }
+
+    #[test]
+    fn uninstall_removes_the_entry_and_restores_the_default() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        let original = "version = 2\n# comment\n";
+        std::fs::write(&p, original).unwrap();
+        let req = Request { config: &p, name: "rootseal", binary: Path::new(DEFAULT_BINARY), set_default: true };
+        let c = plan_install(&req).unwrap();
+        let backup = apply(&p, &c).unwrap().expect("a backup of the previous file");
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+        let u = plan_uninstall(&p, "rootseal").unwrap();
+        assert!(!u.is_noop());
+        assert!(!u.new.contains("rootseal-runtime") && u.new.contains("default_runtime_name = \"runc\""), "{}", u.new);
+        assert!(u.new.contains("# comment"));
+        apply(&p, &u).unwrap();
+        assert!(plan_uninstall(&p, "rootseal").unwrap().is_noop());
+    }
+
+    #[test]
+    fn a_broken_config_is_refused_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        std::fs::write(&p, "version = 2\n[plugins\n").unwrap();
+        let err = plan_install(&Request { config: &p, name: "rootseal", binary: Path::new("/x"), set_default: false })
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "version = 2\n[plugins\n");
+        std::fs::write(&p, "version = 7\n").unwrap();
+        assert!(matches!(
+            plan_install(&Request { config: &p, name: "rootseal", binary: Path::new("/x"), set_default: false }),
+            Err(InstallError::Version { .. })
+        ));
+    }
+}
