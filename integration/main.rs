@@ -4,7 +4,9 @@
 #[path = "../tests/util.rs"]
 mod util;
 
+mod containerd;
 mod harness;
+mod images;
 mod podman;
 mod protocol;
 mod runtimes;

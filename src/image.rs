@@ -13,7 +13,9 @@
 //! 4. missing parent directories are created 0755 root:root (as containerd and podman do); a
 //!    parent that is not a directory (a symlink, say) is an error: the entry would land
 //!    elsewhere than its path says;
-//! 5. a hard link must name a regular file already in the tree; it becomes that file;
+//! 5. a hard link must name a regular file already in the tree; it becomes that file, and its
+//!    header's mode, owner and capability apply to every path of that file (unpackers chmod
+//!    and chown the new link, which is the shared inode);
 //! 6. a directory over a directory updates its metadata and keeps its children; anything else
 //!    replaces what was there.
 //!
@@ -551,6 +553,7 @@ struct Tree<'a> {
     limits: Limits,
     nodes: BTreeMap<Vec<u8>, Node>,
     bytes: u64,
+    next_inode: u64,
 }
 
 #[derive(Clone)]
@@ -559,11 +562,13 @@ struct Node {
     uid: u32,
     gid: u32,
     kind: Kind,
+    /// Which file this is: hard links share it (0 for directories and other non-files).
+    inode: u64,
 }
 
 impl<'a> Tree<'a> {
     fn new(path: &'a Path, limits: Limits) -> Tree<'a> {
-        Tree { path, limits, nodes: BTreeMap::new(), bytes: 0 }
+        Tree { path, limits, nodes: BTreeMap::new(), bytes: 0, next_inode: 1 }
     }
 
     fn into_manifest(self) -> Manifest {
@@ -739,7 +744,24 @@ impl<'a> Tree<'a> {
                     let t = normalise(&target).map_err(|w| bad(format!("hard link target: {w}")))?;
                     match self.nodes.get(&t) {
                         Some(n) if matches!(n.kind, Kind::File { .. }) => {
-                            let n = n.clone();
+                            // containerd and podman (moby's archive code) link, then chown and
+                            // chmod the new path with the link header's owner and mode: that
+                            // changes the one inode every link shares. PAX xattrs likewise.
+                            let mut n = n.clone();
+                            n.mode = mode;
+                            n.uid = uid;
+                            n.gid = gid;
+                            let cap = pax_cap(&mut e).map_err(io_err)?;
+                            if let (Some(c), Kind::File { cap: slot, .. }) = (cap, &mut n.kind) {
+                                *slot = Some(c);
+                            }
+                            let inode = n.inode;
+                            for other in self.nodes.values_mut().filter(|o| o.inode == inode && inode != 0) {
+                                other.mode = n.mode;
+                                other.uid = n.uid;
+                                other.gid = n.gid;
+                                other.kind = n.kind.clone();
+                            }
                             self.replace(&p, n);
                             added.insert(p);
                             continue;
@@ -764,7 +786,13 @@ impl<'a> Tree<'a> {
                 tar::EntryType::Fifo => Kind::Fifo,
                 other => return Err(bad(format!("unsupported tar entry type {other:?}"))),
             };
-            self.replace(&p, Node { mode, uid, gid, kind });
+            let inode = if matches!(kind, Kind::File { .. }) {
+                self.next_inode += 1;
+                self.next_inode
+            } else {
+                0
+            };
+            self.replace(&p, Node { mode, uid, gid, kind, inode });
             added.insert(p);
         }
         Ok(())
@@ -786,7 +814,7 @@ impl<'a> Tree<'a> {
                     ))
                 }
                 None => {
-                    self.nodes.insert(anc.to_vec(), Node { mode: 0o755, uid: 0, gid: 0, kind: Kind::Dir });
+                    self.nodes.insert(anc.to_vec(), Node { mode: 0o755, uid: 0, gid: 0, kind: Kind::Dir, inode: 0 });
                 }
             }
             i += pos + 1;
@@ -816,6 +844,15 @@ impl<'a> Tree<'a> {
             self.nodes.remove(&c);
         }
     }
+}
+
+/// The `security.capability` xattr a PAX header carries for this entry, if any.
+fn pax_cap<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Option<Vec<u8>>> {
+    Ok(e.pax_extensions()?
+        .and_then(|exts| {
+            exts.filter_map(Result::ok).find(|x| x.key_bytes() == CAP_PAX).map(|x| x.value_bytes().to_vec())
+        })
+        .filter(|v| !v.is_empty()))
 }
 
 /// Step 1: `./a/b/` → `/a/b`; the root is empty; absolute paths and `..` are errors.
@@ -906,13 +943,17 @@ mod tests {
             ("etc/.wh.a", 'f', b"", 0o644),
             ("opt/x/.wh..wh..opq", 'f', b"", 0o644),
             ("opt/x/new", 'f', b"new", 0o644),
-            ("bin/tool2", 'h', b"bin/tool", 0o644),
+            ("bin/tool2", 'h', b"bin/tool", 0o4755),
             ("etc/", 'd', b"", 0o700),
         ]);
         let m = apply(&[l1, l2]).unwrap();
         assert_eq!(paths(&m), ["/bin", "/bin/tool", "/bin/tool2", "/etc", "/etc/b", "/opt", "/opt/x", "/opt/x/new"]);
         assert_eq!(m.get(b"/etc").unwrap().mode, 0o700, "the upper layer's directory metadata wins");
         assert_eq!(m.get(b"/bin/tool2").unwrap().mode, 0o4755, "a hard link is the file it links to");
+        // A link header with another mode changes the shared inode, as unpackers chmod it.
+        let l3 = layer(&[("f", 'f', b"x", 0o755), ("g", 'h', b"f", 0o700)]);
+        let m3 = apply(&[l3]).unwrap();
+        assert_eq!((m3.get(b"/f").unwrap().mode, m3.get(b"/g").unwrap().mode), (0o700, 0o700));
         assert_eq!(m.get(b"/bin/tool2").unwrap().kind, m.get(b"/bin/tool").unwrap().kind);
         assert_eq!(m.get(b"/opt").unwrap().mode, 0o755, "implicit parents are 0755");
     }

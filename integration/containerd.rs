@@ -1,0 +1,407 @@
+//! A real containerd per test (own root, state and socket, stopped at the end) running images
+//! through rootseal-runtime (`ctr run --runc-binary`), images built and sealed from archives by
+//! the test.
+
+use crate::images::*;
+use crate::util::*;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn wrapper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rootseal-runtime"))
+}
+
+struct Containerd {
+    child: Child,
+    dir: PathBuf,
+    sock: PathBuf,
+}
+
+impl Containerd {
+    fn start(env: &Env) -> Containerd {
+        let dir = env.path("containerd");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
+            .unwrap();
+        let sock = dir.join("c.sock");
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg("--address")
+            .arg(&sock)
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("ROOTSEAL_CONFIG", env.config_path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is installed (scripts/setup-host.sh)");
+        let c = Containerd { child, dir, sock };
+        let start = Instant::now();
+        loop {
+            if c.sock.exists() && c.ctr(&["version"]).status.success() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "containerd did not start: {}", c.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    fn ctr<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        Command::new("timeout")
+            .args(["-k", "5", "120", "ctr", "-a"])
+            .arg(&self.sock)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn import(&self, archive: &Path) {
+        let o = self.ctr(&[OsStr::new("images"), OsStr::new("import"), archive.as_os_str()]);
+        assert!(o.status.success(), "ctr import: {}", text(&o));
+    }
+
+    /// `ctr run --rm` through rootseal-runtime.
+    fn run(&self, image: &str, read_only: bool, cmd: &[&str]) -> Output {
+        let id = crate::harness::container_id("ctr");
+        let mut args: Vec<&OsStr> = vec![OsStr::new("run"), OsStr::new("--rm")];
+        if read_only {
+            args.push(OsStr::new("--read-only"));
+        }
+        let w = wrapper();
+        args.extend([OsStr::new("--runc-binary"), w.as_os_str(), OsStr::new(image), OsStr::new(&id)]);
+        args.extend(cmd.iter().map(OsStr::new));
+        let o = self.ctr(&args);
+        // A blocked create can leave the container record behind.
+        let _ = self.ctr(&["containers", "rm", &id]);
+        o
+    }
+
+    /// The committed snapshot directories (layers), oldest first.
+    fn snapshot_dirs(&self) -> Vec<PathBuf> {
+        let base = self.dir.join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
+        let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(&base)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok().map(|n: u64| (n, e.path().join("fs"))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Unmount anything containerd left under its directories, deepest first.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&*self.dir.to_string_lossy()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").args(["-l", p]).status();
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A node: trust store with a key, an image archive sealed and imported, containerd running.
+struct Node {
+    env: Env,
+    archive: PathBuf,
+    reference: String,
+    containerd: Containerd,
+}
+
+fn node(tag: &str) -> Node {
+    let env = Env::new();
+    let (key, public) = env.keygen("ci-2026");
+    env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
+    let reference = format!("test.local/rootseal/{tag}:{}", std::process::id());
+    let archive = multi_layer_archive(env.tmp.path(), &reference, "hello from layer 2\n");
+    let seal = env.path("image.seal.json");
+    env.expect(
+        0,
+        [
+            OsStr::new("seal"),
+            archive.as_os_str(),
+            OsStr::new("--key"),
+            key.as_os_str(),
+            OsStr::new("--out"),
+            seal.as_os_str(),
+        ],
+    );
+    env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
+    let containerd = Containerd::start(&env);
+    containerd.import(&archive);
+    Node { env, archive, reference, containerd }
+}
+
+impl Node {
+    fn last_event(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.env.path("events.jsonl")).unwrap_or_default();
+        serde_json::from_str(text.lines().last().expect("an event")).unwrap()
+    }
+}
+
+#[test]
+fn a_sealed_multi_layer_image_runs_under_containerd_and_podman() {
+    let n = node("multi");
+    // The seal names the image and its manifest digest.
+    let seal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(n.env.path("image.seal.json")).unwrap()).unwrap();
+    use base64::Engine as _;
+    let st: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(seal["payload"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["subject"][0]["name"], n.reference.as_str());
+    assert!(st["predicate"]["image"]["manifestDigest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(st["predicate"]["image"]["layers"], 2);
+
+    let o = n.containerd.run(
+        &n.reference,
+        true,
+        &[
+            "sh",
+            "-c",
+            "cat /etc/motd; ls /opt/old; ls /var/cache; ls -l /usr/sbin/su; touch /x 2>/dev/null || echo read-only",
+        ],
+    );
+    assert!(o.status.success(), "{}\ncontainerd: {}", text(&o), n.containerd.log());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("hello from layer 2") && out.contains("read-only"), "{out}");
+    assert!(out.contains('c') && !out.contains("\na\n"), "opaque dir keeps only layer 2's c: {out}");
+    assert!(out.contains("-rwsr-xr-x"), "setuid kept: {out}");
+
+    // The same archive through podman's storage verifies against the same seal.
+    let name = n.reference.clone();
+    let load = Command::new("podman").arg("load").arg("-i").arg(&n.archive).output().unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let hooks = n.env.path("hooks.d");
+    std::fs::create_dir(&hooks).unwrap();
+    let json = n.env.expect(
+        0,
+        [
+            OsStr::new("hooks-json"),
+            OsStr::new("--binary"),
+            bin().as_os_str(),
+            OsStr::new("--hook-config"),
+            n.env.config_path().as_os_str(),
+        ],
+    );
+    std::fs::write(hooks.join("rootseal.json"), json.0).unwrap();
+    let o = Command::new("timeout")
+        .args(["-k", "5", "120", "podman", "--hooks-dir"])
+        .arg(&hooks)
+        .args([
+            "run",
+            "--rm",
+            "--read-only",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=1000:1000",
+        ])
+        .arg(&name)
+        .args(["cat", "/etc/motd"])
+        .output()
+        .unwrap();
+    let _ = Command::new("podman").args(["rmi", "-f", &name]).output();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hello from layer 2"),
+        "podman: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_file_changed_in_a_snapshot_blocks_the_next_start() {
+    let n = node("tamper");
+    let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The top layer's copy of /etc/motd, in containerd's committed snapshot (a lower dir).
+    let motd = n
+        .containerd
+        .snapshot_dirs()
+        .into_iter()
+        .rev()
+        .map(|d| d.join("etc/motd"))
+        .find(|p| p.exists())
+        .expect("a snapshot holds etc/motd");
+    std::fs::write(&motd, b"changed in the snapshot\n").unwrap();
+    let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("changed in the snapshot"));
+    assert!(
+        err.contains("rootseal: blocked container") && err.contains("/etc/motd content differs from seal"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(n.last_event()["violations"][0]["paths"][0]["path"], "/etc/motd");
+}
+
+#[test]
+fn an_unsealed_image_is_blocked_under_containerd() {
+    let n = node("unsealed-base");
+    let other = format!("test.local/rootseal/never-sealed:{}", std::process::id());
+    let archive = multi_layer_archive(n.env.tmp.path(), &other, "a different image\n");
+    n.containerd.import(&archive);
+    let o = n.containerd.run(&other, true, &["cat", "/etc/motd"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("rootseal: blocked container"), "{}", text(&o));
+    // Sketch similarity finds the sealed image it resembles and names the difference.
+    assert!(err.contains("/etc/motd") || err.contains("no seal in"), "{err}");
+}
+
+#[test]
+fn a_writable_spec_is_blocked_or_made_read_only_per_policy() {
+    let n = node("writable");
+    let o = n.containerd.run(&n.reference, false, &["cat", "/etc/motd"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("root filesystem is writable"), "{}", text(&o));
+
+    n.env.write_config("[runtime]\nmake_readonly = true");
+    let o = n.containerd.run(
+        &n.reference,
+        false,
+        &["sh", "-c", "cat /etc/motd; touch /x 2>/dev/null || echo read-only; touch /tmp/ok && echo tmp-writable"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("hello from layer 2") && out.contains("read-only") && out.contains("tmp-writable"), "{out}");
+}
+
+#[test]
+fn wrapper_errors_start_nothing_and_write_nothing() {
+    let env = Env::new();
+    let bundle = env.path("bundle");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let id = crate::harness::container_id("wrap");
+    let run = |env: &Env| {
+        Command::new(wrapper())
+            .arg("--log")
+            .arg(bundle.join("log.json"))
+            .args(["--log-format", "json", "create", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .env("ROOTSEAL_CONFIG", env.config_path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // A config.json that is not JSON.
+    std::fs::write(bundle.join("config.json"), b"{ not json").unwrap();
+    let o = run(&env);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("rootseal-runtime: bundle") && err.contains("config.json"), "{err}");
+    assert_eq!(std::fs::read(bundle.join("config.json")).unwrap(), b"{ not json");
+    let log = std::fs::read_to_string(bundle.join("log.json")).unwrap();
+    assert!(log.contains("\"level\":\"error\"") && log.contains("rootseal-runtime"), "{log}");
+    // An unreachable real runtime: nothing written, nothing run.
+    std::fs::remove_file(bundle.join("config.json")).unwrap();
+    sh(Command::new("runc").arg("spec").arg("--bundle").arg(&bundle));
+    let before = std::fs::read(bundle.join("config.json")).unwrap();
+    env.write_config("[runtime]\nruntime = \"/nonexistent/runc\"");
+    let o = run(&env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/runc"), "{}", text(&o));
+    assert_eq!(std::fs::read(bundle.join("config.json")).unwrap(), before, "nothing written");
+    let list = Command::new("runc").args(["list", "-q"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&id));
+    // A real runtime: the hooks are added, and a second pass adds nothing.
+    env.write_config("[runtime]\nruntime = \"/bin/true\"");
+    let o = run(&env);
+    assert!(o.status.success(), "{}", text(&o));
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["hooks"]["createRuntime"][0]["args"][3], "hook");
+    let once = std::fs::read(bundle.join("config.json")).unwrap();
+    assert!(run(&env).status.success());
+    assert_eq!(std::fs::read(bundle.join("config.json")).unwrap(), once, "idempotent");
+}
+
+#[test]
+fn install_writes_a_config_containerd_accepts() {
+    let env = Env::new();
+    let cfg = env.path("containerd.toml");
+    std::fs::write(&cfg, "version = 2\n# site settings\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"runc\"\n").unwrap();
+    let (out, _) = env.expect(
+        0,
+        [
+            OsStr::new("install"),
+            OsStr::new("containerd"),
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--dry-run"),
+        ],
+    );
+    assert!(out.contains("+BinaryName = \"/usr/bin/rootseal-runtime\"") && out.contains("dry run"), "{out}");
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains("rootseal"), "dry run writes nothing");
+    let (out, _) = env.expect(
+        0,
+        [
+            OsStr::new("install"),
+            OsStr::new("containerd"),
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--set-default"),
+        ],
+    );
+    assert!(out.contains("restart containerd") && out.contains("previous file saved as"), "{out}");
+    let (out, _) = env.expect(
+        0,
+        [
+            OsStr::new("install"),
+            OsStr::new("containerd"),
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--set-default"),
+        ],
+    );
+    assert!(out.contains("nothing changed"), "{out}");
+    let dump = Command::new("containerd").arg("--config").arg(&cfg).args(["config", "dump"]).output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("default_runtime_name = \"rootseal\""), "{dump}");
+    assert!(dump.contains("BinaryName = \"/usr/bin/rootseal-runtime\""), "{dump}");
+    assert!(std::fs::read_to_string(&cfg).unwrap().contains("# site settings"));
+    env.expect(0, [OsStr::new("uninstall"), OsStr::new("containerd"), OsStr::new("--config"), cfg.as_os_str()]);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(!text.contains("rootseal-runtime") && text.contains("default_runtime_name = \"runc\""), "{text}");
+}
