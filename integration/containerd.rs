@@ -405,3 +405,74 @@ fn install_writes_a_config_containerd_accepts() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(!text.contains("rootseal-runtime") && text.contains("default_runtime_name = \"runc\""), "{text}");
 }
+
+#[test]
+fn docker_archive_and_multi_platform_index_give_the_same_digest() {
+    let env = Env::new();
+    let reference = format!("test.local/rootseal/formats:{}", std::process::id());
+    // docker-archives cannot hold zstd layers: gzip both.
+    let archive = oci_archive(
+        env.tmp.path(),
+        &reference,
+        vec![(busybox_layer().finish(), Compression::Gzip), (feature_layer("formats\n").finish(), Compression::Gzip)],
+    );
+    let digest_of = |p: &Path, extra: &[&str]| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("digest"), p.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
+        env.expect(0, &args).0.trim().to_string()
+    };
+    let oci = digest_of(&archive, &[]);
+    // docker-archive written by podman from the same image.
+    let load = Command::new("podman").arg("load").arg("-i").arg(&archive).output().unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let docker = env.path("docker.tar");
+    let save = Command::new("podman")
+        .args(["save", "--format", "docker-archive", "-o"])
+        .arg(&docker)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    let _ = Command::new("podman").args(["rmi", "-f", &reference]).output();
+    assert!(save.status.success(), "{}", text(&save));
+    assert_eq!(digest_of(&docker, &[]), oci, "docker-archive and OCI archive of one image");
+
+    // An OCI layout whose index points at a multi-platform index: amd64 is this image, arm64
+    // another; --platform picks.
+    let layout =
+        env.tmp.path().join(format!("layout-{}", reference.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let amd64 = index["manifests"][0].clone();
+    let other = multi_layer_archive(env.tmp.path(), "test.local/other:1", "arm64 build\n");
+    let other_layout = env.tmp.path().join("layout-test_local_other_1");
+    let other_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other_layout.join("index.json")).unwrap()).unwrap();
+    for e in std::fs::read_dir(other_layout.join("blobs/sha256")).unwrap().flatten() {
+        std::fs::copy(e.path(), layout.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+    let mut arm = other_index["manifests"][0].clone();
+    arm["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    let mut amd = amd64.clone();
+    amd["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    let nested = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [arm, amd]})).unwrap();
+    use sha2::Digest as _;
+    let hex = format!("{:x}", sha2::Sha256::digest(&nested));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &nested).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"), "size": nested.len(),
+            "annotations": {"org.opencontainers.image.ref.name": reference}}]}))
+        .unwrap(),
+    )
+    .unwrap();
+    drop(other);
+    assert_eq!(digest_of(&layout, &["--platform", "linux/amd64"]), oci);
+    // The arm64 manifest's config says amd64 (the test reuses one builder): asking for arm64
+    // picks the arm64 manifest, whose config disagrees, which is refused.
+    let (_, err) =
+        env.expect(2, [OsStr::new("digest"), layout.as_os_str(), OsStr::new("--platform"), OsStr::new("linux/arm64")]);
+    assert!(err.contains("the image is linux/amd64 but linux/arm64 was asked for"), "{err}");
+    let (_, err) =
+        env.expect(2, [OsStr::new("digest"), layout.as_os_str(), OsStr::new("--platform"), OsStr::new("linux/s390x")]);
+    assert!(err.contains("has no manifest for linux/s390x"), "{err}");
+}
