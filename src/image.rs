@@ -69,6 +69,12 @@ pub fn detect(path: &Path) -> Result<InputKind, ImageError> {
     if meta.is_dir() {
         return Ok(if path.join("oci-layout").is_file() { InputKind::OciLayout } else { InputKind::RootfsDir });
     }
+    if !looks_like_tar(path) {
+        return Err(ImageError::Format {
+            path: path.into(),
+            what: "is not a directory, an OCI image layout or an image archive (it is not a tar file)".into(),
+        });
+    }
     let tar = TarBlobs::open(path)?;
     if tar.index.contains_key("oci-layout") && tar.index.contains_key("index.json") {
         Ok(InputKind::OciArchive)
@@ -81,6 +87,22 @@ pub fn detect(path: &Path) -> Result<InputKind, ImageError> {
                 .into(),
         })
     }
+}
+
+/// A tar file starts with a header whose checksum adds up (and, for POSIX and GNU tar, the
+/// `ustar` magic).
+fn looks_like_tar(path: &Path) -> bool {
+    let mut block = [0u8; 512];
+    let Ok(mut f) = File::open(path) else { return false };
+    if f.read_exact(&mut block).is_err() {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let stored = std::str::from_utf8(&block[148..156]).ok().map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '));
+    let sum: u32 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u32 }).sum();
+    stored.and_then(|s| u32::from_str_radix(s, 8).ok()) == Some(sum) && sum != 256
 }
 
 /// An os/arch[/variant] platform.
