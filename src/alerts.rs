@@ -76,6 +76,9 @@ pub struct Event {
     pub violations: Vec<ViolationRecord>,
     /// The one-line summary an operator reads first.
     pub message: String,
+    /// What the monitor did about it (kill, freeze), when it did something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 impl Event {
@@ -174,6 +177,9 @@ pub fn syslog_line(event: &Event) -> Vec<u8> {
     if let Some(e) = &event.exemption {
         params.insert("exemption".to_string(), e.clone());
     }
+    if let Some(a) = &event.action {
+        params.insert("action".to_string(), a.split(':').next().unwrap_or(a).to_string());
+    }
     let data = std::collections::BTreeMap::from([(SD_ID.to_string(), params)]);
     let mut out = Vec::new();
     let _ = fmt.format(&mut out, event.syslog_severity(), (event.msgid(), data, &event.message));
@@ -223,6 +229,7 @@ mod tests {
                 total_paths: None,
             }],
             message: "rootseal: blocked container abc: \"quoted\" ]".into(),
+            action: None,
         }
     }
 

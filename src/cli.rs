@@ -110,6 +110,25 @@ pub enum Command {
         #[command(subcommand)]
         target: UninstallTarget,
     },
+    /// Re-verify running containers against their seals (a daemon; --once scans once)
+    Monitor {
+        /// Scan every container once, print the result and exit: 0 clean, 1 drift, 2 a scan failed
+        #[arg(long)]
+        once: bool,
+    },
+    /// What the monitor is watching: each container's seal, last scan and drift
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a deployable file: the monitor's systemd unit or the tmpfiles.d entry
+    Generate {
+        #[arg(value_parser = ["monitor-unit", "tmpfiles"])]
+        what: String,
+        /// Path of the rootseal binary on the node
+        #[arg(long, default_value = "/usr/bin/rootseal")]
+        binary: String,
+    },
     /// Manage the node's trust store
     Trust {
         #[command(subcommand)]
@@ -313,6 +332,55 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Uninstall { target: UninstallTarget::Containerd { config, dry_run, name } } => {
             let change = crate::install::plan_uninstall(&config, &name)?;
             report_install(&config, &change, dry_run, "removed", &format!("runtime {name:?}"))
+        }
+        Command::Monitor { once } => {
+            let (cfg, path) = Config::load(cli.config.as_deref())?;
+            let code = crate::monitor::run(cfg, cli.config.clone().or(path), once)?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Status { json } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            let st = crate::monitor::status(&cfg.state_dir)?;
+            if json {
+                println!("{}", serde_json::to_string(&st).expect("serialises"));
+            } else {
+                println!("monitor pid {}, updated {}, interval {}", st.pid, st.updated, st.interval);
+                if st.watch_limited {
+                    println!("note: inotify watch limit reached; some containers are scanned on the interval only");
+                }
+                for c in &st.containers {
+                    let res = match c.result {
+                        crate::monitor::Outcome::Clean => "clean".to_string(),
+                        crate::monitor::Outcome::Pending => "not scanned yet".to_string(),
+                        crate::monitor::Outcome::Failed => {
+                            format!("scan failed: {}", c.error.as_deref().unwrap_or("?"))
+                        }
+                        crate::monitor::Outcome::Drift => format!(
+                            "DRIFT ({} path(s)): {}",
+                            c.drift_count,
+                            c.drift_paths.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                        ),
+                    };
+                    println!(
+                        "{}\t{}\t{}\tlast scan {}\t{res}",
+                        crate::hook::short_id(&c.id),
+                        c.image.as_deref().unwrap_or("-"),
+                        c.seal_digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("-"),
+                        c.last_scan.as_deref().unwrap_or("never"),
+                    );
+                }
+                if st.containers.is_empty() {
+                    println!("no containers are being watched");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate { what, binary } => {
+            match what.as_str() {
+                "monitor-unit" => print!("{}", crate::packaging::monitor_unit(&binary)),
+                _ => print!("{}", crate::packaging::tmpfiles()),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Trust { command } => {
             let cfg = load_config(cli.config.as_deref())?;

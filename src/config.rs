@@ -59,6 +59,8 @@ pub struct Config {
     pub readonly: ReadonlyPolicy,
     /// rootseal-runtime, the containerd wrapper.
     pub runtime: RuntimeSettings,
+    /// The drift monitor.
+    pub monitor: crate::monitor::MonitorSettings,
     /// Per-image rules, first match wins.
     pub rules: Vec<Rule>,
     /// Exemptions; when the file has none, [`policy::default_exemptions`] apply.
@@ -141,6 +143,7 @@ impl Default for Config {
             hook: HookSettings::default(),
             readonly: ReadonlyPolicy::default(),
             runtime: RuntimeSettings::default(),
+            monitor: crate::monitor::MonitorSettings::default(),
             rules: Vec::new(),
             exempt: None,
         }
@@ -190,6 +193,16 @@ impl Config {
                     "[hook] deadline {:?} must be a duration between 100ms and 600s, e.g. \"10s\"",
                     cfg.hook.deadline
                 )))
+            }
+        }
+        for (key, v) in [("interval", &cfg.monitor.interval), ("scan_deadline", &cfg.monitor.scan_deadline)] {
+            match humantime::parse_duration(v) {
+                Ok(d) if d >= std::time::Duration::from_millis(100) => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "[monitor] {key} {v:?} must be a duration of at least 100ms, e.g. \"60s\""
+                    )))
+                }
             }
         }
         if cfg.hook.min_signers == 0 {

@@ -14,6 +14,8 @@ pub enum Error {
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error(transparent)]
+    Monitor(#[from] crate::monitor::MonitorError),
+    #[error(transparent)]
     Trust(#[from] trust::TrustError),
     #[error(transparent)]
     Store(#[from] store::StoreError),

@@ -234,6 +234,7 @@ impl Decision {
                 })
                 .collect(),
             message: self.summary(),
+            action: None,
         }
     }
 }

@@ -14,6 +14,19 @@ pub const IMAGE_ANNOTATIONS: [&str; 3] =
 /// An annotation naming the seal (tree digest) explicitly; rootseal-runtime may set it.
 pub const SEAL_ANNOTATION: &str = "rootseal.dev/seal";
 
+/// What the drift monitor does when a running container drifts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Raise the drift event only.
+    #[default]
+    Alert,
+    /// SIGKILL the container's init through its pidfd.
+    Kill,
+    /// Freeze the container's cgroup.
+    Freeze,
+}
+
 /// A rule: images matching `images` need a signature by one of `keys` (when non-empty) and
 /// are handled in `mode` (when set).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +40,9 @@ pub struct Rule {
     pub mode: Option<Mode>,
     #[serde(default)]
     pub min_signers: Option<usize>,
+    /// What the drift monitor does on drift (default: `[monitor] action`).
+    #[serde(default)]
+    pub drift_action: Option<Action>,
 }
 
 /// An exemption: a container whose image matches one of `images`, or whose annotations
@@ -99,6 +115,7 @@ mod tests {
             keys: vec!["ci-2026".into()],
             mode: Some(Mode::Enforce),
             min_signers: None,
+            drift_action: None,
         }];
         assert_eq!(rule(&rules, Some("registry.example/prod/team/app:1")).unwrap().name, "prod");
         assert!(rule(&rules, Some("registry.example/dev/app:1")).is_none());

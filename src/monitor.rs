@@ -1,0 +1,888 @@
+//! The drift monitor: re-verifies every running container the hook verified, on an interval
+//! and on inotify change notifications, and raises drift, recovered and scan-failed events.
+//!
+//! One cycle:
+//! 1. read the hook's state records (a missing state directory is an empty one);
+//! 2. start watching new containers: the record's pid is opened as a pidfd and its start time
+//!    checked against the record, so a reused pid is never taken for the container; a record
+//!    whose process is gone or is another process is dropped (never acted on);
+//! 3. stop watching containers whose record is gone (poststop) or whose pidfd says exited;
+//! 4. scan every container that is due: walk its rootfs, compare with the sealed manifest after
+//!    mount exclusion. A new set of drifted paths raises one `drift` event (at most
+//!    `max_event_paths` paths, with the total: thousands of paths make one summary event) and
+//!    runs the rule's action once; a clean scan after drift raises `recovered`; a scan that
+//!    cannot complete raises `scan-failed` (when its reason changes), never a silent skip;
+//! 5. write the Prometheus textfile and the status file atomically, and notify systemd.
+//!
+//! Between cycles it sleeps until the next scan is due, an inotify event on a directory backing
+//! a rootfs (the overlay's upper and lower directories, or the rootfs itself) makes that
+//! container due in 250 ms, SIGHUP reloads config, trust store and seals, SIGTERM stops.
+
+use crate::alerts::{self, ContainerInfo, Event, PathChange, SealInfo, ViolationRecord};
+use crate::config::{Config, Mode};
+use crate::exclude::Exclusions;
+use crate::manifest::{display_path, Difference};
+use crate::policy::{self, Action};
+use crate::seal::Seal;
+use crate::state::{self, Record};
+use crate::trust::{Trust, TrustStore};
+use crate::{sys, verify, walk};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// `[monitor]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSettings {
+    /// Time between full scans of each container.
+    pub interval: String,
+    /// Budget for one container's scan; exceeding it is a scan failure.
+    pub scan_deadline: String,
+    /// Prometheus textfile-collector output; empty disables it.
+    pub metrics_file: PathBuf,
+    /// Watch the directories backing each rootfs with inotify for near-real-time detection.
+    pub watch: bool,
+    /// Most inotify watches the monitor adds in all; past it, containers are scanned on the
+    /// interval only (and the status says so).
+    pub max_watches: usize,
+    /// What to do on drift when no rule says otherwise.
+    pub action: Action,
+    /// Most paths listed in one drift event (the total is always given).
+    pub max_event_paths: usize,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            interval: "60s".into(),
+            scan_deadline: "30s".into(),
+            metrics_file: PathBuf::new(),
+            watch: true,
+            max_watches: 8192,
+            action: Action::Alert,
+            max_event_paths: 100,
+        }
+    }
+}
+
+impl MonitorSettings {
+    pub fn interval(&self) -> Duration {
+        humantime::parse_duration(&self.interval).expect("validated at load")
+    }
+
+    pub fn scan_deadline(&self) -> Duration {
+        humantime::parse_duration(&self.scan_deadline).expect("validated at load")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot set up signal handling: {0}")]
+    Signals(nix::Error),
+    #[error("cannot read monitor status {}: {what}; is `rootseal monitor` running?", path.display())]
+    Status { path: PathBuf, what: String },
+}
+
+/// What the last scan of a container found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Pending,
+    Clean,
+    Drift,
+    Failed,
+}
+
+struct Watched {
+    rec: Record,
+    pidfd: Option<OwnedFd>,
+    /// The seal, and the (mtime, len) of its file when read (a changed file is re-read).
+    seal: Option<(Arc<Seal>, (SystemTime, u64))>,
+    signers: Vec<String>,
+    exclusions: Option<Exclusions>,
+    watches: Vec<WatchDescriptor>,
+    due: Instant,
+    last_scan: Option<SystemTime>,
+    outcome: Outcome,
+    drift: Vec<Difference>,
+    reported: Option<BTreeSet<Vec<u8>>>,
+    last_error: Option<String>,
+    action_taken: Option<String>,
+}
+
+#[derive(Default)]
+struct Stats {
+    scans: u64,
+    failures: u64,
+    drift_events: u64,
+    last_duration: f64,
+    duration_sum: f64,
+    cpu_sum: f64,
+}
+
+pub struct Monitor {
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    trust: Result<Trust, String>,
+    watched: BTreeMap<String, Watched>,
+    inotify: Option<Inotify>,
+    wds: HashMap<WatchDescriptor, String>,
+    dropped_stale: BTreeSet<String>,
+    stats: Stats,
+    watch_limited: bool,
+}
+
+/// The status file `rootseal status` reads: `<state_dir>/monitor/status.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub updated: String,
+    pub pid: u32,
+    pub interval: String,
+    pub watch_limited: bool,
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub image: Option<String>,
+    pub seal_digest: Option<String>,
+    pub rootfs: String,
+    pub last_scan: Option<String>,
+    pub result: Outcome,
+    pub drift_paths: Vec<String>,
+    pub drift_count: usize,
+    pub error: Option<String>,
+    pub action: Option<String>,
+    pub notifications: bool,
+}
+
+pub fn status_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("monitor/status.json")
+}
+
+impl Monitor {
+    pub fn new(cfg: Config, config_path: Option<PathBuf>) -> Monitor {
+        let trust = TrustStore::new(&cfg.trust_dir).load().map_err(|e| e.to_string());
+        let inotify =
+            if cfg.monitor.watch { Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok() } else { None };
+        Monitor {
+            cfg,
+            config_path,
+            trust,
+            watched: BTreeMap::new(),
+            inotify,
+            wds: HashMap::new(),
+            dropped_stale: BTreeSet::new(),
+            stats: Stats::default(),
+            watch_limited: false,
+        }
+    }
+
+    /// SIGHUP: re-read config and trust store; watched containers, their drift state and
+    /// counters are kept; seals and exclusions are re-read at the next scan.
+    pub fn reload(&mut self) {
+        match Config::load(self.config_path.as_deref()) {
+            Ok((cfg, _)) => self.cfg = cfg,
+            Err(e) => eprintln!("rootseal monitor: reload: {e}; keeping the previous config"),
+        }
+        self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(|e| e.to_string());
+        for w in self.watched.values_mut() {
+            w.seal = None;
+            w.exclusions = None;
+            w.due = Instant::now();
+        }
+    }
+
+    /// Steps 1 to 3.
+    pub fn refresh(&mut self) {
+        let dir = self.cfg.state_dir.join("containers");
+        let mut records: BTreeMap<String, Record> = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                match std::fs::read(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| crate::json::from_slice_strict::<Record>(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(r) if state::check_id(&r.id).is_ok() => {
+                        records.insert(r.id.clone(), r);
+                    }
+                    Ok(_) | Err(_) => {
+                        if self.dropped_stale.insert(p.display().to_string()) {
+                            eprintln!("rootseal monitor: ignoring unreadable state record {}", p.display());
+                        }
+                    }
+                }
+            }
+        }
+        // Gone: record removed (poststop) or process exited.
+        let gone: Vec<String> = self
+            .watched
+            .iter()
+            .filter(|(id, w)| {
+                !records.contains_key(*id) || w.pidfd.as_ref().is_some_and(|fd| sys::pidfd_exited(fd.as_fd()))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(w) = self.watched.remove(&id) {
+                self.unwatch(&w);
+            }
+        }
+        for (id, rec) in records {
+            if self.watched.contains_key(&id) || self.dropped_stale.contains(&id) {
+                continue;
+            }
+            match open_process(&rec) {
+                Ok(pidfd) => {
+                    let mut w = Watched {
+                        rec,
+                        pidfd,
+                        seal: None,
+                        signers: Vec::new(),
+                        exclusions: None,
+                        watches: Vec::new(),
+                        due: Instant::now(),
+                        last_scan: None,
+                        outcome: Outcome::Pending,
+                        drift: Vec::new(),
+                        reported: None,
+                        last_error: None,
+                        action_taken: None,
+                    };
+                    self.add_watches(&id, &mut w);
+                    self.watched.insert(id, w);
+                }
+                Err(why) => {
+                    // Never watched, never acted on: the pid is gone or belongs to another
+                    // process now.
+                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::hook::short_id(&id));
+                    self.dropped_stale.insert(id);
+                }
+            }
+        }
+    }
+
+    fn unwatch(&mut self, w: &Watched) {
+        if let Some(ino) = &self.inotify {
+            for wd in &w.watches {
+                let _ = ino.rm_watch(*wd);
+                self.wds.remove(wd);
+            }
+        }
+    }
+
+    fn add_watches(&mut self, id: &str, w: &mut Watched) {
+        let Some(ino) = &self.inotify else { return };
+        let flags = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_DONT_FOLLOW
+            | AddWatchFlags::IN_ONLYDIR;
+        for root in backing_dirs(&w.rec.rootfs) {
+            let mut stack = vec![(root, 0u32)];
+            while let Some((d, depth)) = stack.pop() {
+                if self.wds.len() >= self.cfg.monitor.max_watches {
+                    self.watch_limited = true;
+                    return;
+                }
+                if let Ok(wd) = ino.add_watch(&d, flags) {
+                    self.wds.insert(wd, id.to_string());
+                    w.watches.push(wd);
+                }
+                if depth >= self.cfg.limits.max_depth {
+                    continue;
+                }
+                if let Ok(rd) = std::fs::read_dir(&d) {
+                    for e in rd.flatten() {
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            stack.push((e.path(), depth + 1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains inotify: containers with activity become due shortly (debounced).
+    fn on_inotify(&mut self) {
+        let Some(ino) = &self.inotify else { return };
+        let mut touched = BTreeSet::new();
+        while let Ok(events) = ino.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                if let Some(id) = self.wds.get(&e.wd) {
+                    touched.insert(id.clone());
+                }
+            }
+        }
+        let soon = Instant::now() + Duration::from_millis(250);
+        for id in touched {
+            if let Some(w) = self.watched.get_mut(&id) {
+                if w.due > soon {
+                    w.due = soon;
+                }
+            }
+        }
+    }
+
+    /// Step 4 for every due container (all of them with `all`). Returns events raised.
+    pub fn scan_due(&mut self, all: bool) -> Vec<Event> {
+        let now = Instant::now();
+        let ids: Vec<String> =
+            self.watched.iter().filter(|(_, w)| all || w.due <= now).map(|(id, _)| id.clone()).collect();
+        let mut events = Vec::new();
+        for id in ids {
+            let ev = self.scan_one(&id);
+            if let Some(w) = self.watched.get_mut(&id) {
+                w.due = Instant::now() + self.cfg.monitor.interval();
+            }
+            for e in ev {
+                for err in alerts::emit(&self.cfg.alerts, &e) {
+                    eprintln!("rootseal monitor: alert not delivered: {err}");
+                }
+                events.push(e);
+            }
+        }
+        events
+    }
+
+    fn prepare(&mut self, id: &str) -> Result<(), String> {
+        let trust = self.trust.clone()?;
+        let cfg = &self.cfg;
+        let w = self.watched.get_mut(id).expect("watched");
+        let seal_path = w
+            .rec
+            .seal_path
+            .clone()
+            .or_else(|| {
+                w.rec
+                    .seal_digest
+                    .as_deref()
+                    .and_then(crate::manifest::TreeDigest::parse)
+                    .map(|d| crate::store::SealStore::new(&cfg.seal_dir).path_for(&d))
+            })
+            .ok_or("the state record names no seal")?;
+        let meta = std::fs::metadata(&seal_path)
+            .map_err(|e| format!("seal {} is no longer readable ({e}); re-import it", seal_path.display()))?;
+        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        if w.seal.as_ref().is_none_or(|(_, s)| *s != stamp) {
+            let bytes =
+                crate::atomic::read_bounded(&seal_path, crate::seal::MAX_SEAL_BYTES).map_err(|e| e.to_string())?;
+            let seal = Seal::parse(&bytes).map_err(|e| format!("seal {} is invalid: {e}", seal_path.display()))?;
+            if w.rec.seal_digest.as_deref() != Some(seal.digest.to_string().as_str()) {
+                return Err(format!(
+                    "seal {} now seals {}, not the {} the container started with",
+                    seal_path.display(),
+                    seal.digest.short(),
+                    w.rec.seal_digest.as_deref().unwrap_or("?")
+                ));
+            }
+            let signers = verify::check_seal(&seal, &trust, SystemTime::now(), 1).map_err(|e| e.to_string())?;
+            w.signers = signers.into_iter().map(|s| s.name).collect();
+            w.seal = Some((Arc::new(seal), stamp));
+            w.exclusions = None;
+        }
+        if w.exclusions.is_none() {
+            let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
+            let seal = &w.seal.as_ref().expect("loaded above").0;
+            let artifacts = match bundle.annotations.get("io.container.manager").map(String::as_str) {
+                Some("libpod") => crate::exclude::libpod_artifacts(),
+                _ => Vec::new(),
+            };
+            w.exclusions =
+                Some(Exclusions::new(&bundle.mount_destinations(), &seal.manifest).with_artifacts(artifacts));
+        }
+        Ok(())
+    }
+
+    fn scan_one(&mut self, id: &str) -> Vec<Event> {
+        let started = Instant::now();
+        let cpu0 = cpu_seconds();
+        let prepared = self.prepare(id);
+        let deadline = Instant::now() + self.cfg.monitor.scan_deadline();
+        let limits = self.cfg.limits;
+        let max_paths = self.cfg.monitor.max_event_paths;
+        let action = self.action_for(id);
+        let w = self.watched.get_mut(id).expect("watched");
+        let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
+            let (seal, _) = w.seal.as_ref().expect("prepared");
+            let opts = walk::Options { limits, deadline: Some(deadline), ..walk::Options::default() };
+            let found = walk::walk(&w.rec.rootfs, &opts).map_err(|e| e.to_string())?;
+            Ok(verify::compare(seal, &found, w.exclusions.as_ref()))
+        });
+        self.stats.scans += 1;
+        let dur = started.elapsed().as_secs_f64();
+        self.stats.last_duration = dur;
+        self.stats.duration_sum += dur;
+        self.stats.cpu_sum += cpu_seconds() - cpu0;
+        w.last_scan = Some(SystemTime::now());
+        let mut events = Vec::new();
+        match result {
+            Err(why) => {
+                self.stats.failures += 1;
+                w.outcome = Outcome::Failed;
+                if w.last_error.as_deref() != Some(why.as_str()) {
+                    events.push(event(
+                        w,
+                        "scan-failed",
+                        "warning",
+                        vec![violation("scan-failed", &why, &[], max_paths)],
+                        format!("rootseal: cannot verify running container {}: {why}", crate::hook::short_id(id)),
+                        None,
+                    ));
+                }
+                w.last_error = Some(why);
+            }
+            Ok(diffs) if diffs.is_empty() => {
+                w.last_error = None;
+                if w.reported.take().is_some() {
+                    events.push(event(
+                        w,
+                        "recovered",
+                        "notice",
+                        Vec::new(),
+                        format!("rootseal: container {} matches its seal again", crate::hook::short_id(id)),
+                        None,
+                    ));
+                }
+                w.outcome = Outcome::Clean;
+                w.drift.clear();
+            }
+            Ok(diffs) => {
+                w.last_error = None;
+                w.outcome = Outcome::Drift;
+                let set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
+                if w.reported.as_ref() != Some(&set) {
+                    let act = if w.action_taken.is_none() { take_action(w, action) } else { None };
+                    if let Some(a) = &act {
+                        w.action_taken = Some(a.clone());
+                    }
+                    self.stats.drift_events += 1;
+                    let first: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
+                    let more =
+                        if diffs.len() > 5 { format!("; and {} more path(s)", diffs.len() - 5) } else { String::new() };
+                    let act_text = act.as_ref().map(|a| format!("; action: {a}")).unwrap_or_default();
+                    let msg = format!(
+                        "rootseal: container {} drifted from its seal: {}{more}{act_text}",
+                        crate::hook::short_id(id),
+                        first.join("; ")
+                    );
+                    let v = violation("drift", &msg, &diffs, max_paths);
+                    events.push(event(w, "drift", "err", vec![v], msg, act));
+                    w.reported = Some(set);
+                }
+                w.drift = diffs;
+            }
+        }
+        events
+    }
+
+    fn action_for(&self, id: &str) -> Action {
+        let Some(w) = self.watched.get(id) else { return Action::Alert };
+        let name = w.rec.image.clone().or_else(|| w.seal.as_ref().map(|(s, _)| s.name.clone()));
+        policy::rule(&self.cfg.rules, name.as_deref()).and_then(|r| r.drift_action).unwrap_or(self.cfg.monitor.action)
+    }
+
+    /// Step 5.
+    pub fn write_outputs(&self) {
+        let status = Status {
+            updated: Event::now_string(),
+            pid: std::process::id(),
+            interval: self.cfg.monitor.interval.clone(),
+            watch_limited: self.watch_limited,
+            containers: self
+                .watched
+                .iter()
+                .map(|(id, w)| ContainerStatus {
+                    id: id.clone(),
+                    image: w.rec.image.clone(),
+                    seal_digest: w.rec.seal_digest.clone(),
+                    rootfs: w.rec.rootfs.display().to_string(),
+                    last_scan: w.last_scan.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                    result: w.outcome.clone(),
+                    drift_paths: w.drift.iter().take(20).map(|d| d.to_string()).collect(),
+                    drift_count: w.drift.len(),
+                    error: w.last_error.clone(),
+                    action: w.action_taken.clone(),
+                    notifications: !w.watches.is_empty(),
+                })
+                .collect(),
+        };
+        let path = status_path(&self.cfg.state_dir);
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let mut bytes = serde_json::to_vec_pretty(&status).expect("serialises");
+        bytes.push(b'\n');
+        if let Err(e) = crate::atomic::write(&path, &bytes, 0o644) {
+            eprintln!("rootseal monitor: cannot write status: {e}");
+        }
+        if !self.cfg.monitor.metrics_file.as_os_str().is_empty() {
+            let drifted = self.watched.values().filter(|w| w.outcome == Outcome::Drift).count();
+            let s = &self.stats;
+            let text = format!(
+                "# HELP rootseal_monitor_containers Containers being watched.\n# TYPE rootseal_monitor_containers gauge\nrootseal_monitor_containers {}\n\
+                 # HELP rootseal_monitor_containers_drifted Watched containers whose rootfs differs from its seal.\n# TYPE rootseal_monitor_containers_drifted gauge\nrootseal_monitor_containers_drifted {drifted}\n\
+                 # HELP rootseal_monitor_scans_total Container scans completed or failed.\n# TYPE rootseal_monitor_scans_total counter\nrootseal_monitor_scans_total {}\n\
+                 # HELP rootseal_monitor_scan_failures_total Scans that could not complete.\n# TYPE rootseal_monitor_scan_failures_total counter\nrootseal_monitor_scan_failures_total {}\n\
+                 # HELP rootseal_monitor_drift_detected_total Drift events raised.\n# TYPE rootseal_monitor_drift_detected_total counter\nrootseal_monitor_drift_detected_total {}\n\
+                 # HELP rootseal_monitor_scan_duration_seconds Wall time of container scans.\n# TYPE rootseal_monitor_scan_duration_seconds summary\nrootseal_monitor_scan_duration_seconds_sum {:.6}\nrootseal_monitor_scan_duration_seconds_count {}\n\
+                 # HELP rootseal_monitor_last_scan_duration_seconds Wall time of the latest scan.\n# TYPE rootseal_monitor_last_scan_duration_seconds gauge\nrootseal_monitor_last_scan_duration_seconds {:.6}\n\
+                 # HELP rootseal_monitor_scan_cpu_seconds_total CPU time spent scanning.\n# TYPE rootseal_monitor_scan_cpu_seconds_total counter\nrootseal_monitor_scan_cpu_seconds_total {:.6}\n",
+                self.watched.len(),
+                s.scans,
+                s.failures,
+                s.drift_events,
+                s.duration_sum,
+                s.scans,
+                s.last_duration,
+                s.cpu_sum
+            );
+            if let Err(e) = crate::atomic::write(&self.cfg.monitor.metrics_file, text.as_bytes(), 0o644) {
+                eprintln!("rootseal monitor: cannot write metrics: {e}");
+            }
+        }
+    }
+
+    fn next_due(&self) -> Duration {
+        let now = Instant::now();
+        self.watched.values().map(|w| w.due.saturating_duration_since(now)).min().unwrap_or(self.cfg.monitor.interval())
+    }
+
+    pub fn drifted(&self) -> usize {
+        self.watched.values().filter(|w| w.outcome == Outcome::Drift).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.watched.values().filter(|w| w.outcome == Outcome::Failed).count()
+    }
+
+    pub fn watched(&self) -> usize {
+        self.watched.len()
+    }
+}
+
+fn violation(code: &str, msg: &str, diffs: &[Difference], max: usize) -> ViolationRecord {
+    ViolationRecord {
+        code: code.into(),
+        message: msg.trim_start_matches("rootseal: ").into(),
+        paths: diffs
+            .iter()
+            .take(max)
+            .map(|d| PathChange {
+                path: display_path(&d.path),
+                changes: d.changes.iter().map(|c| c.class().to_string()).collect(),
+                detail: d.to_string(),
+            })
+            .collect(),
+        total_paths: (!diffs.is_empty()).then_some(diffs.len()),
+    }
+}
+
+fn event(
+    w: &Watched,
+    kind: &'static str,
+    severity: &'static str,
+    violations: Vec<ViolationRecord>,
+    message: String,
+    action: Option<String>,
+) -> Event {
+    Event {
+        time: Event::now_string(),
+        host: alerts::hostname(),
+        source: "monitor",
+        event: kind,
+        severity,
+        mode: Mode::Enforce,
+        container: ContainerInfo {
+            id: display_path(w.rec.id.as_bytes()),
+            bundle: w.rec.bundle.display().to_string(),
+            rootfs: Some(w.rec.rootfs.display().to_string()),
+            pid: w.rec.pid,
+        },
+        stage: None,
+        image: w.rec.image.clone(),
+        seal: w.rec.seal_digest.as_ref().map(|d| SealInfo {
+            digest: d.clone(),
+            name: w.seal.as_ref().map(|(s, _)| s.name.clone()).unwrap_or_default(),
+            signers: w.signers.clone(),
+        }),
+        rule: None,
+        exemption: None,
+        violations,
+        message,
+        action,
+    }
+}
+
+/// Opens the record's process as a pidfd and checks it is the same process (start time).
+fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
+    let Some(pid) = rec.pid.filter(|p| *p > 0) else { return Ok(None) };
+    let fd = sys::pidfd_open(pid).map_err(|e| format!("its process {pid} is gone ({e})"))?;
+    // The pidfd pins the process: if the start time read now matches the record, the pidfd is
+    // that process; if the pid was reused, the start time differs.
+    match (rec.pid_start_time, state::pid_start_time(pid)) {
+        (Some(want), Some(have)) if want == have => Ok(Some(fd)),
+        (Some(_), _) => Err(format!("pid {pid} now belongs to another process (start time differs)")),
+        (None, _) => Err(format!("the record has no start time for pid {pid}, so it cannot be identified")),
+    }
+}
+
+/// Runs the drift action once. Returns what was done, for the event.
+fn take_action(w: &Watched, action: Action) -> Option<String> {
+    match action {
+        Action::Alert => None,
+        Action::Kill => Some(match &w.pidfd {
+            Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL) {
+                Ok(()) => format!(
+                    "killed: SIGKILL sent to the container's init (pid {}) through its pidfd",
+                    w.rec.pid.unwrap_or(0)
+                ),
+                Err(e) => format!("kill failed: {e}"),
+            },
+            None => "kill not possible: the container's process could not be identified".into(),
+        }),
+        Action::Freeze => Some(match w.rec.pid.filter(|_| w.pidfd.is_some()) {
+            Some(pid) => match freeze(pid) {
+                Ok(p) => format!("frozen: {} set", p.display()),
+                Err(e) => format!("freeze failed: {e}"),
+            },
+            None => "freeze not possible: the container's process could not be identified".into(),
+        }),
+    }
+}
+
+/// Freezes the cgroup of `pid` (cgroup v2 `cgroup.freeze`, else the v1 freezer).
+fn freeze(pid: i32) -> Result<PathBuf, String> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| e.to_string())?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mount_of = |pred: &dyn Fn(&str, &str) -> bool| -> Option<PathBuf> {
+        mounts.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let opts = post.nth(1).unwrap_or("");
+            pred(fstype, opts).then(|| PathBuf::from(pre.split(' ').nth(4).unwrap_or("")))
+        })
+    };
+    for line in cg.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let rel = path.trim_start_matches('/');
+        if ctrls.split(',').any(|c| c == "freezer") {
+            if let Some(m) = mount_of(&|t, o| t == "cgroup" && o.split(',').any(|x| x == "freezer")) {
+                let f = m.join(rel).join("freezer.state");
+                std::fs::write(&f, "FROZEN").map_err(|e| format!("{}: {e}", f.display()))?;
+                return Ok(f);
+            }
+        }
+    }
+    for line in cg.lines() {
+        if let Some(path) = line.strip_prefix("0::") {
+            if let Some(m) = mount_of(&|t, _| t == "cgroup2") {
+                let f = m.join(path.trim_start_matches('/')).join("cgroup.freeze");
+                std::fs::write(&f, "1").map_err(|e| format!("{}: {e}", f.display()))?;
+                return Ok(f);
+            }
+        }
+    }
+    Err("no cgroup freezer for this process".into())
+}
+
+/// The directories whose changes change a rootfs: an overlay's upper and lower directories,
+/// else the rootfs itself.
+fn backing_dirs(rootfs: &Path) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else { continue };
+        if pre.split(' ').nth(4).map(Path::new) != Some(rootfs) {
+            continue;
+        }
+        let mut post = post.split(' ');
+        if post.next() != Some("overlay") {
+            break;
+        }
+        let opts = post.nth(1).unwrap_or("");
+        let mut dirs = Vec::new();
+        for o in opts.split(',') {
+            if let Some(v) = o.strip_prefix("upperdir=") {
+                dirs.push(PathBuf::from(v));
+            }
+            if let Some(v) = o.strip_prefix("lowerdir=") {
+                dirs.extend(v.split(':').map(PathBuf::from));
+            }
+        }
+        if !dirs.is_empty() {
+            return dirs;
+        }
+    }
+    vec![rootfs.to_path_buf()]
+}
+
+fn cpu_seconds() -> f64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: getrusage returned 0.
+    let ru = unsafe { ru.assume_init() };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let _ = sock.set_nonblocking(true);
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
+            let _ = sock.send_to_addr(state.as_bytes(), &addr);
+        }
+    } else {
+        let _ = sock.send_to(state.as_bytes(), Path::new(&path));
+    }
+}
+
+/// The watchdog interval systemd asked for, if any.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// `rootseal monitor [--once]`. Returns the exit code: with --once, 0 clean, 1 drift found,
+/// 2 a scan failed; as a daemon, 0 after SIGTERM.
+pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, MonitorError> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(MonitorError::Signals)?;
+    let sigfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(MonitorError::Signals)?;
+    let mut m = Monitor::new(cfg, config_path);
+    if once {
+        m.refresh();
+        m.scan_due(true);
+        m.write_outputs();
+        for (id, w) in &m.watched {
+            let what = match w.outcome {
+                Outcome::Clean => "clean".to_string(),
+                Outcome::Drift => {
+                    format!("drift: {}", w.drift.iter().take(5).map(|d| d.to_string()).collect::<Vec<_>>().join("; "))
+                }
+                Outcome::Failed => format!("scan failed: {}", w.last_error.as_deref().unwrap_or("?")),
+                Outcome::Pending => "not scanned".into(),
+            };
+            println!("{}\t{what}", crate::hook::short_id(id));
+        }
+        println!("{} container(s) watched, {} drifted, {} scan failure(s)", m.watched(), m.drifted(), m.failed());
+        return Ok(if m.failed() > 0 {
+            2
+        } else if m.drifted() > 0 {
+            1
+        } else {
+            0
+        });
+    }
+    m.refresh();
+    sd_notify("READY=1");
+    loop {
+        m.refresh();
+        m.scan_due(false);
+        m.write_outputs();
+        sd_notify(&format!("WATCHDOG=1\nSTATUS=watching {} container(s), {} drifted", m.watched(), m.drifted()));
+        let mut timeout = m.next_due().max(Duration::from_millis(50));
+        if let Some(w) = watchdog_interval() {
+            timeout = timeout.min(w);
+        }
+        // Records appear and vanish as containers start and stop: look at least every second.
+        timeout = timeout.min(Duration::from_secs(1));
+        let mut fds = vec![libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        if let Some(i) = &m.inotify {
+            fds.push(libc::pollfd { fd: i.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout.as_millis() as i32) };
+        if fds.get(1).is_some_and(|f| f.revents & libc::POLLIN != 0) {
+            m.on_inotify();
+        }
+        while let Ok(Some(sig)) = sigfd.read_signal() {
+            match sig.ssi_signo as i32 {
+                libc::SIGHUP => {
+                    sd_notify("RELOADING=1");
+                    m.reload();
+                    sd_notify("READY=1");
+                }
+                _ => {
+                    sd_notify("STOPPING=1");
+                    m.write_outputs();
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// `rootseal status [--json]`: what the monitor last wrote.
+pub fn status(state_dir: &Path) -> Result<Status, MonitorError> {
+    let path = status_path(state_dir);
+    let bytes = std::fs::read(&path).map_err(|e| MonitorError::Status { path: path.clone(), what: e.to_string() })?;
+    serde_json::from_slice(&bytes).map_err(|e| MonitorError::Status { path, what: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_pid_is_never_taken_for_the_container() {
+        let me = std::process::id() as i32;
+        let mut rec = Record {
+            version: 1,
+            id: "c".into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            image: None,
+            seal_digest: None,
+            seal_path: None,
+            pid: Some(me),
+            pid_start_time: state::pid_start_time(me),
+            verdict: "verified".into(),
+            mode: "enforce".into(),
+            time: "t".into(),
+        };
+        assert!(open_process(&rec).unwrap().is_some());
+        rec.pid_start_time = rec.pid_start_time.map(|t| t + 1);
+        assert!(open_process(&rec).unwrap_err().contains("another process"));
+        rec.pid = Some(i32::MAX - 1);
+        assert!(open_process(&rec).unwrap_err().contains("gone"));
+    }
+
+    #[test]
+    fn a_plain_directory_backs_itself() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(backing_dirs(t.path()), vec![t.path().to_path_buf()]);
+    }
+}
