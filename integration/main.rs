@@ -7,6 +7,7 @@ mod util;
 mod containerd;
 mod harness;
 mod images;
+mod monitor;
 mod podman;
 mod protocol;
 mod runtimes;

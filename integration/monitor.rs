@@ -1,0 +1,317 @@
+//! The drift monitor as a background process against long-running containers started through
+//! the hook (runc directly, and containerd through rootseal-runtime).
+
+use crate::harness::*;
+use crate::util::*;
+use std::ffi::OsStr;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A detached runc container, killed and deleted on drop.
+pub struct Running {
+    pub id: String,
+    pub runtime: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.runtime).args(["kill", &self.id, "KILL"]).output();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = Command::new(&self.runtime).args(["delete", "--force", &self.id]).output();
+    }
+}
+
+pub fn run_detached(f: &Fixture, runtime: &str) -> Running {
+    f.patch(|c| c["process"]["args"] = serde_json::json!(["sleep", "300"]));
+    let id = container_id("mon");
+    // Not a pipe: the detached container keeps its stdio open, so output() would never end.
+    let err_path = f.env.path(&format!("{id}.stderr"));
+    let status = Command::new("timeout")
+        .args(["-k", "5", "60", runtime, "run", "--detach", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{runtime} run -d: {}", std::fs::read_to_string(&err_path).unwrap_or_default());
+    Running { id, runtime: runtime.into() }
+}
+
+fn container_state(runtime: &str, id: &str) -> String {
+    let o = Command::new(runtime).args(["state", id]).output().unwrap();
+    if !o.status.success() {
+        return "gone".into();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v["status"].as_str().unwrap_or("?").to_string()
+}
+
+/// `rootseal monitor` in the background; SIGTERM on drop (and it must exit 0).
+pub struct MonitorProc {
+    child: Option<Child>,
+}
+
+impl MonitorProc {
+    pub fn start(env: &Env) -> MonitorProc {
+        let child = env
+            .cmd(["monitor"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(env.path("monitor.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        MonitorProc { child: Some(child) }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+
+    /// SIGTERM and wait: returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for MonitorProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn monitor_config(f: &Fixture, extra: &str) -> (UnixDatagram, PathBuf) {
+    monitor_config_with(f, extra, "")
+}
+
+fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDatagram, PathBuf) {
+    let sock_path = f.env.path("syslog.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let d = f.env.tmp.path().display().to_string();
+    std::fs::write(
+        f.env.config_path(),
+        format!(
+            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\n{extra}\n[alerts]\nsyslog_socket = \"{}\"\nevents_file = \"{d}/events.jsonl\"\n[monitor]\ninterval = \"1s\"\nmetrics_file = \"{d}/rootseal.prom\"\n{monitor_extra}\n",
+            sock_path.display()
+        ),
+    )
+    .unwrap();
+    (sock, sock_path)
+}
+
+fn monitor_events(f: &Fixture) -> Vec<serde_json::Value> {
+    f.events().into_iter().filter(|e| e["source"] == "monitor").collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn status(f: &Fixture) -> serde_json::Value {
+    let out = f.env.run(["status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn first_status(f: &Fixture, id: &str) -> serde_json::Value {
+    status(f)["containers"].as_array().and_then(|cs| cs.iter().find(|c| c["id"] == id).cloned()).unwrap_or_default()
+}
+
+#[test]
+fn drift_is_reported_within_two_intervals_and_recovery_too() {
+    let f = Fixture::new();
+    let (sock, _) = monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+
+    std::fs::write(f.rootfs.join("etc/motd"), b"hot-fixed on the host\n").unwrap();
+    std::fs::write(f.rootfs.join("etc/added"), b"new").unwrap();
+    std::fs::remove_file(f.rootfs.join("etc/passwd")).unwrap();
+    let changed = Instant::now();
+    wait_for("a drift event naming all three paths", Duration::from_secs(5), || {
+        monitor_events(&f).iter().any(|e| {
+            e["event"] == "drift" && {
+                let paths: Vec<&str> = e["violations"][0]["paths"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["path"].as_str().unwrap())
+                    .collect();
+                paths.contains(&"/etc/motd") && paths.contains(&"/etc/added") && paths.contains(&"/etc/passwd")
+            }
+        })
+    });
+    assert!(changed.elapsed() < Duration::from_secs(3), "within two intervals: {:?}", changed.elapsed());
+    let mut buf = [0u8; 16384];
+    let mut got = String::new();
+    wait_for("the drift at the syslog socket", Duration::from_secs(5), || {
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        got.contains("event=\"drift\"")
+    });
+    assert!(got.contains(&format!("container=\"{}\"", c.id)), "{got}");
+
+    // Restoring everything: one recovered event.
+    std::fs::write(f.rootfs.join("etc/motd"), b"hello from a sealed rootfs\n").unwrap();
+    std::fs::remove_file(f.rootfs.join("etc/added")).unwrap();
+    std::fs::write(f.rootfs.join("etc/passwd"), b"root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    wait_for("a recovered event", Duration::from_secs(5), || {
+        monitor_events(&f).iter().any(|e| e["event"] == "recovered")
+    });
+    let drift_events = monitor_events(&f).iter().filter(|e| e["event"] == "drift").count();
+
+    // The metrics file counts it.
+    let prom = std::fs::read_to_string(f.env.path("rootseal.prom")).unwrap();
+    assert!(
+        prom.contains("rootseal_monitor_containers 1") && prom.contains("rootseal_monitor_drift_detected_total"),
+        "{prom}"
+    );
+
+    // Stopping the container drops it from the watch list (poststop removes the record).
+    drop(c);
+    wait_for("the stopped container to be dropped", Duration::from_secs(5), || {
+        status(&f)["containers"].as_array().is_some_and(|c| c.is_empty())
+    });
+    assert_eq!(mon.stop(), Some(0), "clean shutdown on SIGTERM");
+    // Intermediate states of the three edits may each be reported, but never more than that.
+    assert!(drift_events <= 3, "{drift_events} drift events");
+}
+
+#[test]
+fn an_untouched_container_raises_nothing_over_many_scans() {
+    let f = Fixture::new();
+    monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    std::thread::sleep(Duration::from_secs(5));
+    let prom = std::fs::read_to_string(f.env.path("rootseal.prom")).unwrap();
+    let scans: u64 = prom
+        .lines()
+        .find_map(|l| l.strip_prefix("rootseal_monitor_scans_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(scans >= 3, "several scan cycles ran: {prom}");
+    assert!(monitor_events(&f).is_empty(), "{:?}", monitor_events(&f));
+    assert_eq!(first_status(&f, &c.id)["result"], "clean");
+    // SIGHUP reloads without losing the watch list.
+    mon.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(first_status(&f, &c.id)["result"], "clean");
+    assert!(monitor_events(&f).is_empty());
+    assert_eq!(mon.stop(), Some(0));
+}
+
+#[test]
+fn the_kill_policy_stops_the_container_and_says_so() {
+    let f = Fixture::new();
+    monitor_config(&f, &format!("[[rules]]\nname = \"strict\"\nimages = [\"{IMAGE}\"]\ndrift_action = \"kill\""));
+    f.annotate("rootseal.dev/image", IMAGE);
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered\n").unwrap();
+    wait_for("a drift event with the kill", Duration::from_secs(5), || {
+        monitor_events(&f)
+            .iter()
+            .any(|e| e["event"] == "drift" && e["action"].as_str().is_some_and(|a| a.starts_with("killed")))
+    });
+    wait_for("the container to stop", Duration::from_secs(5), || container_state("runc", &c.id) != "running");
+    drop(mon);
+}
+
+#[test]
+fn a_reused_pid_is_not_touched() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "action = \"kill\"");
+    // An innocent process, and a record claiming it is a (drifted) container, with a start
+    // time that is not its own: as after the container died and its pid was reused.
+    let mut innocent = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = innocent.id() as i32;
+    let start = rootseal::state::pid_start_time(pid).unwrap();
+    std::fs::write(f.rootfs.join("etc/motd"), b"drifted\n").unwrap();
+    let digest = f.env.expect(0, [OsStr::new("digest"), f.rootfs.as_os_str()]).0;
+    let rec = rootseal::state::Record {
+        version: 1,
+        id: "ghost".into(),
+        bundle: f.bundle.clone(),
+        rootfs: f.rootfs.clone(),
+        image: Some(IMAGE.into()),
+        seal_digest: Some(digest.trim().into()),
+        seal_path: None,
+        pid: Some(pid),
+        pid_start_time: Some(start + 1),
+        verdict: "verified".into(),
+        mode: "enforce".into(),
+        time: "t".into(),
+    };
+    rootseal::state::write(&f.env.path("state"), &rec).unwrap();
+    let out = f.env.run(["monitor", "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("another process"), "{text}");
+    assert!(text.contains("0 container(s) watched"), "{text}");
+    assert!(innocent.try_wait().unwrap().is_none(), "the innocent process is alive");
+    let _ = innocent.kill();
+    let _ = innocent.wait();
+}
+
+#[test]
+fn once_reports_drift_in_its_exit_code() {
+    let f = Fixture::new();
+    monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    let out = f.env.run(["monitor", "--once"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::write(f.rootfs.join("bin/dropped"), b"x").unwrap();
+    let out = f.env.run(["monitor", "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("/bin/dropped added"), "{text}");
+    // A seal that vanished from the store is a scan failure, never a silent skip.
+    std::fs::remove_dir_all(f.env.path("seals")).unwrap();
+    let out = f.env.run(["monitor", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(monitor_events(&f).iter().any(|e| e["event"] == "scan-failed"));
+    drop(c);
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_matches_the_generator() {
+    let env = Env::new();
+    let (unit, _) =
+        env.expect(0, [OsStr::new("generate"), OsStr::new("monitor-unit"), OsStr::new("--binary"), bin().as_os_str()]);
+    let path = env.path("rootseal-monitor.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    assert!(out.status.success(), "systemd-analyze verify: {}", String::from_utf8_lossy(&out.stderr));
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/systemd/rootseal-monitor.service"))
+            .unwrap();
+    assert_eq!(env.expect(0, ["generate", "monitor-unit"]).0, committed);
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/tmpfiles.d/rootseal.conf")).unwrap();
+    assert_eq!(env.expect(0, ["generate", "tmpfiles"]).0, committed);
+}
