@@ -205,6 +205,17 @@ impl Config {
                 }
             }
         }
+        if cfg.runtime.hook_stage != "createRuntime" && cfg.runtime.hook_stage != "prestart" {
+            return Err(invalid(format!(
+                "[runtime] hook_stage {:?} must be \"createRuntime\" or \"prestart\"",
+                cfg.runtime.hook_stage
+            )));
+        }
+        if cfg.runtime.hook_binary.as_ref().is_some_and(|b| !b.is_absolute()) {
+            return Err(invalid(
+                "[runtime] hook_binary must be an absolute path (runtimes run hooks by absolute path)".into(),
+            ));
+        }
         if cfg.hook.min_signers == 0 {
             return Err(invalid("[hook] min_signers must be at least 1".into()));
         }

@@ -446,7 +446,7 @@ fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<Image
             }
         }
     };
-    let reference = reference_of(&top);
+    let reference = select.reference.clone().or_else(|| reference_of(&top));
     let mut desc = top;
     // Descend through nested indexes (multi-platform images) to one manifest.
     for _ in 0..4 {
@@ -544,7 +544,7 @@ fn load_docker(blobs: &TarBlobs, select: &Select, limits: &Limits) -> Result<Ima
     Ok(ImageTree {
         layers: entry.layers.len(),
         manifest: tree.into_manifest(),
-        reference: entry.repo_tags.and_then(|t| t.into_iter().next()),
+        reference: select.reference.clone().or_else(|| entry.repo_tags.and_then(|t| t.into_iter().next())),
         manifest_digest: None,
         config_digest,
     })
@@ -711,6 +711,11 @@ impl<'a> Tree<'a> {
                 let mut target = parent.to_vec();
                 target.push(b'/');
                 target.extend_from_slice(name);
+                if added.contains(&target) {
+                    return Err(bad(
+                        "whiteout of an entry this same layer added (whiteouts apply to lower layers)".into()
+                    ));
+                }
                 self.remove_subtree(&target);
                 continue;
             }
@@ -788,11 +793,18 @@ impl<'a> Tree<'a> {
                             added.insert(p);
                             continue;
                         }
-                        _ => {
+                        Some(n) => {
                             return Err(bad(format!(
-                            "hard link to {} which is not a regular file in the image so far (a link pointing outside)",
-                            crate::manifest::display_path(&target)
-                        )))
+                                "hard link to {}, a {}: rootseal accepts hard links to regular files only",
+                                crate::manifest::display_path(&target),
+                                n.kind.name()
+                            )))
+                        }
+                        None => {
+                            return Err(bad(format!(
+                                "hard link to {}, which is not in the image so far (a link pointing outside)",
+                                crate::manifest::display_path(&target)
+                            )))
                         }
                     }
                 }

@@ -135,9 +135,16 @@ pub fn plan_install(req: &Request<'_>) -> Result<Change, InstallError> {
     let old = read(req.config)?;
     let (mut doc, version) = parse(req.config, &old)?;
     let cri = cri_table(&mut doc, version, req.config)?;
-    if req.set_default {
+    if req.set_default && cri.get("default_runtime_name").and_then(|v| v.as_str()) != Some(req.name) {
         cri.insert("default_runtime_name", value(req.name));
     }
+    // Start from runc's options (SystemdCgroup and the like) so pods behave as under runc.
+    let runc_options: Option<Table> = cri
+        .get("runtimes")
+        .and_then(|r| r.get("runc"))
+        .and_then(|r| r.get("options"))
+        .and_then(|o| o.as_table())
+        .cloned();
     let runtimes = cri.entry("runtimes").or_insert_with(|| {
         let mut t = Table::new();
         t.set_implicit(true);
@@ -146,17 +153,27 @@ pub fn plan_install(req: &Request<'_>) -> Result<Change, InstallError> {
     let runtimes = runtimes
         .as_table_mut()
         .ok_or_else(|| InstallError::Config { path: req.config.into(), what: "runtimes is not a table".into() })?;
+    let fresh = !runtimes.contains_key(req.name);
     let entry = runtimes.entry(req.name).or_insert_with(|| Item::Table(Table::new()));
     let entry = entry.as_table_mut().ok_or_else(|| InstallError::Config {
         path: req.config.into(),
         what: format!("runtimes.{} is not a table", req.name),
     })?;
-    entry.insert("runtime_type", value(RUNC_V2));
-    let options = entry.entry("options").or_insert_with(|| Item::Table(Table::new()));
+    if entry.get("runtime_type").and_then(|v| v.as_str()) != Some(RUNC_V2) {
+        entry.insert("runtime_type", value(RUNC_V2));
+    }
+    let options = entry.entry("options").or_insert_with(|| {
+        let mut t = runc_options.filter(|_| fresh).unwrap_or_default();
+        t.set_implicit(false);
+        Item::Table(t)
+    });
     let options = options
         .as_table_mut()
         .ok_or_else(|| InstallError::Config { path: req.config.into(), what: "options is not a table".into() })?;
-    options.insert("BinaryName", value(req.binary.display().to_string()));
+    let binary = req.binary.display().to_string();
+    if options.get("BinaryName").and_then(|v| v.as_str()) != Some(binary.as_str()) {
+        options.insert("BinaryName", value(binary));
+    }
     Ok(Change { old, new: doc.to_string(), version })
 }
 
@@ -212,10 +229,17 @@ pub fn apply(path: &Path, change: &Change) -> Result<Option<PathBuf>, InstallErr
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
     let backup = if path.exists() {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
-        let b = PathBuf::from(format!("{}.rootseal-backup-{stamp}", path.display()));
-        crate::atomic::write(&b, change.old.as_bytes(), mode)
-            .map_err(|source| InstallError::Write { path: b.clone(), source })?;
-        Some(b)
+        // Never overwrite an earlier backup (two changes in one second): number them.
+        let mut n = 0;
+        loop {
+            let suffix = if n == 0 { String::new() } else { format!(".{n}") };
+            let b = PathBuf::from(format!("{}.rootseal-backup-{stamp}{suffix}", path.display()));
+            match crate::atomic::write_new(&b, change.old.as_bytes(), mode) {
+                Ok(()) => break Some(b),
+                Err(crate::atomic::WriteError::Exists { .. }) if n < 1000 => n += 1,
+                Err(source) => return Err(InstallError::Write { path: b, source }),
+            }
+        }
     } else {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| InstallError::Config { path: d.into(), what: e.to_string() })?;
@@ -262,6 +286,28 @@ mod tests {
         // Idempotent.
         let again = install(&c.new, false);
         assert!(again.is_noop(), "{}", again.diff(Path::new("x")));
+    }
+
+    #[test]
+    fn runc_options_are_carried_over_and_backups_never_collide() {
+        let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n";
+        let c = install(text, false);
+        let doc: DocumentMut = c.new.parse().unwrap();
+        let o = ["plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "rootseal", "options"];
+        assert_eq!(
+            get(&doc, &[&o[..], &["SystemdCgroup"]].concat()).and_then(|i| i.as_bool()),
+            Some(true),
+            "{}",
+            c.new
+        );
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        std::fs::write(&p, "version = 2\n").unwrap();
+        let req = Request { config: &p, name: "rootseal", binary: Path::new(DEFAULT_BINARY), set_default: false };
+        let b1 = apply(&p, &plan_install(&req).unwrap()).unwrap().unwrap();
+        let b2 = apply(&p, &plan_uninstall(&p, "rootseal").unwrap()).unwrap().unwrap();
+        assert_ne!(b1, b2);
+        assert_eq!(std::fs::read_to_string(&b1).unwrap(), "version = 2\n", "the original survives");
     }
 
     #[test]

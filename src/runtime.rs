@@ -90,6 +90,11 @@ pub fn parse_args(args: &[OsString]) -> Invocation {
     inv
 }
 
+/// True for the verbs whose spec the wrapper rewrites.
+pub fn modifies(inv: &Invocation) -> bool {
+    matches!(inv.verb.as_deref(), Some("create") | Some("run"))
+}
+
 /// Step 2: the new spec, as data. Returns the spec and whether anything changed.
 pub fn modify_spec(
     spec: &Value,
@@ -192,7 +197,7 @@ pub fn hook_binary(settings: &RuntimeSettings) -> PathBuf {
 /// Steps 1 to 4 for `create`/`run`; returns the runtime to exec. Writes nothing on error.
 pub fn prepare(inv: &Invocation, cfg: &Config, config_path: Option<&Path>) -> Result<PathBuf, RuntimeError> {
     let runtime = resolve_runtime(&cfg.runtime.runtime)?;
-    if !matches!(inv.verb.as_deref(), Some("create") | Some("run")) {
+    if !modifies(inv) {
         return Ok(runtime);
     }
     let bundle = match &inv.bundle {

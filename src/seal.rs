@@ -118,7 +118,7 @@ pub struct ManifestBlob {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSource {
-    /// The image reference from the archive (or --name), empty when the archive names none.
+    /// The image reference the archive gives (or --ref picked), empty when it names none.
     pub reference: String,
     /// The image manifest's digest, as a registry knows it (OCI inputs; docker-archives have
     /// no manifest blob).
