@@ -476,3 +476,62 @@ fn docker_archive_and_multi_platform_index_give_the_same_digest() {
         env.expect(2, [OsStr::new("digest"), layout.as_os_str(), OsStr::new("--platform"), OsStr::new("linux/s390x")]);
     assert!(err.contains("has no manifest for linux/s390x"), "{err}");
 }
+
+#[test]
+fn the_monitor_sees_a_snapshot_change_in_a_running_containerd_container() {
+    let n = node("monitored");
+    n.env.write_config("[monitor]\ninterval = \"1s\"");
+    let id = crate::harness::container_id("ctrmon");
+    let w = wrapper();
+    let o = n.containerd.ctr(&[
+        OsStr::new("run"),
+        OsStr::new("-d"),
+        OsStr::new("--read-only"),
+        OsStr::new("--runc-binary"),
+        w.as_os_str(),
+        OsStr::new(&n.reference),
+        OsStr::new(&id),
+        OsStr::new("sleep"),
+        OsStr::new("300"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mon = crate::monitor::MonitorProc::start(&n.env);
+    let status = || {
+        let out = n.env.run(["status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let start = Instant::now();
+    while status()["containers"][0]["result"] != "clean" {
+        assert!(start.elapsed() < Duration::from_secs(15), "no clean scan: {}", status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let motd = n
+        .containerd
+        .snapshot_dirs()
+        .into_iter()
+        .rev()
+        .map(|d| d.join("etc/motd"))
+        .find(|p| p.exists())
+        .expect("a snapshot holds etc/motd");
+    std::fs::write(&motd, b"changed under a running container\n").unwrap();
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(n.env.path("events.jsonl")).unwrap_or_default();
+        let drift = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["source"] == "monitor" && e["event"] == "drift");
+        if let Some(e) = drift {
+            assert_eq!(e["violations"][0]["paths"][0]["path"], "/etc/motd", "{e}");
+            assert_eq!(e["container"]["id"], id.as_str());
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "no drift event within two intervals: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mon.stop(), Some(0));
+    let _ = n.containerd.ctr(&["task", "kill", "-s", "KILL", &id]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = n.containerd.ctr(&["task", "rm", "-f", &id]);
+    let _ = n.containerd.ctr(&["containers", "rm", &id]);
+}
