@@ -315,3 +315,24 @@ fn the_systemd_unit_verifies_and_matches_the_generator() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/tmpfiles.d/rootseal.conf")).unwrap();
     assert_eq!(env.expect(0, ["generate", "tmpfiles"]).0, committed);
 }
+
+#[test]
+fn the_freeze_policy_pauses_the_container() {
+    let f = Fixture::new();
+    monitor_config(&f, &format!("[[rules]]\nname = \"freeze\"\nimages = [\"{IMAGE}\"]\ndrift_action = \"freeze\""));
+    f.annotate("rootseal.dev/image", IMAGE);
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered\n").unwrap();
+    wait_for("a drift event with the freeze", Duration::from_secs(5), || {
+        monitor_events(&f)
+            .iter()
+            .any(|e| e["event"] == "drift" && e["action"].as_str().is_some_and(|a| a.starts_with("frozen")))
+    });
+    wait_for("runc to report the container paused", Duration::from_secs(5), || {
+        container_state("runc", &c.id) == "paused"
+    });
+    let _ = Command::new("runc").args(["resume", &c.id]).output();
+    assert_eq!(mon.stop(), Some(0));
+}
