@@ -6,7 +6,7 @@ work = tempfile.mkdtemp(prefix="rootseal-bench-")
 try:
     cfg = os.path.join(work, "config.toml")
     with open(cfg, "w") as f:
-        f.write(f'trust_dir = "{work}/trust"\nseal_dir = "{work}/seals"\nstate_dir = "{work}/state"\n'
+        f.write(f'trust_dir = "{work}/trust"\nseal_dir = "{work}/seals"\nstate_dir = "{work}/state"\ncache_dir = "{work}/cache"\n'
                 f'[alerts]\nsyslog_socket = ""\nevents_file = "{work}/events.jsonl"\n')
     env = dict(os.environ, ROOTSEAL_CONFIG=cfg)
     run = lambda *a: subprocess.run(a, check=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -18,6 +18,7 @@ cat > "$WORK/config.toml" <<TOML
 trust_dir = "$WORK/trust"
 seal_dir = "$WORK/seals"
 state_dir = "$WORK/state"
+cache_dir = "$WORK/cache"
 [alerts]
 syslog_socket = ""
 events_file = "$WORK/events.jsonl"

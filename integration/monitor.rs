@@ -110,7 +110,7 @@ fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDa
     std::fs::write(
         f.env.config_path(),
         format!(
-            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\n{extra}\n[alerts]\nsyslog_socket = \"{}\"\nevents_file = \"{d}/events.jsonl\"\n[monitor]\ninterval = \"1s\"\nmetrics_file = \"{d}/rootseal.prom\"\n{monitor_extra}\n",
+            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n{extra}\n[alerts]\nsyslog_socket = \"{}\"\nevents_file = \"{d}/events.jsonl\"\n[monitor]\ninterval = \"1s\"\nmetrics_file = \"{d}/rootseal.prom\"\n{monitor_extra}\n",
             sock_path.display()
         ),
     )

@@ -103,7 +103,7 @@ fn audit_mode_runs_and_alerts(rt: &str) {
     std::fs::write(
         f.env.config_path(),
         format!(
-            "mode = \"audit\"\ntrust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\n[alerts]\nsyslog_socket = \"{}\"\nevents_file = \"{d}/events.jsonl\"\n",
+            "mode = \"audit\"\ntrust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n[alerts]\nsyslog_socket = \"{}\"\nevents_file = \"{d}/events.jsonl\"\n",
             sock_path.display()
         ),
     )

@@ -56,7 +56,7 @@ fn an_audit_alert_arrives_at_a_real_rsyslogd() {
     std::fs::write(
         f.env.config_path(),
         format!(
-            "mode = \"audit\"\ntrust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\n[alerts]\nsyslog_socket = \"{d}/rsyslog/log.sock\"\nevents_file = \"\"\n"
+            "mode = \"audit\"\ntrust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n[alerts]\nsyslog_socket = \"{d}/rsyslog/log.sock\"\nevents_file = \"\"\n"
         ),
     )
     .unwrap();
@@ -84,7 +84,7 @@ fn a_missing_syslog_socket_does_not_stop_the_block() {
     std::fs::write(
         f.env.config_path(),
         format!(
-            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\n[alerts]\nsyslog_socket = \"{d}/nobody-listens.sock\"\nevents_file = \"{d}/events.jsonl\"\n"
+            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n[alerts]\nsyslog_socket = \"{d}/nobody-listens.sock\"\nevents_file = \"{d}/events.jsonl\"\n"
         ),
     )
     .unwrap();

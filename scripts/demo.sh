@@ -51,6 +51,7 @@ mode = "enforce"
 trust_dir = "$WORK/node/trust"
 seal_dir = "$WORK/node/seals"
 state_dir = "$WORK/node/state"
+cache_dir = "$WORK/node/cache"
 [alerts]
 syslog_socket = ""
 events_file = "$WORK/node/events.jsonl"

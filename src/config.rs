@@ -53,6 +53,8 @@ pub struct Config {
     pub trust_dir: PathBuf,
     pub seal_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// The verification cache (root-only).
+    pub cache_dir: PathBuf,
     pub alerts: Alerts,
     pub limits: Limits,
     pub hook: HookSettings,
@@ -102,11 +104,22 @@ pub struct HookSettings {
     pub deadline: String,
     /// Distinct trusted signatures a seal needs (a rule may raise it).
     pub min_signers: usize,
+    /// "cached" (default): files unchanged since they were hashed (same inode, size, mtime
+    /// and ctime) are not read again; "full": every file is read on every check.
+    pub verify: VerifyMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    #[default]
+    Cached,
+    Full,
 }
 
 impl Default for HookSettings {
     fn default() -> Self {
-        HookSettings { deadline: "10s".into(), min_signers: 1 }
+        HookSettings { deadline: "10s".into(), min_signers: 1, verify: VerifyMode::Cached }
     }
 }
 
@@ -138,6 +151,7 @@ impl Default for Config {
             trust_dir: "/etc/rootseal/trust".into(),
             seal_dir: "/var/lib/rootseal/seals".into(),
             state_dir: "/run/rootseal".into(),
+            cache_dir: "/var/cache/rootseal".into(),
             alerts: Alerts::default(),
             limits: Limits::default(),
             hook: HookSettings::default(),

@@ -286,11 +286,10 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             return;
         }
     };
-    let opts = walk::Options { limits: cfg.limits, deadline: Some(deadline), ..walk::Options::default() };
-    let found = match walk::walk(&bundle.root, &opts) {
+    let found = match walk_rootfs(cfg, &bundle.root, deadline) {
         Ok(m) => m,
         Err(e) => {
-            d.violations.push(Violation::new("rootfs", e.to_string()));
+            d.violations.push(Violation::new("rootfs", e));
             return;
         }
     };
@@ -352,6 +351,32 @@ struct Verified {
     info: SealInfo,
     path: PathBuf,
     effective: Effective,
+}
+
+/// Walks a rootfs, through the verification cache in `verify = "cached"` mode (docs/performance.md):
+/// unchanged files are not read again. The cache is rewritten when anything was hashed.
+pub fn walk_rootfs(cfg: &Config, rootfs: &Path, deadline: Instant) -> Result<Manifest, String> {
+    let fd = walk::open_root(rootfs).map_err(|e| e.to_string())?;
+    let cached = cfg.hook.verify == crate::config::VerifyMode::Cached;
+    let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
+    let cache = match &root_id {
+        Some(id) => crate::cache::load(&cfg.cache_dir, rootfs, id).0,
+        None => crate::cache::Cache::default(),
+    };
+    let opts = walk::Options {
+        limits: cfg.limits,
+        deadline: Some(deadline),
+        cache: root_id.is_some().then_some(&cache),
+        ..walk::Options::default()
+    };
+    let w = walk::walk_cached(rootfs, fd, &opts).map_err(|e| e.to_string())?;
+    if let Some(id) = root_id.filter(|_| w.hashed > 0) {
+        // A cache that cannot be written only costs speed next time.
+        if let Err(e) = crate::cache::save(&cfg.cache_dir, rootfs, &id, &w.cache) {
+            eprintln!("rootseal: warning: {e}");
+        }
+    }
+    Ok(w.manifest)
 }
 
 /// Seal candidates, most specific first: the seal annotation, the content key, the image name,

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod atomic;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

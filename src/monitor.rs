@@ -115,6 +115,8 @@ struct Watched {
     reported: Option<BTreeSet<Vec<u8>>>,
     last_error: Option<String>,
     action_taken: Option<String>,
+    /// The verification cache of this rootfs (docs/performance.md), kept between scans.
+    cache: Option<(crate::cache::RootId, crate::cache::Cache)>,
 }
 
 #[derive(Default)]
@@ -260,6 +262,7 @@ impl Monitor {
                         reported: None,
                         last_error: None,
                         action_taken: None,
+                        cache: None,
                     };
                     self.add_watches(&id, &mut w);
                     self.watched.insert(id, w);
@@ -421,12 +424,34 @@ impl Monitor {
         let limits = self.cfg.limits;
         let max_paths = self.cfg.monitor.max_event_paths;
         let action = self.action_for(id);
+        let cached = self.cfg.hook.verify == crate::config::VerifyMode::Cached;
+        let cache_dir = self.cfg.cache_dir.clone();
         let w = self.watched.get_mut(id).expect("watched");
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
-            let opts = walk::Options { limits, deadline: Some(deadline), ..walk::Options::default() };
-            let found = walk::walk(&w.rec.rootfs, &opts).map_err(|e| e.to_string())?;
-            Ok(verify::compare(seal, &found, w.exclusions.as_ref()))
+            let fd = walk::open_root(&w.rec.rootfs).map_err(|e| e.to_string())?;
+            let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
+            let cache = match (&root_id, w.cache.take()) {
+                (Some(id), Some((cid, c))) if cid == *id => c,
+                (Some(id), _) => crate::cache::load(&cache_dir, &w.rec.rootfs, id).0,
+                (None, _) => crate::cache::Cache::default(),
+            };
+            let opts = walk::Options {
+                limits,
+                deadline: Some(deadline),
+                cache: root_id.is_some().then_some(&cache),
+                ..walk::Options::default()
+            };
+            let walked = walk::walk_cached(&w.rec.rootfs, fd, &opts).map_err(|e| e.to_string())?;
+            if let Some(id) = root_id {
+                if walked.hashed > 0 {
+                    if let Err(e) = crate::cache::save(&cache_dir, &w.rec.rootfs, &id, &walked.cache) {
+                        eprintln!("rootseal monitor: warning: {e}");
+                    }
+                }
+                w.cache = Some((id, walked.cache.without_racy(SystemTime::now())));
+            }
+            Ok(verify::compare(seal, &walked.manifest, w.exclusions.as_ref()))
         });
         self.stats.scans += 1;
         let dur = started.elapsed().as_secs_f64();

@@ -76,8 +76,9 @@ impl Default for Limits {
 /// A predicate over tree paths: true skips the path and its subtree.
 pub type Prune = dyn Fn(&[u8]) -> bool + Sync;
 
-/// Walked entries, and (entry, entry whose hash it copies) pairs for later hard links.
-type Walked = (Vec<Entry>, Vec<(usize, usize)>);
+/// Walked entries, (entry, entry whose hash it copies) pairs for later hard links, and each
+/// regular file's stat key.
+type WalkedRaw = (Vec<Entry>, Vec<(usize, usize)>, Vec<(usize, crate::cache::StatKey)>, usize);
 
 /// How to walk.
 #[derive(Default)]
@@ -90,6 +91,19 @@ pub struct Options<'a> {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Hashing threads; 0 means one per available core.
     pub threads: usize,
+    /// Files whose stat key matches are not read again (src/cache.rs).
+    pub cache: Option<&'a crate::cache::Cache>,
+}
+
+/// A walk's result with what the cache needs next time.
+pub struct Walked {
+    pub manifest: Manifest,
+    /// Every regular file's stat key and hash: the next cache.
+    pub cache: crate::cache::Cache,
+    /// Regular files taken from the cache without reading them.
+    pub cache_hits: usize,
+    /// Regular files read and hashed.
+    pub hashed: usize,
 }
 
 /// Opens `root` as a directory without following a symlink at its last component.
@@ -124,7 +138,12 @@ fn rustix_cwd() -> BorrowedFd<'static> {
 /// Walks the directory at `root` (which must not be a symlink) into a manifest.
 pub fn walk(root: &Path, opts: &Options<'_>) -> Result<Manifest, WalkError> {
     let fd = open_root(root)?;
-    walk_fd(root, fd, opts)
+    walk_fd(root, fd, opts).map(|w| w.manifest)
+}
+
+/// Like [`walk`], with the cache's output.
+pub fn walk_cached(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
+    walk_fd(root, root_fd, opts)
 }
 
 struct Job {
@@ -141,7 +160,7 @@ struct Hashed {
 }
 
 /// Walks an already opened root directory.
-pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Manifest, WalkError> {
+pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
@@ -173,17 +192,21 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Mani
             bytes: 0,
             links: HashMap::new(),
             copies: Vec::new(),
+            keys: Vec::new(),
+            hits: 0,
         };
         let walked = walker.run(root_fd);
         if walked.is_err() {
             cancel.store(true, Ordering::Relaxed);
         }
         // The walker dropped its sender: workers finish the queue (or bail if cancelled) and exit.
-        let (mut entries, copies) = walked?;
+        let (mut entries, copies, keys, hits) = walked?;
+        let mut hashed = 0;
         let mut first_err = None;
         for (index, result) in res_rx.iter().flatten() {
             match result {
                 Ok(h) => {
+                    hashed += 1;
                     if let Kind::File { sha256, cap, .. } = &mut entries[index].kind {
                         *sha256 = h.sha256;
                         *cap = h.cap;
@@ -202,7 +225,15 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Mani
             let kind = entries[from].kind.clone();
             entries[to].kind = kind;
         }
-        Ok(Manifest::from_entries(entries))
+        let mut cache = crate::cache::Cache::default();
+        for (i, key) in keys {
+            if let Kind::File { sha256, cap, .. } = &entries[i].kind {
+                cache
+                    .files
+                    .insert(entries[i].path.clone(), crate::cache::Cached { key, sha256: *sha256, cap: cap.clone() });
+            }
+        }
+        Ok(Walked { manifest: Manifest::from_entries(entries), cache, cache_hits: hits, hashed })
     })
 }
 
@@ -220,6 +251,9 @@ struct Walker<'a> {
     links: HashMap<(u64, u64), usize>,
     /// (entry, entry it copies) for those later links.
     copies: Vec<(usize, usize)>,
+    /// Each regular file's stat key, for the next cache.
+    keys: Vec<(usize, crate::cache::StatKey)>,
+    hits: usize,
 }
 
 struct Pending {
@@ -231,7 +265,7 @@ struct Pending {
 }
 
 impl Walker<'_> {
-    fn run(mut self, root_fd: OwnedFd) -> Result<Walked, WalkError> {
+    fn run(mut self, root_fd: OwnedFd) -> Result<WalkedRaw, WalkError> {
         let lim = self.opts.limits;
         let mut stack: Vec<(Rc<OwnedFd>, Vec<u8>, u32)> = vec![(Rc::new(root_fd), Vec::new(), 0)];
         let mut pending: Vec<Pending> = Vec::new();
@@ -298,6 +332,16 @@ impl Walker<'_> {
                     libc::S_IFREG => {
                         let size = st.st_size as u64;
                         entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
+                        let key = crate::cache::StatKey::of(&st);
+                        self.keys.push((self.entries.len(), key));
+                        // Unchanged since it was hashed (same inode, size, mtime, ctime): the
+                        // kernel moves ctime on every change, so the cached hash still holds.
+                        if let Some(c) = self.opts.cache.and_then(|c| c.files.get(&child)).filter(|c| c.key == key) {
+                            entry.kind = Kind::File { size, sha256: c.sha256, cap: c.cap.clone() };
+                            self.hits += 1;
+                            self.entries.push(entry);
+                            continue;
+                        }
                         if st.st_nlink > 1 {
                             let index = self.entries.len();
                             if let Some(&first) = self.links.get(&(st.st_dev, st.st_ino)) {
@@ -356,7 +400,7 @@ impl Walker<'_> {
             }
         }
         self.flush()?;
-        Ok((self.entries, self.copies))
+        Ok((self.entries, self.copies, self.keys, self.hits))
     }
 
     fn flush(&mut self) -> Result<(), WalkError> {

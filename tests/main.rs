@@ -3,6 +3,7 @@
 mod util;
 
 mod bad_input;
+mod cache;
 mod digest_props;
 mod openssl_interop;
 mod walk_safety;

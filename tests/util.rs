@@ -34,7 +34,7 @@ impl Env {
     pub fn write_config(&self, extra: &str) {
         let d = self.tmp.path().display();
         let text = format!(
-            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\n{extra}\n[alerts]\nsyslog_socket = \"\"\nevents_file = \"{d}/events.jsonl\"\n"
+            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n{extra}\n[alerts]\nsyslog_socket = \"\"\nevents_file = \"{d}/events.jsonl\"\n"
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
