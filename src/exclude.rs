@@ -103,14 +103,24 @@ impl Exclusions {
 
     /// The sealed side: every entry that is not excluded.
     pub fn apply_sealed(&self, sealed: &Manifest) -> Manifest {
-        sealed.filtered(|e| !self.is_excluded(&e.path))
+        sealed.filtered(|e| self.keep_sealed(e))
+    }
+
+    /// Whether a sealed entry is compared.
+    pub fn keep_sealed(&self, e: &Entry) -> bool {
+        !self.is_excluded(&e.path)
+    }
+
+    /// Whether an on-disk entry is compared (see [`Exclusions::apply_found`]).
+    pub fn keep_found(&self, e: &Entry, sealed: &Manifest) -> bool {
+        let unsealed_artifact = self.is_artifact(e) && sealed.get(&e.path).is_none();
+        !(self.is_excluded(&e.path) || self.is_runtime_ancestor(e, sealed) || unsealed_artifact)
     }
 
     /// The disk side: every entry that is not excluded, minus runtime-created ancestor
     /// directories the seal does not have.
     pub fn apply_found(&self, found: &Manifest, sealed: &Manifest) -> Manifest {
-        let unsealed_artifact = |e: &Entry| self.is_artifact(e) && sealed.get(&e.path).is_none();
-        found.filtered(|e| !(self.is_excluded(&e.path) || self.is_runtime_ancestor(e, sealed) || unsealed_artifact(e)))
+        found.filtered(|e| self.keep_found(e, sealed))
     }
 
     fn is_runtime_ancestor(&self, e: &Entry, sealed: &Manifest) -> bool {

@@ -25,7 +25,7 @@ use crate::seal::Seal;
 use crate::state;
 use crate::store::{self, SealStore};
 use crate::trust::{Trust, TrustStore};
-use crate::verify::{self, Rejection};
+use crate::verify;
 use crate::walk;
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -112,10 +112,10 @@ impl Violation {
 /// The rules that apply and what they require together: every rule's key requirement, the
 /// largest `min_signers`, and enforce if any of them (or the global mode, when none applies)
 /// says enforce. Combining can only make a decision stricter.
-struct Effective {
-    mode: Mode,
-    min_signers: usize,
-    names: Vec<String>,
+pub struct Effective {
+    pub mode: Mode,
+    pub min_signers: usize,
+    pub names: Vec<String>,
 }
 
 fn effective(cfg: &Config, rules: &[&policy::Rule]) -> Effective {
@@ -422,6 +422,43 @@ fn candidates(
     Ok(out)
 }
 
+/// The seal against trust and policy: trusted, unrevoked, unexpired signers, as many as the
+/// rules that apply require, and from the keys they name. The rules are the runtime image
+/// name's and the (signed) subject name's, combined strictest-wins.
+pub fn seal_policy(
+    cfg: &Config,
+    seal: &Seal,
+    trust: &Trust,
+    image_rule: Option<&policy::Rule>,
+    now: SystemTime,
+) -> Result<(Vec<verify::Signer>, Effective), Violation> {
+    let mut rules: Vec<&policy::Rule> = image_rule.into_iter().collect();
+    if let Some(r) = policy::rule(&cfg.rules, Some(&seal.name)) {
+        if !rules.iter().any(|x| x.name == r.name) {
+            rules.push(r);
+        }
+    }
+    let eff = effective(cfg, &rules);
+    let signers =
+        verify::check_seal(seal, trust, now, eff.min_signers).map_err(|r| Violation::new(r.code(), format!("{r}")))?;
+    for r in rules.iter().filter(|r| !r.keys.is_empty()) {
+        if !signers.iter().any(|s| r.keys.contains(&s.name)) {
+            let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
+            return Err(Violation::new(
+                "wrong-key",
+                format!(
+                    "seal {} is signed by {} but rule {:?} requires one of {}",
+                    seal.digest.short(),
+                    by.join(", "),
+                    r.name,
+                    r.keys.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok((signers, eff))
+}
+
 /// What this bundle's runtime creates in the rootfs outside any mount.
 fn runtime_artifacts(bundle: &Bundle) -> Vec<(Vec<u8>, crate::manifest::Kind)> {
     match bundle.annotations.get("io.container.manager").map(String::as_str) {
@@ -457,7 +494,6 @@ fn check_candidate(
         }
         Err(e) => return Err(Violation::new("seal-store", e.to_string())),
     };
-    let rejected = |r: Rejection| Violation::new(r.code(), format!("{r}"));
     let seal = Seal::parse(&bytes)
         .map_err(|e| Violation::new("seal-invalid", format!("seal {} is invalid: {e}", path.display())))?;
     if seal.digest != *digest {
@@ -466,30 +502,7 @@ fn check_candidate(
             format!("seal {} is filed under {} but seals {}", path.display(), digest.short(), seal.digest.short()),
         ));
     }
-    // The rules: the runtime's image name's and the (signed) subject name's, combined.
-    let mut rules: Vec<&policy::Rule> = image_rule.into_iter().collect();
-    if let Some(r) = policy::rule(&cfg.rules, Some(&seal.name)) {
-        if !rules.iter().any(|x| x.name == r.name) {
-            rules.push(r);
-        }
-    }
-    let eff = effective(cfg, &rules);
-    let signers = verify::check_seal(&seal, trust, now, eff.min_signers).map_err(rejected)?;
-    for r in rules.iter().filter(|r| !r.keys.is_empty()) {
-        if !signers.iter().any(|s| r.keys.contains(&s.name)) {
-            let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
-            return Err(Violation::new(
-                "wrong-key",
-                format!(
-                    "seal {} is signed by {} but rule {:?} requires one of {}",
-                    seal.digest.short(),
-                    by.join(", "),
-                    r.name,
-                    r.keys.join(", ")
-                ),
-            ));
-        }
-    }
+    let (signers, eff) = seal_policy(cfg, &seal, trust, image_rule, now)?;
     let info = SealInfo {
         digest: seal.digest.to_string(),
         name: seal.name.clone(),

@@ -4,7 +4,6 @@
 //! of the manifest's canonical bytes, so a seal that carries the manifest binds every entry.
 
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The first line of every version 1 manifest.
@@ -420,23 +419,45 @@ impl std::fmt::Display for Difference {
 
 /// Every difference between `sealed` and `found`, in path order.
 pub fn diff(sealed: &Manifest, found: &Manifest) -> Vec<Difference> {
-    let mut merged: BTreeMap<&[u8], (Option<&Entry>, Option<&Entry>)> = BTreeMap::new();
-    for e in &sealed.entries {
-        merged.entry(&e.path).or_default().0 = Some(e);
-    }
-    for e in &found.entries {
-        merged.entry(&e.path).or_default().1 = Some(e);
-    }
+    diff_by(sealed, found, |_| true, |_| true)
+}
+
+/// Every difference between the entries of `sealed` that `keep_sealed` keeps and the entries
+/// of `found` that `keep_found` keeps: one merge pass over the two sorted lists, allocating
+/// only for differences.
+pub fn diff_by(
+    sealed: &Manifest,
+    found: &Manifest,
+    keep_sealed: impl Fn(&Entry) -> bool,
+    keep_found: impl Fn(&Entry) -> bool,
+) -> Vec<Difference> {
+    let mut s = sealed.entries.iter().filter(|e| keep_sealed(e)).peekable();
+    let mut f = found.entries.iter().filter(|e| keep_found(e)).peekable();
     let mut out = Vec::new();
-    for (path, pair) in merged {
-        let changes = match pair {
-            (Some(s), Some(f)) => compare(s, f),
-            (Some(s), None) => vec![Change::Removed { kind: s.kind.name() }],
-            (None, Some(f)) => vec![Change::Added { kind: f.kind.name() }],
-            (None, None) => unreachable!("every key came from one side"),
+    loop {
+        let (path, changes) = match (s.peek().copied(), f.peek().copied()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if a.path == b.path => {
+                let c = compare(a, b);
+                let p = &a.path;
+                s.next();
+                f.next();
+                (p, c)
+            }
+            (Some(a), b) if b.is_none_or(|b| a.path < b.path) => {
+                let p = &a.path;
+                s.next();
+                (p, vec![Change::Removed { kind: a.kind.name() }])
+            }
+            (_, Some(b)) => {
+                let p = &b.path;
+                f.next();
+                (p, vec![Change::Added { kind: b.kind.name() }])
+            }
+            (Some(_), None) => unreachable!("handled above"),
         };
         if !changes.is_empty() {
-            out.push(Difference { path: path.to_vec(), changes });
+            out.push(Difference { path: path.clone(), changes });
         }
     }
     out

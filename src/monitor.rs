@@ -135,10 +135,17 @@ pub struct Monitor {
     trust: Result<Trust, String>,
     watched: BTreeMap<String, Watched>,
     inotify: Option<Inotify>,
+    /// Watch descriptor → ids of the containers it wakes (newline-separated).
     wds: HashMap<WatchDescriptor, String>,
+    /// Container ids (and record files) not watched because their process could not be
+    /// identified; forgotten when the record goes away, so a restarted container is watched.
     dropped_stale: BTreeSet<String>,
     stats: Stats,
     watch_limited: bool,
+    /// Parsed seals by file, shared by every container of the same image.
+    seals: HashMap<PathBuf, ((SystemTime, u64), Arc<Seal>)>,
+    /// How many watched containers use each watch descriptor (shared image layers).
+    wd_users: HashMap<WatchDescriptor, usize>,
 }
 
 /// The status file `rootseal status` reads: `<state_dir>/monitor/status.json`.
@@ -185,6 +192,8 @@ impl Monitor {
             dropped_stale: BTreeSet::new(),
             stats: Stats::default(),
             watch_limited: false,
+            seals: HashMap::new(),
+            wd_users: HashMap::new(),
         }
     }
 
@@ -196,6 +205,7 @@ impl Monitor {
             Err(e) => eprintln!("rootseal monitor: reload: {e}; keeping the previous config"),
         }
         self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(|e| e.to_string());
+        self.seals.clear();
         for w in self.watched.values_mut() {
             w.seal = None;
             w.exclusions = None;
@@ -228,6 +238,8 @@ impl Monitor {
                 }
             }
         }
+        // A dropped id whose record is gone may come back (a restarted container): forget it.
+        self.dropped_stale.retain(|id| records.contains_key(id) || id.contains('/'));
         // Gone: record removed (poststop) or process exited.
         let gone: Vec<String> = self
             .watched
@@ -280,8 +292,15 @@ impl Monitor {
     fn unwatch(&mut self, w: &Watched) {
         if let Some(ino) = &self.inotify {
             for wd in &w.watches {
-                let _ = ino.rm_watch(*wd);
-                self.wds.remove(wd);
+                // The kernel gives one descriptor per directory: containers sharing an image
+                // layer share it, so it goes only with its last user.
+                let users = self.wd_users.entry(*wd).or_insert(1);
+                *users -= 1;
+                if *users == 0 {
+                    self.wd_users.remove(wd);
+                    let _ = ino.rm_watch(*wd);
+                    self.wds.remove(wd);
+                }
             }
         }
     }
@@ -304,9 +323,29 @@ impl Monitor {
                     self.watch_limited = true;
                     return;
                 }
-                if let Ok(wd) = ino.add_watch(&d, flags) {
-                    self.wds.insert(wd, id.to_string());
-                    w.watches.push(wd);
+                match ino.add_watch(&d, flags) {
+                    Ok(wd) => {
+                        // A shared directory wakes every container that uses it.
+                        let key = self.wds.entry(wd).or_default();
+                        if !key.split('\n').any(|x| x == id) {
+                            if !key.is_empty() {
+                                key.push('\n');
+                            }
+                            key.push_str(id);
+                        }
+                        *self.wd_users.entry(wd).or_insert(0) += 1;
+                        w.watches.push(wd);
+                    }
+                    Err(e) => {
+                        if !self.watch_limited {
+                            eprintln!(
+                                "rootseal monitor: cannot watch {}: {e}; scanning on the interval only past this point",
+                                d.display()
+                            );
+                        }
+                        self.watch_limited = true;
+                        return;
+                    }
                 }
                 if depth >= self.cfg.limits.max_depth {
                     continue;
@@ -331,8 +370,12 @@ impl Monitor {
                 break;
             }
             for e in events {
-                if let Some(id) = self.wds.get(&e.wd) {
-                    touched.insert(id.clone());
+                if e.mask.contains(nix::sys::inotify::AddWatchFlags::IN_Q_OVERFLOW) {
+                    // Events were lost: every container is due.
+                    touched.extend(self.watched.keys().cloned());
+                }
+                if let Some(ids) = self.wds.get(&e.wd) {
+                    touched.extend(ids.split('\n').map(str::to_string));
                 }
             }
         }
@@ -354,6 +397,10 @@ impl Monitor {
         let mut events = Vec::new();
         for id in ids {
             let ev = self.scan_one(&id);
+            // A cycle over many containers must not look like a hang to systemd.
+            if watchdog_interval().is_some() {
+                sd_notify("WATCHDOG=1");
+            }
             if let Some(w) = self.watched.get_mut(&id) {
                 w.due = Instant::now() + self.cfg.monitor.interval();
             }
@@ -371,6 +418,7 @@ impl Monitor {
         let trust = self.trust.clone()?;
         let cfg = &self.cfg;
         let w = self.watched.get_mut(id).expect("watched");
+        w.signers.clear();
         let seal_path = w
             .rec
             .seal_path
@@ -387,9 +435,18 @@ impl Monitor {
             .map_err(|e| format!("seal {} is no longer readable ({e}); re-import it", seal_path.display()))?;
         let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
         if w.seal.as_ref().is_none_or(|(_, s)| *s != stamp) {
-            let bytes =
-                crate::atomic::read_bounded(&seal_path, crate::seal::MAX_SEAL_BYTES).map_err(|e| e.to_string())?;
-            let seal = Seal::parse(&bytes).map_err(|e| format!("seal {} is invalid: {e}", seal_path.display()))?;
+            let seal = match self.seals.get(&seal_path).filter(|(s, _)| *s == stamp) {
+                Some((_, seal)) => Arc::clone(seal),
+                None => {
+                    let bytes = crate::atomic::read_bounded(&seal_path, crate::seal::MAX_SEAL_BYTES)
+                        .map_err(|e| e.to_string())?;
+                    let seal = Arc::new(
+                        Seal::parse(&bytes).map_err(|e| format!("seal {} is invalid: {e}", seal_path.display()))?,
+                    );
+                    self.seals.insert(seal_path.clone(), (stamp, Arc::clone(&seal)));
+                    seal
+                }
+            };
             if w.rec.seal_digest.as_deref() != Some(seal.digest.to_string().as_str()) {
                 return Err(format!(
                     "seal {} now seals {}, not the {} the container started with",
@@ -398,9 +455,12 @@ impl Monitor {
                     w.rec.seal_digest.as_deref().unwrap_or("?")
                 ));
             }
-            let signers = verify::check_seal(&seal, &trust, SystemTime::now(), 1).map_err(|e| e.to_string())?;
+            // The same trust and policy checks as at start (keys, revocation, expiry, rules).
+            let image_rule = policy::rule(&cfg.rules, w.rec.image.as_deref());
+            let (signers, _) =
+                crate::hook::seal_policy(cfg, &seal, &trust, image_rule, SystemTime::now()).map_err(|v| v.message)?;
             w.signers = signers.into_iter().map(|s| s.name).collect();
-            w.seal = Some((Arc::new(seal), stamp));
+            w.seal = Some((seal, stamp));
             w.exclusions = None;
         }
         if w.exclusions.is_none() {
@@ -497,7 +557,8 @@ impl Monitor {
                 let set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
                 if w.reported.as_ref() != Some(&set) {
                     let act = if w.action_taken.is_none() { take_action(w, action) } else { None };
-                    if let Some(a) = &act {
+                    // A failed kill or freeze is tried again at the next drift change.
+                    if let Some(a) = act.as_ref().filter(|a| !a.contains("failed")) {
                         w.action_taken = Some(a.clone());
                     }
                     self.stats.drift_events += 1;
@@ -636,7 +697,7 @@ fn event(
         source: "monitor",
         event: kind,
         severity,
-        mode: Mode::Enforce,
+        mode: if w.rec.mode == "audit" { Mode::Audit } else { Mode::Enforce },
         container: ContainerInfo {
             id: display_path(w.rec.id.as_bytes()),
             bundle: w.rec.bundle.display().to_string(),
@@ -660,12 +721,15 @@ fn event(
 
 /// Opens the record's process as a pidfd and checks it is the same process (start time).
 fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
-    let Some(pid) = rec.pid.filter(|p| *p > 0) else { return Ok(None) };
+    let Some(pid) = rec.pid.filter(|p| *p > 0) else {
+        return Err("the record has no pid, so its process cannot be identified".into());
+    };
     let fd = sys::pidfd_open(pid).map_err(|e| format!("its process {pid} is gone ({e})"))?;
     // The pidfd pins the process: if the start time read now matches the record, the pidfd is
     // that process; if the pid was reused, the start time differs.
     match (rec.pid_start_time, state::pid_start_time(pid)) {
         (Some(want), Some(have)) if want == have => Ok(Some(fd)),
+        (Some(_), None) => Err(format!("its process {pid} exited")),
         (Some(_), _) => Err(format!("pid {pid} now belongs to another process (start time differs)")),
         (None, _) => Err(format!("the record has no start time for pid {pid}, so it cannot be identified")),
     }
@@ -808,9 +872,9 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(MonitorError::Signals)?;
     let mut m = Monitor::new(cfg, config_path);
     if once {
+        // One scan, printed: the daemon's status and metrics files are left alone.
         m.refresh();
         m.scan_due(true);
-        m.write_outputs();
         for (id, w) in &m.watched {
             let what = match w.outcome {
                 Outcome::Clean => "clean".to_string(),

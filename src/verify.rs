@@ -140,7 +140,7 @@ pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usiz
 pub fn compare(seal: &Seal, found: &Manifest, exclusions: Option<&Exclusions>) -> Vec<Difference> {
     match exclusions {
         Some(ex) if !ex.is_empty() => {
-            manifest::diff(&ex.apply_sealed(&seal.manifest), &ex.apply_found(found, &seal.manifest))
+            manifest::diff_by(&seal.manifest, found, |e| ex.keep_sealed(e), |e| ex.keep_found(e, &seal.manifest))
         }
         _ => {
             if found.digest() == seal.digest {
