@@ -425,6 +425,7 @@ fn candidates(
 /// The seal against trust and policy: trusted, unrevoked, unexpired signers, as many as the
 /// rules that apply require, and from the keys they name. The rules are the runtime image
 /// name's and the (signed) subject name's, combined strictest-wins.
+#[allow(clippy::result_large_err)]
 pub fn seal_policy(
     cfg: &Config,
     seal: &Seal,
