@@ -193,8 +193,12 @@ impl Config {
             path: path.into(),
             detail: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
         })?;
-        for (key, value) in [("trust_dir", &cfg.trust_dir), ("seal_dir", &cfg.seal_dir), ("state_dir", &cfg.state_dir)]
-        {
+        for (key, value) in [
+            ("trust_dir", &cfg.trust_dir),
+            ("seal_dir", &cfg.seal_dir),
+            ("state_dir", &cfg.state_dir),
+            ("cache_dir", &cfg.cache_dir),
+        ] {
             if !value.is_absolute() {
                 return Err(ConfigError::Relative { path: path.into(), key, value: value.clone() });
             }

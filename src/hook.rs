@@ -143,6 +143,9 @@ pub struct Decision {
     pub seal: Option<SealInfo>,
     pub seal_path: Option<PathBuf>,
     pub violations: Vec<Violation>,
+    /// Problems that do not change the verdict (a cache that could not be written), printed
+    /// after the reason line.
+    pub warnings: Vec<String>,
 }
 
 impl Decision {
@@ -158,6 +161,7 @@ impl Decision {
             seal: None,
             seal_path: None,
             violations: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -286,7 +290,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             return;
         }
     };
-    let found = match walk_rootfs(cfg, &bundle.root, deadline) {
+    let found = match walk_rootfs(cfg, &bundle.root, deadline, &mut d.warnings) {
         Ok(m) => m,
         Err(e) => {
             d.violations.push(Violation::new("rootfs", e));
@@ -355,7 +359,12 @@ struct Verified {
 
 /// Walks a rootfs, through the verification cache in `verify = "cached"` mode (docs/performance.md):
 /// unchanged files are not read again. The cache is rewritten when anything was hashed.
-pub fn walk_rootfs(cfg: &Config, rootfs: &Path, deadline: Instant) -> Result<Manifest, String> {
+pub fn walk_rootfs(
+    cfg: &Config,
+    rootfs: &Path,
+    deadline: Instant,
+    warnings: &mut Vec<String>,
+) -> Result<Manifest, String> {
     let fd = walk::open_root(rootfs).map_err(|e| e.to_string())?;
     let cached = cfg.hook.verify == crate::config::VerifyMode::Cached;
     let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
@@ -367,13 +376,15 @@ pub fn walk_rootfs(cfg: &Config, rootfs: &Path, deadline: Instant) -> Result<Man
         limits: cfg.limits,
         deadline: Some(deadline),
         cache: root_id.is_some().then_some(&cache),
+        want_cache: root_id.is_some(),
         ..walk::Options::default()
     };
     let w = walk::walk_cached(rootfs, fd, &opts).map_err(|e| e.to_string())?;
-    if let Some(id) = root_id.filter(|_| w.hashed > 0) {
+    drop(cache);
+    if let (Some(id), Some(new)) = (root_id, &w.cache) {
         // A cache that cannot be written only costs speed next time.
-        if let Err(e) = crate::cache::save(&cfg.cache_dir, rootfs, &id, &w.cache) {
-            eprintln!("rootseal: warning: {e}");
+        if let Err(e) = crate::cache::save(&cfg.cache_dir, rootfs, &id, new) {
+            warnings.push(e.to_string());
         }
     }
     Ok(w.manifest)
@@ -397,9 +408,13 @@ fn candidates(
     // The content key of the tree as found, and of the tree without the runtime's artifacts
     // (an image may or may not have its own /etc/mtab).
     let artifacts = runtime_artifacts(bundle);
-    let without = found.filtered(|e| !artifacts.iter().any(|(p, k)| *p == e.path && *k == e.kind));
-    for m in [found, &without] {
-        for d in store.by_content(&store::content_key(m)).map_err(|e| e.to_string())? {
+    let mut keys = vec![store::content_key(found)];
+    if found.entries().iter().any(|e| artifacts.iter().any(|(p, k)| *p == e.path && *k == e.kind)) {
+        let without = found.filtered(|e| !artifacts.iter().any(|(p, k)| *p == e.path && *k == e.kind));
+        keys.push(store::content_key(&without));
+    }
+    for key in keys {
+        for d in store.by_content(&key).map_err(|e| e.to_string())? {
             if !out.contains(&d) {
                 out.push(d);
             }
@@ -497,6 +512,7 @@ fn check_candidate(
     };
     let seal = Seal::parse(&bytes)
         .map_err(|e| Violation::new("seal-invalid", format!("seal {} is invalid: {e}", path.display())))?;
+    drop(bytes);
     if seal.digest != *digest {
         return Err(Violation::new(
             "seal-invalid",
@@ -654,6 +670,9 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
+    }
+    for w in &d.warnings {
+        let _ = writeln!(stderr, "rootseal: warning: {w}");
     }
     if d.allowed() && d.exemption.is_none() && d.rootfs.is_some() && state::check_id(&d.id).is_ok() {
         let rec = state::Record {

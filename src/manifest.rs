@@ -121,9 +121,19 @@ impl Manifest {
         out.into_bytes()
     }
 
-    /// `sha256:<hex>` of the canonical bytes.
+    /// `sha256:<hex>` of the canonical bytes, hashed as they are produced (no copy of the
+    /// whole text).
     pub fn digest(&self) -> TreeDigest {
-        TreeDigest(Sha256::digest(self.to_canonical()).into())
+        let mut h = Sha256::new();
+        h.update(HEADER.as_bytes());
+        h.update(b"\n");
+        let mut line = String::with_capacity(256);
+        for e in &self.entries {
+            line.clear();
+            write_entry(&mut line, e);
+            h.update(line.as_bytes());
+        }
+        TreeDigest(h.finalize().into())
     }
 
     /// Parses canonical bytes, insisting they are canonical: sorted, unique, well formed.
@@ -516,6 +526,7 @@ mod tests {
     fn canonical_round_trip_with_hostile_names() {
         let m = Manifest::from_entries(vec![
             file("/a b\n%\x1b[31m", 1),
+            file("/z", 2),
             Entry {
                 path: b"/l\xff".to_vec(),
                 mode: 0o777,
@@ -543,6 +554,7 @@ mod tests {
         assert!(text.contains("/a%20b%0A%25%1B[31m f 0644 0 0 size=1"), "{text}");
         assert!(text.contains("/bin/ping f 4755 0 0 size=0 sha256=") && text.contains(" cap=01000002\n"));
         assert_eq!(Manifest::parse(&bytes).unwrap(), m);
+        assert_eq!(m.digest().0, <[u8; 32]>::from(Sha256::digest(&bytes)), "streamed digest = digest of the text");
     }
 
     #[test]

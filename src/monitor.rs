@@ -418,7 +418,6 @@ impl Monitor {
         let trust = self.trust.clone()?;
         let cfg = &self.cfg;
         let w = self.watched.get_mut(id).expect("watched");
-        w.signers.clear();
         let seal_path = w
             .rec
             .seal_path
@@ -500,16 +499,21 @@ impl Monitor {
                 limits,
                 deadline: Some(deadline),
                 cache: root_id.is_some().then_some(&cache),
+                want_cache: root_id.is_some(),
                 ..walk::Options::default()
             };
             let walked = walk::walk_cached(&w.rec.rootfs, fd, &opts).map_err(|e| e.to_string())?;
             if let Some(id) = root_id {
-                if walked.hashed > 0 {
-                    if let Err(e) = crate::cache::save(&cache_dir, &w.rec.rootfs, &id, &walked.cache) {
-                        eprintln!("rootseal monitor: warning: {e}");
+                let next = match walked.cache {
+                    Some(new) => {
+                        if let Err(e) = crate::cache::save(&cache_dir, &w.rec.rootfs, &id, &new) {
+                            eprintln!("rootseal monitor: warning: {e}");
+                        }
+                        new
                     }
-                }
-                w.cache = Some((id, walked.cache.without_racy(SystemTime::now())));
+                    None => cache,
+                };
+                w.cache = Some((id, next.without_racy(SystemTime::now())));
             }
             Ok(verify::compare(seal, &walked.manifest, w.exclusions.as_ref()))
         });
@@ -556,11 +560,12 @@ impl Monitor {
                 w.outcome = Outcome::Drift;
                 let set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
                 if w.reported.as_ref() != Some(&set) {
-                    let act = if w.action_taken.is_none() { take_action(w, action) } else { None };
+                    let outcome = if w.action_taken.is_none() { take_action(w, action) } else { None };
                     // A failed kill or freeze is tried again at the next drift change.
-                    if let Some(a) = act.as_ref().filter(|a| !a.contains("failed")) {
+                    if let Some((a, true)) = &outcome {
                         w.action_taken = Some(a.clone());
                     }
+                    let act = outcome.map(|(a, _)| a);
                     self.stats.drift_events += 1;
                     let first: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
                     let more =
@@ -735,26 +740,29 @@ fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
     }
 }
 
-/// Runs the drift action once. Returns what was done, for the event.
-fn take_action(w: &Watched, action: Action) -> Option<String> {
+/// Runs the drift action. Returns what was done, for the event, and whether it worked.
+fn take_action(w: &Watched, action: Action) -> Option<(String, bool)> {
     match action {
         Action::Alert => None,
         Action::Kill => Some(match &w.pidfd {
             Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL) {
-                Ok(()) => format!(
-                    "killed: SIGKILL sent to the container's init (pid {}) through its pidfd",
-                    w.rec.pid.unwrap_or(0)
+                Ok(()) => (
+                    format!(
+                        "killed: SIGKILL sent to the container's init (pid {}) through its pidfd",
+                        w.rec.pid.unwrap_or(0)
+                    ),
+                    true,
                 ),
-                Err(e) => format!("kill failed: {e}"),
+                Err(e) => (format!("kill failed: {e}"), false),
             },
-            None => "kill not possible: the container's process could not be identified".into(),
+            None => ("kill not possible: the container's process could not be identified".into(), false),
         }),
         Action::Freeze => Some(match w.rec.pid.filter(|_| w.pidfd.is_some()) {
             Some(pid) => match freeze(pid) {
-                Ok(p) => format!("frozen: {} set", p.display()),
-                Err(e) => format!("freeze failed: {e}"),
+                Ok(p) => (format!("frozen: {} set", p.display()), true),
+                Err(e) => (format!("freeze failed: {e}"), false),
             },
-            None => "freeze not possible: the container's process could not be identified".into(),
+            None => ("freeze not possible: the container's process could not be identified".into(), false),
         }),
     }
 }

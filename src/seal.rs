@@ -232,8 +232,10 @@ impl Seal {
             return Err(SealError::TooManySignatures(env.signatures.len()));
         }
         let payload = B64.decode(&env.payload).map_err(|_| SealError::Base64 { field: "payload" })?;
-        let mut signatures = Vec::with_capacity(env.signatures.len());
-        for (index, s) in env.signatures.iter().enumerate() {
+        let env_signatures = env.signatures;
+        drop(env.payload);
+        let mut signatures = Vec::with_capacity(env_signatures.len());
+        for (index, s) in env_signatures.iter().enumerate() {
             let raw = B64.decode(&s.sig).map_err(|_| SealError::Base64 { field: "signature" })?;
             let arr: [u8; 64] =
                 raw.as_slice().try_into().map_err(|_| SealError::SignatureLength { index, len: raw.len() })?;
@@ -259,7 +261,7 @@ impl Seal {
         let digest = manifest::parse_hex32(hex)
             .map(TreeDigest)
             .ok_or_else(|| SealError::Statement(format!("subject sha256 {hex:?} is not 64 lowercase hex digits")))?;
-        let p = st.predicate;
+        let mut p = st.predicate;
         if p.digest_spec != manifest::HEADER {
             return Err(SealError::Statement(format!(
                 "digestSpec is {:?}; this build verifies {:?} only, upgrade rootseal",
@@ -274,6 +276,8 @@ impl Seal {
             )));
         }
         let compressed = B64.decode(&p.manifest.data).map_err(|_| SealError::Base64 { field: "manifest" })?;
+        // The manifest is kept parsed; its encoded copy is only in the signed payload.
+        p.manifest.data = String::new();
         let mut canonical = Vec::new();
         GzDecoder::new(compressed.as_slice())
             .take(MAX_MANIFEST_BYTES + 1)
@@ -286,7 +290,9 @@ impl Seal {
         if found != digest {
             return Err(SealError::ManifestMismatch { subject: digest, found });
         }
+        drop(compressed);
         let manifest = Manifest::parse(&canonical).map_err(|e| SealError::Manifest(e.to_string()))?;
+        drop(canonical);
         let created = parse_time("created", &p.created)?;
         let expires = p.expires.as_deref().map(|e| parse_time("expires", e)).transpose()?;
         Ok(Seal {

@@ -93,13 +93,16 @@ pub struct Options<'a> {
     pub threads: usize,
     /// Files whose stat key matches are not read again (src/cache.rs).
     pub cache: Option<&'a crate::cache::Cache>,
+    /// Build the next cache ([`Walked::cache`]); without it the walk keeps no stat keys.
+    pub want_cache: bool,
 }
 
 /// A walk's result with what the cache needs next time.
 pub struct Walked {
     pub manifest: Manifest,
-    /// Every regular file's stat key and hash: the next cache.
-    pub cache: crate::cache::Cache,
+    /// Every regular file's stat key and hash: the next cache. None when not asked for, or
+    /// when nothing was hashed (the cache given is still the whole truth).
+    pub cache: Option<crate::cache::Cache>,
     /// Regular files taken from the cache without reading them.
     pub cache_hits: usize,
     /// Regular files read and hashed.
@@ -225,14 +228,19 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
             let kind = entries[from].kind.clone();
             entries[to].kind = kind;
         }
-        let mut cache = crate::cache::Cache::default();
-        for (i, key) in keys {
-            if let Kind::File { sha256, cap, .. } = &entries[i].kind {
-                cache
-                    .files
-                    .insert(entries[i].path.clone(), crate::cache::Cached { key, sha256: *sha256, cap: cap.clone() });
+        let cache = (opts.want_cache && (hashed > 0 || opts.cache.is_none())).then(|| {
+            let mut cache = crate::cache::Cache::default();
+            cache.files.reserve(keys.len());
+            for (i, key) in keys {
+                if let Kind::File { sha256, cap, .. } = &entries[i].kind {
+                    cache.files.insert(
+                        entries[i].path.clone(),
+                        crate::cache::Cached { key, sha256: *sha256, cap: cap.clone() },
+                    );
+                }
             }
-        }
+            cache
+        });
         Ok(Walked { manifest: Manifest::from_entries(entries), cache, cache_hits: hits, hashed })
     })
 }
@@ -333,10 +341,21 @@ impl Walker<'_> {
                         let size = st.st_size as u64;
                         entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
                         let key = crate::cache::StatKey::of(&st);
-                        self.keys.push((self.entries.len(), key));
+                        if self.opts.want_cache {
+                            self.keys.push((self.entries.len(), key));
+                        }
                         // Unchanged since it was hashed (same inode, size, mtime, ctime): the
                         // kernel moves ctime on every change, so the cached hash still holds.
                         if let Some(c) = self.opts.cache.and_then(|c| c.files.get(&child)).filter(|c| c.key == key) {
+                            // Cached content still counts toward the size limit.
+                            self.bytes = self.bytes.saturating_add(size);
+                            if self.bytes > lim.max_total_bytes {
+                                return Err(self.limit(
+                                    format!("more than {} bytes of file content", lim.max_total_bytes),
+                                    "max_total_bytes",
+                                    lim.max_total_bytes,
+                                ));
+                            }
                             entry.kind = Kind::File { size, sha256: c.sha256, cap: c.cap.clone() };
                             self.hits += 1;
                             self.entries.push(entry);
