@@ -121,6 +121,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Is this node protected? Checks config, trust store, seals, runtime integration, monitor,
+    /// syslog and mode, with a fix for each failure; exits 1 when it is not protected
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        /// containerd's config file to look for the runtime entry in
+        #[arg(long, value_name = "PATH", default_value = crate::install::DEFAULT_CONFIG)]
+        containerd_config: PathBuf,
+        /// OCI hooks.d directories, lowest priority first
+        #[arg(long = "hooks-dir", value_name = "DIR")]
+        hooks_dirs: Vec<PathBuf>,
+    },
     /// Print a deployable file: the monitor's systemd unit or the tmpfiles.d entry
     Generate {
         #[arg(value_parser = ["monitor-unit", "tmpfiles"])]
@@ -374,6 +386,31 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { json, containerd_config, hooks_dirs } => {
+            let mut places = crate::doctor::Places { containerd_config, ..Default::default() };
+            if !hooks_dirs.is_empty() {
+                places.hooks_dirs = hooks_dirs;
+            }
+            let checks = crate::doctor::run(Config::load(cli.config.as_deref()), &places);
+            let ok = crate::doctor::protected(&checks);
+            if json {
+                println!("{}", json!({"protected": ok, "checks": checks}));
+            } else {
+                for c in &checks {
+                    let tag = match c.status {
+                        crate::doctor::Status::Ok => "ok  ",
+                        crate::doctor::Status::Warn => "warn",
+                        crate::doctor::Status::Fail => "FAIL",
+                    };
+                    println!("{tag}  {}: {}", c.name, c.detail);
+                    if let Some(f) = &c.fix {
+                        println!("      fix: {f}");
+                    }
+                }
+                println!("{}", if ok { "this node is protected" } else { "this node is NOT protected" });
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Generate { what, binary } => {
             match what.as_str() {

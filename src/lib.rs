@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod exclude;
 pub mod glob;
