@@ -5,6 +5,7 @@
 mod util;
 
 mod containerd;
+mod deb;
 mod harness;
 mod images;
 mod monitor;

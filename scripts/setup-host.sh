@@ -4,7 +4,7 @@ set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "setup-host: run as root (sudo $0)" >&2; exit 2; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time; do
+for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time lintian; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -17,5 +17,10 @@ fi
 if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
   mkdir -p /sys/fs/cgroup/hugetlb
   mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+# cargo-deb builds the Debian package (the package test in integration/deb.rs).
+if ! command -v cargo-deb >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1; then
+  echo "setup-host: installing cargo-deb"
+  cargo install --locked --quiet cargo-deb
 fi
 echo "setup-host: ready ($(runc --version | head -1); $(crun --version | head -1); $(podman --version))"

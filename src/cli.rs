@@ -133,9 +133,10 @@ pub enum Command {
         #[arg(long = "hooks-dir", value_name = "DIR")]
         hooks_dirs: Vec<PathBuf>,
     },
-    /// Print a deployable file: the monitor's systemd unit or the tmpfiles.d entry
+    /// Print a deployable file: the monitor's systemd unit, the tmpfiles.d entry, the man page
+    /// or bash completions
     Generate {
-        #[arg(value_parser = ["monitor-unit", "tmpfiles"])]
+        #[arg(value_parser = ["monitor-unit", "tmpfiles", "man", "completions-bash"])]
         what: String,
         /// Path of the rootseal binary on the node
         #[arg(long, default_value = "/usr/bin/rootseal")]
@@ -415,6 +416,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Generate { what, binary } => {
             match what.as_str() {
                 "monitor-unit" => print!("{}", crate::packaging::monitor_unit(&binary)),
+                "man" => {
+                    use clap::CommandFactory;
+                    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Error::Stdout)?;
+                }
+                "completions-bash" => {
+                    use clap::CommandFactory;
+                    clap_complete::generate(
+                        clap_complete::Shell::Bash,
+                        &mut Cli::command(),
+                        "rootseal",
+                        &mut std::io::stdout(),
+                    );
+                }
                 _ => print!("{}", crate::packaging::tmpfiles()),
             }
             Ok(ExitCode::SUCCESS)

@@ -664,15 +664,19 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
 fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
     let mut stderr = std::io::stderr().lock();
     let alert = d.exemption.is_some() || !d.violations.is_empty();
-    // The reason first: it is the line runtimes show to the user.
+    // Exactly one line when there is something to say: runc and containerd show a hook's
+    // whole stderr, podman only one line of it. Warnings ride at the end of that line.
+    let mut warnings = d.warnings.clone();
     if alert {
-        let _ = writeln!(stderr, "{}", d.summary());
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
-            let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
+            warnings.push(format!("alert not delivered: {e}"));
         }
-    }
-    for w in &d.warnings {
-        let _ = writeln!(stderr, "rootseal: warning: {w}");
+        let tail = if warnings.is_empty() { String::new() } else { format!(" (warning: {})", warnings.join("; ")) };
+        let _ = writeln!(stderr, "{}{tail}", d.summary());
+    } else {
+        for w in &warnings {
+            let _ = writeln!(stderr, "rootseal: warning: {w}");
+        }
     }
     if d.allowed() && d.exemption.is_none() && d.rootfs.is_some() && state::check_id(&d.id).is_ok() {
         let rec = state::Record {

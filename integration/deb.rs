@@ -1,0 +1,130 @@
+//! The Debian package on this machine: build it, lintian it, install it with dpkg, ask
+//! `rootseal doctor`, run the hook end to end through the installed paths (podman with the
+//! distribution hooks.d directory), purge it and check nothing is left but the trust store.
+
+use crate::harness::busybox_rootfs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const INSTALLED: &[&str] = &[
+    "/usr/bin/rootseal",
+    "/usr/bin/rootseal-runtime",
+    "/usr/share/containers/oci/hooks.d/rootseal.json",
+    "/lib/systemd/system/rootseal-monitor.service",
+    "/usr/lib/tmpfiles.d/rootseal.conf",
+    "/usr/share/man/man1/rootseal.1.gz",
+    "/usr/share/bash-completion/completions/rootseal",
+    "/etc/rootseal/config.toml",
+];
+
+const PURGED: &[&str] =
+    &["/etc/rootseal/config.toml", "/run/rootseal", "/var/cache/rootseal", "/var/lib/rootseal", "/var/log/rootseal"];
+
+#[test]
+fn the_debian_package_installs_protects_and_purges() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ok(&mut Command::new(root.join("scripts/build-deb.sh")));
+    let deb: PathBuf = std::fs::read_dir(root.join("target/debian"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb was built");
+
+    // lintian: no errors (warnings go to the issue note).
+    let lint = run(Command::new("lintian").arg(&deb));
+    let text = String::from_utf8_lossy(&lint.stdout);
+    assert!(!text.lines().any(|l| l.starts_with("E:")), "lintian errors:\n{text}");
+
+    ok(Command::new("dpkg").arg("-i").arg(&deb));
+    for p in INSTALLED {
+        assert!(Path::new(p).exists(), "{p} installed");
+    }
+    let t = tempfile::tempdir().unwrap();
+
+    // doctor: the fresh node is not protected yet, and says why, item by item.
+    let o = run(Command::new("/usr/bin/rootseal").args(["doctor", "--json"]));
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let status = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(status("config"), "ok", "{v}");
+    assert_eq!(status("mode"), "warn", "installs in audit mode: {v}");
+    assert_eq!(status("trust store"), "fail", "no key yet: {v}");
+    assert_eq!(status("runtime integration"), "ok", "the hooks.d file: {v}");
+    assert_eq!(status("monitor"), "fail", "no systemd here to start it: {v}");
+
+    // The hook through the installed paths: podman reads /usr/share/containers/oci/hooks.d.
+    let result = std::panic::catch_unwind(|| end_to_end(t.path()));
+
+    ok(Command::new("dpkg").args(["--purge", "rootseal"]));
+    for p in INSTALLED.iter().chain(PURGED) {
+        assert!(!Path::new(p).exists(), "{p} left behind after purge");
+    }
+    assert!(Path::new("/etc/rootseal/trust").is_dir(), "purge keeps the trust store (policy)");
+    let _ = std::fs::remove_dir_all("/etc/rootseal");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn end_to_end(work: &Path) {
+    let rs = "/usr/bin/rootseal";
+    let prefix = work.join("ci");
+    ok(Command::new(rs).arg("keygen").arg("--out").arg(&prefix));
+    ok(Command::new(rs).args(["trust", "add"]).arg(work.join("ci.pub")).args(["--name", "ci-2026"]));
+    let rootfs = work.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let name = format!("test.local/rootseal/deb:{}", std::process::id());
+    let archive = crate::podman::oci_archive(&rootfs, work, &name);
+    let seal = work.join("seal.json");
+    ok(Command::new(rs).arg("seal").arg(&archive).arg("--key").arg(work.join("ci.key")).arg("--out").arg(&seal));
+    ok(Command::new(rs).args(["trust", "import"]).arg(&seal));
+    let cfg =
+        std::fs::read_to_string("/etc/rootseal/config.toml").unwrap().replace("mode = \"audit\"", "mode = \"enforce\"");
+    std::fs::write("/etc/rootseal/config.toml", cfg).unwrap();
+    ok(Command::new("podman").arg("load").arg("-i").arg(&archive));
+    let podman = |extra: &[&str]| {
+        run(Command::new("timeout")
+            .args(["-k", "5", "120", "podman", "run", "--rm", "--read-only", "--runtime", "runc"])
+            .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000"])
+            .args(extra)
+            .arg(&name)
+            .args(["cat", "/etc/motd"]))
+    };
+    let o = podman(&[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let layer =
+        ok(Command::new("podman").args(["image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}"]).arg(&name));
+    std::fs::write(Path::new(layer.trim()).join("etc/motd"), b"changed after pull\n").unwrap();
+    let o2 = podman(&[]);
+    let _ = Command::new("podman").args(["rmi", "-f", &name]).output();
+    assert!(o.status.success() && out.contains("hello from a sealed rootfs"), "sealed image: {out}\n{err}");
+    let err2 = String::from_utf8_lossy(&o2.stderr);
+    assert!(!o2.status.success() && err2.contains("/etc/motd content differs from seal"), "tampered: {err2}");
+    let events = std::fs::read_to_string("/var/log/rootseal/events.jsonl").unwrap();
+    assert!(events.contains("\"event\":\"blocked\""), "{events}");
+}
