@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod cache;
 mod digest_props;
+mod kubernetes;
 mod openssl_interop;
 mod walk_safety;
 mod workflow;
