@@ -91,7 +91,6 @@ impl Layer {
     }
 }
 
-#[allow(dead_code)]
 pub enum Compression {
     None,
     Gzip,

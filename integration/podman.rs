@@ -4,16 +4,13 @@
 
 use crate::harness::*;
 use crate::util::*;
-use sha2::Digest as _;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// Packs `rootfs` as a one-layer OCI archive named `reference`.
+/// Packs `rootfs` as a one-layer OCI archive named `reference` (GNU tar keeps the capability
+/// xattr).
 pub fn oci_archive(rootfs: &Path, work: &Path, reference: &str) -> PathBuf {
-    let layout = work.join("layout");
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
     let layer = work.join("layer.tar");
     sh(Command::new("tar")
         .arg("-C")
@@ -21,45 +18,8 @@ pub fn oci_archive(rootfs: &Path, work: &Path, reference: &str) -> PathBuf {
         .args(["--numeric-owner", "--xattrs", "--xattrs-include=security.capability", "-cf"])
         .arg(&layer)
         .arg("."));
-    let put = |bytes: &[u8]| -> String {
-        let hex = format!("{:x}", sha2::Sha256::digest(bytes));
-        std::fs::write(blobs.join(&hex), bytes).unwrap();
-        format!("sha256:{hex}")
-    };
-    let layer_bytes = std::fs::read(&layer).unwrap();
-    let layer_digest = put(&layer_bytes);
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    }))
-    .unwrap();
-    let config_digest = put(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_bytes.len()}],
-    }))
-    .unwrap();
-    let manifest_digest = put(&manifest);
-    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest, "size": manifest.len(),
-                "annotations": {"org.opencontainers.image.ref.name": reference},
-            }],
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    let archive = work.join("image.tar");
-    sh(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg("."));
-    archive
+    let bytes = std::fs::read(&layer).unwrap();
+    crate::images::oci_archive(work, reference, vec![(bytes, crate::images::Compression::None)])
 }
 
 struct Image {

@@ -23,17 +23,7 @@ fn fixture() -> Fixture {
     small_tree(&root);
     let (key, public) = env.keygen("ci");
     let seal = env.path("good.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            root.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    env.seal(&root, &key, &seal, &[]);
     Fixture { env, root, key, public, seal }
 }
 
@@ -78,17 +68,7 @@ fn a_missing_path_or_a_file_is_a_usage_error() {
     let file = f.root.join("etc/passwd");
     let (_, err) = f.env.expect(2, [OsStr::new("digest"), file.as_os_str()]);
     assert!(err.contains("not a directory"), "{err}");
-    let (_, err) = f.env.expect(
-        2,
-        [
-            OsStr::new("verify"),
-            f.root.as_os_str(),
-            OsStr::new("--seal"),
-            missing.as_os_str(),
-            OsStr::new("--key"),
-            f.public.as_os_str(),
-        ],
-    );
+    let (_, err) = f.env.verify(2, &f.root, &missing, &f.public, &[]);
     assert!(err.contains("nope"), "{err}");
 }
 

@@ -27,17 +27,7 @@ fn node() -> Node {
     let (key, public) = env.keygen("ci");
     env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
     let seal = env.path("s.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            rootfs.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    env.seal(&rootfs, &key, &seal, &[]);
     env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     // Files changed in the last 2 s are "racily clean" and never cached: let the tree age.
     std::thread::sleep(std::time::Duration::from_millis(2200));

@@ -2,7 +2,6 @@
 
 use crate::util::*;
 use base64::Engine as _;
-use std::ffi::OsStr;
 use std::process::Command;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -21,28 +20,8 @@ fn an_openssl_key_seals_and_openssl_verifies_the_signature_over_pae() {
     sh(openssl().args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key));
     sh(openssl().args(["pkey", "-pubout", "-in"]).arg(&key).arg("-out").arg(&public));
     let seal = env.path("s.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            root.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
-    env.expect(
-        0,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--key"),
-            public.as_os_str(),
-        ],
-    );
+    env.seal(&root, &key, &seal, &[]);
+    env.verify(0, &root, &seal, &public, &[]);
 
     // OpenSSL checks our signature over the DSSE PAE bytes.
     let envl: serde_json::Value = serde_json::from_slice(&std::fs::read(&seal).unwrap()).unwrap();
@@ -109,16 +88,6 @@ fn a_seal_signed_by_openssl_over_a_rootseal_statement_verifies() {
     assert_eq!(sig.len(), 64);
     let seal = env.path("openssl-seal.json");
     std::fs::write(&seal, rootseal::seal::envelope(&payload, &[(String::new(), sig)])).unwrap();
-    let (out, _) = env.expect(
-        0,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--key"),
-            public.as_os_str(),
-        ],
-    );
+    let (out, _) = env.verify(0, &root, &seal, &public, &[]);
     assert!(out.contains("registry.example/app@sha256:abc"), "{out}");
 }

@@ -72,6 +72,34 @@ impl Env {
         (so, se)
     }
 
+    /// `rootseal seal ROOT --key KEY --out OUT [extra...]`, asserting success.
+    pub fn seal(&self, root: &Path, key: &Path, out: &Path, extra: &[&str]) {
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("seal"),
+            root.as_os_str(),
+            OsStr::new("--key"),
+            key.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        self.expect(0, args);
+    }
+
+    /// `rootseal verify ROOT --seal SEAL --key PUB [extra...]`, asserting the exit code.
+    pub fn verify(&self, code: i32, root: &Path, seal: &Path, public: &Path, extra: &[&str]) -> (String, String) {
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("verify"),
+            root.as_os_str(),
+            OsStr::new("--seal"),
+            seal.as_os_str(),
+            OsStr::new("--key"),
+            public.as_os_str(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        self.expect(code, args)
+    }
+
     /// keygen into the temp dir; returns (private, public) paths.
     pub fn keygen(&self, name: &str) -> (PathBuf, PathBuf) {
         let prefix = self.path(name);

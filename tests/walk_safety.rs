@@ -88,30 +88,10 @@ fn hostile_names_are_escaped_in_messages() {
     std::fs::create_dir_all(&root).unwrap();
     let (key, public) = env.keygen("ci");
     let seal = env.path("s.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            root.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    env.seal(&root, &key, &seal, &[]);
     use std::os::unix::ffi::OsStrExt;
     std::fs::write(root.join(OsStr::from_bytes(b"evil\n\x1b[2Jname\xff")), b"x").unwrap();
-    let (_, err) = env.expect(
-        1,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--key"),
-            public.as_os_str(),
-        ],
-    );
+    let (_, err) = env.verify(1, &root, &seal, &public, &[]);
     assert!(err.contains("/evil%0A%1B[2Jname%FF added"), "{err}");
     assert!(!err.contains('\x1b'));
 }

@@ -23,31 +23,11 @@ fn seal_verify_tamper_verify() {
             seal.as_os_str(),
         ],
     );
-    let (out, _) = env.expect(
-        0,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--key"),
-            public.as_os_str(),
-        ],
-    );
+    let (out, _) = env.verify(0, &root, &seal, &public, &[]);
     assert!(out.contains("verified") && out.contains("example.com/app:1"), "{out}");
 
     std::fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\nevil:x:0:0::/:/bin/sh\n").unwrap();
-    let (_, err) = env.expect(
-        1,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--key"),
-            public.as_os_str(),
-        ],
-    );
+    let (_, err) = env.verify(1, &root, &seal, &public, &[]);
     assert!(err.contains("/etc/passwd content differs from seal"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
@@ -79,17 +59,7 @@ fn verify_json_lists_every_difference() {
     small_tree(&root);
     let (key, public) = env.keygen("ci");
     let seal = env.path("s.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            root.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    env.seal(&root, &key, &seal, &[]);
     std::fs::remove_file(root.join("bin/su")).unwrap();
     std::fs::write(root.join("bin/new"), b"x").unwrap();
     let (out, _) = env.expect(
@@ -123,17 +93,7 @@ fn trust_store_lifecycle_and_import() {
     small_tree(&root);
     let (key, public) = env.keygen("ci-2026");
     let seal = env.path("s.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            root.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    env.seal(&root, &key, &seal, &[]);
 
     // An empty store trusts nothing: import is refused.
     let (_, err) = env.expect(2, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
@@ -202,17 +162,7 @@ fn revoked_digest_is_refused() {
     small_tree(&root);
     let (key, public) = env.keygen("ci");
     let seal = env.path("s.json");
-    env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            root.as_os_str(),
-            OsStr::new("--key"),
-            key.as_os_str(),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    env.seal(&root, &key, &seal, &[]);
     env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
     let (digest, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str()]);
     env.expect(0, ["trust", "revoke", "--digest", digest.trim()]);
