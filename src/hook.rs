@@ -282,7 +282,16 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     d
 }
 
+/// `ROOTSEAL_TRACE=1`: phase timings on stderr, for profiling the hook.
+fn trace(phase: &str, since: &mut Instant) {
+    if std::env::var_os("ROOTSEAL_TRACE").is_some() {
+        eprintln!("rootseal: trace: {phase} {:.1} ms", since.elapsed().as_secs_f64() * 1000.0);
+    }
+    *since = Instant::now();
+}
+
 fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, deadline: Instant, d: &mut Decision) {
+    let mut t = Instant::now();
     let trust = match TrustStore::new(&cfg.trust_dir).load() {
         Ok(t) => t,
         Err(e) => {
@@ -290,6 +299,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             return;
         }
     };
+    trace("trust store", &mut t);
     let found = match walk_rootfs(cfg, &bundle.root, deadline, &mut d.warnings) {
         Ok(m) => m,
         Err(e) => {
@@ -297,6 +307,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             return;
         }
     };
+    trace("walk (with cache load/save)", &mut t);
     let store = SealStore::new(&cfg.seal_dir);
     let candidates = match candidates(&store, bundle, d.image.as_deref(), &found) {
         Ok(c) => c,
@@ -305,6 +316,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             return;
         }
     };
+    trace("candidates (content key, sketch)", &mut t);
     if candidates.is_empty() {
         let hint = if d.image.is_some() {
             String::new()
@@ -324,7 +336,9 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     let now = SystemTime::now();
     let mut best: Option<Violation> = None;
     for digest in candidates {
-        match check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, image_rule) {
+        let r = check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, image_rule);
+        trace("seal parse, checks and compare", &mut t);
+        match r {
             Ok(v) => {
                 d.mode = v.effective.mode;
                 d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));

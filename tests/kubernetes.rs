@@ -8,7 +8,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 fn load() -> BTreeMap<String, Yaml> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes");
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+    let files = std::fs::read_dir(&dir).unwrap().chain(std::fs::read_dir(dir.join("examples")).unwrap());
+    for e in files.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "yaml") {
             let text = std::fs::read_to_string(&p).unwrap();
@@ -34,6 +35,15 @@ fn manifests_parse_and_agree() {
     for k in ["Namespace", "RuntimeClass", "ConfigMap", "Secret", "DaemonSet", "Pod"] {
         assert!(m.contains_key(k), "a {k} manifest");
     }
+    // `kubectl apply -f packaging/kubernetes/` applies files in name order: the namespace first.
+    let mut names: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    assert_eq!(names[0], "00-namespace.yaml");
     let ns = s(&m["Namespace"]["metadata"]["name"]);
     for k in ["ConfigMap", "Secret", "DaemonSet"] {
         assert_eq!(s(&m[k]["metadata"]["namespace"]), ns, "{k} is in the namespace");
