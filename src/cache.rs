@@ -49,7 +49,8 @@ impl StatKey {
         }
     }
 
-    fn racy(&self, written: SystemTime) -> bool {
+    /// Changed within [`RACY_WINDOW`] of `written` (or after it).
+    pub fn racy(&self, written: SystemTime) -> bool {
         let now = written.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
         let window = RACY_WINDOW.as_nanos() as i128;
         let ns = |(s, n): (i64, i64)| s as i128 * 1_000_000_000 + n as i128;
@@ -123,6 +124,14 @@ pub enum CacheError {
 
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn known_boot() -> Result<String, String> {
+    let b = boot_id();
+    if b.is_empty() {
+        return Err("the boot id cannot be read, so a cache cannot be tied to this boot".into());
+    }
+    Ok(b)
 }
 
 /// The cache file for a rootfs path.
@@ -215,7 +224,7 @@ fn parse(cache_dir: &Path, rootfs: &Path, root: &RootId, bytes: &[u8]) -> Result
     }
     let nl = body[8..].iter().position(|&b| b == b'\n').ok_or("no header")? + 8;
     let hdr: serde_json::Value = serde_json::from_slice(&body[8..nl]).map_err(|e| format!("header: {e}"))?;
-    if hdr["boot_id"].as_str() != Some(boot_id().as_str()) {
+    if hdr["boot_id"].as_str() != Some(known_boot()?.as_str()) {
         return Err("written in another boot".into());
     }
     if hdr["rootfs"].as_str() != Some(rootfs.display().to_string().as_str()) {

@@ -88,15 +88,23 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, submounts: &dyn Fn(&Path) -> 
         let opts: Vec<&str> = m.options().as_deref().unwrap_or_default().iter().map(String::as_str).collect();
         let is_bind = typ == "bind" || opts.iter().any(|o| *o == "bind" || *o == "rbind");
         let recursive = opts.contains(&"rbind");
+        // runc: `ro` is the last of ro/rw; the recursive attribute is the last of rro/rrw, and it
+        // is applied after the remount, so `["ro","rrw"]` ends read-write.
         let mut ro = false;
+        let mut rec: Option<bool> = None;
         for o in &opts {
             match *o {
                 "ro" => ro = true,
                 "rw" => ro = false,
+                "rro" => rec = Some(true),
+                "rrw" => rec = Some(false),
                 _ => {}
             }
         }
-        let rro = opts.contains(&"rro");
+        if rec == Some(false) {
+            ro = false;
+        }
+        let rro = rec == Some(true);
         // The runtime bind-mounts what the source resolves to: match policy against the
         // resolved path (or, when it does not exist, the lexically cleaned one), never against
         // a path with `..` or symlinks in it.
@@ -207,18 +215,20 @@ mod tests {
             {"destination":"/ro","type":"bind","source":"/srv/ro","options":["rbind","ro"]},
             {"destination":"/rro","type":"bind","source":"/srv/ro","options":["rbind","ro","rro"]},
             {"destination":"/flip","type":"bind","source":"/srv/flip","options":["ro","rw"]},
+            {"destination":"/rrw","type":"bind","source":"/srv/rrw","options":["rbind","ro","rrw"]},
             {"destination":"/disk","type":"ext4","source":"/dev/sdb"},
             {"destination":"/cache","type":"bind","source":"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache","options":["rbind","rw"]}
             ]}"#,
         );
         let v = codes(&s, vec![PathBuf::from("/srv/ro/sub")]);
-        assert_eq!(v.len(), 4, "{v:#?}");
+        assert_eq!(v.len(), 5, "{v:#?}");
         assert!(v[0].contains("/srv/data at /data is writable"));
         assert!(v[1].contains("[\"rbind\",\"ro\"]") && v[1].contains("/srv/ro/sub"));
         assert!(v[2].contains("/srv/flip at /flip is writable"));
-        assert!(v[3].contains("ext4 mount at /disk"));
+        assert!(v[3].contains("/srv/rrw at /rrw is writable"), "rrw undoes ro recursively: {v:#?}");
+        assert!(v[4].contains("ext4 mount at /disk"));
         // Without submounts the rbind+ro mount is read-only in effect.
-        assert_eq!(codes(&s, vec![]).len(), 3);
+        assert_eq!(codes(&s, vec![]).len(), 4);
     }
 
     #[test]

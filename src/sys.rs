@@ -215,3 +215,24 @@ pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
     let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
     rc > 0 && pfd.revents & libc::POLLIN != 0
 }
+
+/// Takes a read lease (F_SETLEASE F_RDLCK) on a file opened read-only. False when refused:
+/// someone has it open for writing or mapped writable, or the filesystem has no leases.
+pub fn set_read_lease(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: fcntl on a valid fd with an integer argument.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) == 0 }
+}
+
+/// True while our read lease is intact (no writer has opened the file since).
+pub fn still_read_leased(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: fcntl on a valid fd.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLEASE) == libc::F_RDLCK }
+}
+
+/// Releases a lease.
+pub fn release_lease(fd: BorrowedFd<'_>) {
+    // SAFETY: fcntl on a valid fd with an integer argument.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK);
+    }
+}

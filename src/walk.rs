@@ -109,6 +109,28 @@ pub struct Walked {
     pub hashed: usize,
 }
 
+/// Raises the soft open-files limit to the hard one: the walk keeps a bounded but
+/// core-count-dependent number of files open.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A broken lease is signalled with SIGIO, whose default action ends the process: ignore it
+/// (the lease state is polled instead).
+fn ignore_lease_breaks() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
+    }
+}
+
 /// Opens `root` as a directory without following a symlink at its last component.
 pub fn open_root(root: &Path) -> Result<OwnedFd, WalkError> {
     let c = CString::new(root.as_os_str().as_bytes()).map_err(|_| WalkError::OpenRoot {
@@ -160,10 +182,20 @@ struct Job {
 struct Hashed {
     sha256: [u8; 32],
     cap: Option<Vec<u8>>,
+    /// Nobody had the file open for writing (or mapped writable) while it was hashed: a read
+    /// lease was held throughout. Only such hashes go into the cache, because writes through
+    /// an existing shared mapping to an already dirty page do not move ctime.
+    cacheable: bool,
 }
 
 /// Walks an already opened root directory.
 pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
+    // Files that change within the racy window of this moment are not cached (cache.rs).
+    let started = std::time::SystemTime::now();
+    raise_fd_limit();
+    if opts.want_cache {
+        ignore_lease_breaks();
+    }
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
@@ -206,10 +238,14 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
         let (mut entries, copies, keys, hits) = walked?;
         let mut hashed = 0;
         let mut first_err = None;
+        let mut uncacheable = std::collections::HashSet::new();
         for (index, result) in res_rx.iter().flatten() {
             match result {
                 Ok(h) => {
                     hashed += 1;
+                    if !h.cacheable {
+                        uncacheable.insert(index);
+                    }
                     if let Kind::File { sha256, cap, .. } = &mut entries[index].kind {
                         *sha256 = h.sha256;
                         *cap = h.cap;
@@ -227,11 +263,17 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
         for (to, from) in copies {
             let kind = entries[from].kind.clone();
             entries[to].kind = kind;
+            if uncacheable.contains(&from) {
+                uncacheable.insert(to);
+            }
         }
         let cache = (opts.want_cache && (hashed > 0 || opts.cache.is_none())).then(|| {
             let mut cache = crate::cache::Cache::default();
             cache.files.reserve(keys.len());
             for (i, key) in keys {
+                if uncacheable.contains(&i) || key.racy(started) {
+                    continue;
+                }
                 if let Kind::File { sha256, cap, .. } = &entries[i].kind {
                     cache.files.insert(
                         entries[i].path.clone(),
@@ -256,7 +298,7 @@ struct Walker<'a> {
     bytes: u64,
     /// First entry index of each multiply-linked inode: later links copy its hash instead of
     /// reading the same inode again (a hard link hashes as the file it is).
-    links: HashMap<(u64, u64), usize>,
+    links: HashMap<(u64, u64), (usize, crate::cache::StatKey)>,
     /// (entry, entry it copies) for those later links.
     copies: Vec<(usize, usize)>,
     /// Each regular file's stat key, for the next cache.
@@ -363,12 +405,17 @@ impl Walker<'_> {
                         }
                         if st.st_nlink > 1 {
                             let index = self.entries.len();
-                            if let Some(&first) = self.links.get(&(st.st_dev, st.st_ino)) {
-                                self.copies.push((index, first));
-                                self.entries.push(entry);
-                                continue;
+                            // A later name copies the first name's hash only if the inode has not
+                            // changed in between (same stat key); otherwise it is read itself.
+                            if let Some(&(first, first_key)) = self.links.get(&(st.st_dev, st.st_ino)) {
+                                if first_key == key {
+                                    self.copies.push((index, first));
+                                    self.entries.push(entry);
+                                    continue;
+                                }
+                            } else {
+                                self.links.insert((st.st_dev, st.st_ino), (index, key));
                             }
-                            self.links.insert((st.st_dev, st.st_ino), index);
                         }
                         self.bytes = self.bytes.saturating_add(size);
                         if self.bytes > lim.max_total_bytes {
@@ -528,6 +575,9 @@ fn hash_file(
     let io = |op, source| WalkError::Io { op, path: show(), root: root.into(), source };
     let raced = |what| WalkError::Raced { path: show(), root: root.into(), what };
     let fd = job.fd.as_fd();
+    // A read lease is refused while anyone has the file open for writing or mapped writable,
+    // and broken when someone opens it for writing while we hold it.
+    let leased = sys::set_read_lease(fd);
     let cap = sys::fgetxattr(fd, cap_name, 4096).map_err(|e| io("read capability xattr of", e))?;
     let mut hasher = Sha256::new();
     let mut left = job.size;
@@ -563,7 +613,11 @@ fn hash_file(
     {
         return Err(raced("file was modified"));
     }
-    Ok(Hashed { sha256: hasher.finalize().into(), cap })
+    let cacheable = leased && sys::still_read_leased(fd);
+    if leased {
+        sys::release_lease(fd);
+    }
+    Ok(Hashed { sha256: hasher.finalize().into(), cap, cacheable })
 }
 
 #[cfg(test)]

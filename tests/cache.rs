@@ -151,3 +151,29 @@ fn full_mode_never_uses_the_cache() {
     n.check_blocked("/etc/passwd content differs");
     assert_eq!(std::fs::read(n.cache_file()).unwrap(), before, "full mode neither reads nor writes it");
 }
+
+/// Regression (review): writes through a shared mapping to an already dirty page move neither
+/// mtime nor ctime. A file mapped writable while it is hashed must never be cached.
+#[test]
+fn a_file_mapped_writable_is_never_cached() {
+    let n = node();
+    let path = n.rootfs.join("etc/passwd");
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of a file we hold open, unmapped below.
+    let map = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0)
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    let bytes = map as *mut u8;
+    // SAFETY: within the mapping. Dirty the page with the same content (this write moves ctime).
+    unsafe { *bytes = *bytes };
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    n.check_ok();
+    // SAFETY: within the mapping. This write to the dirty page moves no timestamp.
+    unsafe { std::ptr::copy_nonoverlapping(b"evil".as_ptr(), bytes, 4) };
+    n.check_blocked("/etc/passwd content differs");
+    // SAFETY: unmapping exactly what was mapped.
+    unsafe { libc::munmap(map, len) };
+}
