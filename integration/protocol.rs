@@ -272,3 +272,20 @@ fn a_broken_config_at_poststop_does_not_claim_a_block() {
     let r = hook(&f, Some("poststart"), Some(&stopped));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
 }
+
+/// Regression (review): a symlink planted at a mount destination would make runc mount over
+/// the sealed file it points to; the destination must resolve on disk as it does in the seal.
+#[test]
+fn a_symlink_at_a_mount_destination_is_refused() {
+    let f = Fixture::new();
+    let hosts = f.env.path("hosts");
+    std::fs::write(&hosts, b"127.0.0.1 localhost\n").unwrap();
+    f.patch(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["rbind", "ro"]
+        }))
+    });
+    assert_eq!(hook(&f, Some("prestart"), Some(&state("c10", &f.bundle))).code, Some(0), "clean first");
+    std::os::unix::fs::symlink("/usr/sbin/ping", f.rootfs.join("etc/hosts")).unwrap();
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c11", &f.bundle))), "resolves to /usr/sbin/ping on disk");
+}

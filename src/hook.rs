@@ -34,6 +34,9 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
+/// At most this many candidate seals are parsed and compared per check.
+pub const MAX_CANDIDATES: usize = 8;
+
 /// How many differing paths a block message names.
 pub const MESSAGE_PATHS: usize = 5;
 /// How many differing paths an event lists.
@@ -335,7 +338,10 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     }
     let now = SystemTime::now();
     let mut best: Option<Violation> = None;
-    for digest in candidates {
+    for (i, digest) in candidates.into_iter().enumerate() {
+        if i >= MAX_CANDIDATES || Instant::now() >= deadline {
+            break;
+        }
         let r = check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, image_rule);
         trace("seal parse, checks and compare", &mut t);
         match r {
@@ -539,6 +545,25 @@ fn check_candidate(
         name: seal.name.clone(),
         signers: signers.iter().map(|s| s.name.clone()).collect(),
     };
+    // runc resolves a mount destination through the symlinks *on disk*: a symlink planted at or
+    // above a destination would redirect the mount over a sealed path. Both must agree.
+    for dest in bundle.mount_destinations() {
+        let lexical = crate::exclude::clean(&dest);
+        let in_seal = crate::exclude::resolve(&lexical, &seal.manifest);
+        let on_disk = crate::exclude::resolve(&lexical, found);
+        if in_seal != on_disk {
+            return Err(Violation::new(
+                "mount-redirect",
+                format!(
+                    "mount destination {} resolves to {} on disk but to {} in seal {}: a symlink on disk would redirect the mount",
+                    display_path(&lexical),
+                    display_path(&on_disk),
+                    display_path(&in_seal),
+                    seal.digest.short()
+                ),
+            ));
+        }
+    }
     let ex = Exclusions::new(&bundle.mount_destinations(), &seal.manifest).with_artifacts(runtime_artifacts(bundle));
     if ex.destinations().any(|p| p.is_empty()) {
         return Err(Violation::new("mount-over-root", "a mount over / hides the whole sealed rootfs"));
@@ -615,7 +640,14 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
     };
     let start = Instant::now();
     let budget = cfg.hook.deadline();
-    arm_watchdog(budget, cfg.mode, Some(cfg.alerts.clone()));
+    // The watchdog fires before the rules are known: it allows (audit) only when no rule could
+    // make this container enforced.
+    let strictest = if cfg.mode == Mode::Audit && cfg.rules.iter().all(|r| r.mode.unwrap_or(cfg.mode) == Mode::Audit) {
+        Mode::Audit
+    } else {
+        Mode::Enforce
+    };
+    arm_watchdog(budget, strictest, Some(cfg.alerts.clone()));
     // The walk's own deadline comes first, so that it ends with a reason and an alert.
     let deadline = start + budget.mul_f64(0.9);
 
@@ -732,7 +764,7 @@ pub fn hooks_json(binary: &Path, config: Option<&Path>) -> String {
     args.push("hook".into());
     let v = serde_json::json!({
         "version": "1.0.0",
-        "hook": { "path": binary.display().to_string(), "args": args },
+        "hook": { "path": binary.display().to_string(), "args": args, "timeout": 30 },
         "when": { "always": true },
         "stages": ["prestart", "poststop"],
     });

@@ -27,6 +27,8 @@ Restart=on-failure
 RestartSec=5s
 WatchdogSec=120s
 TimeoutStopSec=30s
+# The walk keeps files open on every core.
+LimitNOFILE=65536
 
 # It reads every container's rootfs (any owner, any mode), kills or freezes containers that
 # drift when policy says so, and writes only its state, verification cache, logs and metrics.
