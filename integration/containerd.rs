@@ -198,7 +198,7 @@ fn a_sealed_multi_layer_image_runs_under_containerd_and_podman() {
         &[
             "sh",
             "-c",
-            "cat /etc/motd; ls /opt/old; ls /var/cache; ls -l /usr/sbin/su; touch /x 2>/dev/null || echo read-only",
+            "cat /etc/motd; ls /opt/old; ls /var/cache; ls -l /usr/sbin/su; touch /x 2>/dev/null || echo read-only; sleep 0.3",
         ],
     );
     assert!(o.status.success(), "{}\ncontainerd: {}", text(&o), n.containerd.log());
@@ -301,7 +301,11 @@ fn a_writable_spec_is_blocked_or_made_read_only_per_policy() {
     let o = n.containerd.run(
         &n.reference,
         false,
-        &["sh", "-c", "cat /etc/motd; touch /x 2>/dev/null || echo read-only; touch /tmp/ok && echo tmp-writable"],
+        &[
+            "sh",
+            "-c",
+            "cat /etc/motd; touch /x 2>/dev/null || echo read-only; touch /tmp/ok && echo tmp-writable; sleep 0.3",
+        ],
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", text(&o));

@@ -142,6 +142,8 @@ pub struct Monitor {
     dropped_stale: BTreeSet<String>,
     stats: Stats,
     watch_limited: bool,
+    /// (mtime, len) of the trust dir and its revocations file when the trust store was loaded.
+    trust_stamp: Option<(SystemTime, SystemTime)>,
     /// Parsed seals by file, shared by every container of the same image.
     seals: HashMap<PathBuf, ((SystemTime, u64), Arc<Seal>)>,
     /// How many watched containers use each watch descriptor (shared image layers).
@@ -194,6 +196,7 @@ impl Monitor {
             watch_limited: false,
             seals: HashMap::new(),
             wd_users: HashMap::new(),
+            trust_stamp: None,
         }
     }
 
@@ -215,6 +218,13 @@ impl Monitor {
 
     /// Steps 1 to 3.
     pub fn refresh(&mut self) {
+        // A key added or removed, or a revocation, applies without a SIGHUP.
+        let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let now = (stamp(&self.cfg.trust_dir), stamp(&self.cfg.trust_dir.join(crate::trust::REVOCATIONS_FILE)));
+        if self.trust_stamp != Some(now) {
+            self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(|e| e.to_string());
+            self.trust_stamp = Some(now);
+        }
         let dir = self.cfg.state_dir.join("containers");
         let mut records: BTreeMap<String, Record> = BTreeMap::new();
         if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -454,13 +464,17 @@ impl Monitor {
                     w.rec.seal_digest.as_deref().unwrap_or("?")
                 ));
             }
-            // The same trust and policy checks as at start (keys, revocation, expiry, rules).
-            let image_rule = policy::rule(&cfg.rules, w.rec.image.as_deref());
-            let (signers, _) =
-                crate::hook::seal_policy(cfg, &seal, &trust, image_rule, SystemTime::now()).map_err(|v| v.message)?;
-            w.signers = signers.into_iter().map(|s| s.name).collect();
             w.seal = Some((seal, stamp));
             w.exclusions = None;
+        }
+        // Every scan, the same trust and policy checks as at start (keys, revocation, expiry,
+        // rules): a key revoked or a seal expired since the start is a scan failure now.
+        {
+            let seal = &w.seal.as_ref().expect("loaded above").0;
+            let image_rule = policy::rule(&cfg.rules, w.rec.image.as_deref());
+            let (signers, _) =
+                crate::hook::seal_policy(cfg, seal, &trust, image_rule, SystemTime::now()).map_err(|v| v.message)?;
+            w.signers = signers.into_iter().map(|s| s.name).collect();
         }
         if w.exclusions.is_none() {
             let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
