@@ -213,7 +213,7 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
             let rx = Arc::clone(&job_rx);
             let tx = res_tx.clone();
             let cancel = &cancel;
-            scope.spawn(move || hash_worker(root, &rx, &tx, cancel, opts.deadline));
+            scope.spawn(move || hash_worker(root, &rx, &tx, cancel, opts.deadline, opts.want_cache));
         }
         drop(res_tx);
         let walker = Walker {
@@ -538,6 +538,7 @@ fn hash_worker(
     tx: &mpsc::Sender<Vec<(usize, Result<Hashed, WalkError>)>>,
     cancel: &AtomicBool,
     deadline: Option<Instant>,
+    leases: bool,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
     let cap_name = CString::new(CAP_XATTR).expect("static name");
@@ -555,7 +556,7 @@ fn hash_worker(
                 break; // drain the queue so the walker never blocks on a full channel
             }
             let index = job.index;
-            results.push((index, hash_file(root, job, &mut buf, &cap_name, cancel, deadline)));
+            results.push((index, hash_file(root, job, &mut buf, &cap_name, cancel, deadline, leases)));
         }
         if tx.send(results).is_err() {
             return;
@@ -570,6 +571,7 @@ fn hash_file(
     cap_name: &CString,
     cancel: &AtomicBool,
     deadline: Option<Instant>,
+    leases: bool,
 ) -> Result<Hashed, WalkError> {
     let show = || crate::manifest::display_path(&job.path);
     let io = |op, source| WalkError::Io { op, path: show(), root: root.into(), source };
@@ -577,7 +579,8 @@ fn hash_file(
     let fd = job.fd.as_fd();
     // A read lease is refused while anyone has the file open for writing or mapped writable,
     // and broken when someone opens it for writing while we hold it.
-    let leased = sys::set_read_lease(fd);
+    // Only when building a cache (which also ignores SIGIO, the lease-break signal).
+    let leased = leases && sys::set_read_lease(fd);
     let cap = sys::fgetxattr(fd, cap_name, 4096).map_err(|e| io("read capability xattr of", e))?;
     let mut hasher = Sha256::new();
     let mut left = job.size;
