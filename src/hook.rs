@@ -312,15 +312,56 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     };
     trace("walk (with cache load/save)", &mut t);
     let store = SealStore::new(&cfg.seal_dir);
-    let candidates = match candidates(&store, bundle, d.image.as_deref(), &found) {
+    // Exact candidates first; the sketch is computed only when none of them verifies (it
+    // costs a pass over every file on the start path).
+    let exact = match candidates(&store, bundle, d.image.as_deref(), &found) {
         Ok(c) => c,
         Err(e) => {
             d.violations.push(Violation::new("seal-store", e));
             return;
         }
     };
-    trace("candidates (content key, sketch)", &mut t);
-    if candidates.is_empty() {
+    trace("candidates (content key)", &mut t);
+    let now = SystemTime::now();
+    let mut best: Option<Violation> = None;
+    let mut queue = exact;
+    let mut similar_added = false;
+    let mut i = 0;
+    loop {
+        if i == queue.len() {
+            if similar_added {
+                break;
+            }
+            similar_added = true;
+            match similar_candidates(&store, &found, &queue) {
+                Ok(more) => queue.extend(more),
+                Err(e) => {
+                    d.violations.push(Violation::new("seal-store", e));
+                    return;
+                }
+            }
+            trace("candidates (sketch)", &mut t);
+            continue;
+        }
+        if i >= MAX_CANDIDATES || Instant::now() >= deadline {
+            break;
+        }
+        // A similar seal that verifies is a pass like any other (same checks, same compare).
+        let r = check_candidate(cfg, &store, &trust, bundle, &found, &queue[i], now, image_rule);
+        i += 1;
+        trace("seal parse, checks and compare", &mut t);
+        match r {
+            Ok(v) => {
+                d.mode = v.effective.mode;
+                d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
+                d.seal = Some(v.info);
+                d.seal_path = Some(v.path);
+                return;
+            }
+            Err(v) => keep_best(&mut best, v),
+        }
+    }
+    if queue.is_empty() {
         let hint = if d.image.is_some() {
             String::new()
         } else {
@@ -336,38 +377,24 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         ));
         return;
     }
-    let now = SystemTime::now();
-    let mut best: Option<Violation> = None;
-    for (i, digest) in candidates.into_iter().enumerate() {
-        if i >= MAX_CANDIDATES || Instant::now() >= deadline {
-            break;
-        }
-        let r = check_candidate(cfg, &store, &trust, bundle, &found, &digest, now, image_rule);
-        trace("seal parse, checks and compare", &mut t);
-        match r {
-            Ok(v) => {
-                d.mode = v.effective.mode;
-                d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
-                d.seal = Some(v.info);
-                d.seal_path = Some(v.path);
-                return;
-            }
-            Err(v) => {
-                // Prefer the most telling reason: a validly signed seal that differs names
-                // the paths; otherwise keep the first reason.
-                let better = v.code == "tampered" && best.as_ref().is_none_or(|b| b.code != "tampered");
-                if best.is_none() || better {
-                    best = Some(v);
-                }
-            }
-        }
-    }
-    let best = best.expect("at least one candidate was tried");
+    let Some(best) = best else {
+        d.violations.push(Violation::new("deadline", "verification exceeded its deadline before any seal was checked"));
+        return;
+    };
     if let Some((info, path)) = &best.seal {
         d.seal = Some(info.clone());
         d.seal_path = Some(path.clone());
     }
     d.violations.push(best);
+}
+
+/// Keeps the most telling reason: a validly signed seal that differs names the paths;
+/// otherwise the first reason.
+fn keep_best(best: &mut Option<Violation>, v: Violation) {
+    let better = v.code == "tampered" && best.as_ref().is_none_or(|b| b.code != "tampered");
+    if best.is_none() || better {
+        *best = Some(v);
+    }
 }
 
 /// A candidate seal that verified, with the rules that then apply.
@@ -448,13 +475,20 @@ fn candidates(
             }
         }
     }
-    // Only to name what changed: a modified rootfs no longer has its seal's content key.
-    for (d, _) in store.by_sketch(found).map_err(|e| e.to_string())?.into_iter().take(3) {
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
     Ok(out)
+}
+
+/// Seals similar to the rootfs (sketch), not already tried: only to name what changed when no
+/// exact candidate verified, since a modified rootfs no longer has its seal's content key.
+fn similar_candidates(store: &SealStore, found: &Manifest, tried: &[TreeDigest]) -> Result<Vec<TreeDigest>, String> {
+    Ok(store
+        .by_sketch(found)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(d, _)| d)
+        .filter(|d| !tried.contains(d))
+        .take(3)
+        .collect())
 }
 
 /// The seal against trust and policy: trusted, unrevoked, unexpired signers, as many as the
