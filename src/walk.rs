@@ -390,14 +390,7 @@ impl Walker<'_> {
                         // kernel moves ctime on every change, so the cached hash still holds.
                         if let Some(c) = self.opts.cache.and_then(|c| c.files.get(&child)).filter(|c| c.key == key) {
                             // Cached content still counts toward the size limit.
-                            self.bytes = self.bytes.saturating_add(size);
-                            if self.bytes > lim.max_total_bytes {
-                                return Err(self.limit(
-                                    format!("more than {} bytes of file content", lim.max_total_bytes),
-                                    "max_total_bytes",
-                                    lim.max_total_bytes,
-                                ));
-                            }
+                            self.count_bytes(size)?;
                             entry.kind = Kind::File { size, sha256: c.sha256, cap: c.cap.clone() };
                             self.hits += 1;
                             self.entries.push(entry);
@@ -417,14 +410,7 @@ impl Walker<'_> {
                                 self.links.insert((st.st_dev, st.st_ino), (index, key));
                             }
                         }
-                        self.bytes = self.bytes.saturating_add(size);
-                        if self.bytes > lim.max_total_bytes {
-                            return Err(self.limit(
-                                format!("more than {} bytes of file content", lim.max_total_bytes),
-                                "max_total_bytes",
-                                lim.max_total_bytes,
-                            ));
-                        }
+                        self.count_bytes(size)?;
                         let fd = sys::openat2(
                             dir.as_fd(),
                             &name,
@@ -477,6 +463,16 @@ impl Walker<'_> {
         if self.jobs.send(std::mem::take(&mut self.batch)).is_err() {
             // Every worker is gone: one failed and cancelled the rest.
             return Err(WalkError::Cancelled { root: self.root.into() });
+        }
+        Ok(())
+    }
+
+    /// Adds a regular file's size to the walk's total, refusing past `max_total_bytes`.
+    fn count_bytes(&mut self, size: u64) -> Result<(), WalkError> {
+        let max = self.opts.limits.max_total_bytes;
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > max {
+            return Err(self.limit(format!("more than {max} bytes of file content"), "max_total_bytes", max));
         }
         Ok(())
     }
