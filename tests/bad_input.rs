@@ -207,32 +207,12 @@ fn key_files_with_wrong_permissions_or_kind() {
     let stored = f.env.path("trust/ci.pub");
     std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o664)).unwrap();
     let trust_dir = f.env.path("trust");
-    let (_, err) = f.env.expect(
-        2,
-        [
-            OsStr::new("verify"),
-            f.root.as_os_str(),
-            OsStr::new("--seal"),
-            f.seal.as_os_str(),
-            OsStr::new("--trust-dir"),
-            trust_dir.as_os_str(),
-        ],
-    );
+    let (_, err) = f.env.verify_trusted(2, &f.root, &f.seal, &trust_dir);
     assert!(err.contains("ci.pub") && err.contains("writable by group") && err.contains("chmod go-w"), "{err}");
     // Not owned by root (or by us).
     std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::chown(&stored, Some(4242), None).unwrap();
-    let (_, err) = f.env.expect(
-        2,
-        [
-            OsStr::new("verify"),
-            f.root.as_os_str(),
-            OsStr::new("--seal"),
-            f.seal.as_os_str(),
-            OsStr::new("--trust-dir"),
-            trust_dir.as_os_str(),
-        ],
-    );
+    let (_, err) = f.env.verify_trusted(2, &f.root, &f.seal, &trust_dir);
     assert!(err.contains("owned by uid 4242") && err.contains("chown root"), "{err}");
     // Garbage where a key should be.
     let junk = f.env.path("junk.pub");

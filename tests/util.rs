@@ -100,6 +100,21 @@ impl Env {
         self.expect(code, args)
     }
 
+    /// `rootseal verify ROOT --seal SEAL --trust-dir DIR`, asserting the exit code.
+    pub fn verify_trusted(&self, code: i32, root: &Path, seal: &Path, trust_dir: &Path) -> (String, String) {
+        self.expect(
+            code,
+            [
+                OsStr::new("verify"),
+                root.as_os_str(),
+                OsStr::new("--seal"),
+                seal.as_os_str(),
+                OsStr::new("--trust-dir"),
+                trust_dir.as_os_str(),
+            ],
+        )
+    }
+
     /// keygen into the temp dir; returns (private, public) paths.
     pub fn keygen(&self, name: &str) -> (PathBuf, PathBuf) {
         let prefix = self.path(name);

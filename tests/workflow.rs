@@ -112,46 +112,16 @@ fn trust_store_lifecycle_and_import() {
     assert_eq!(std::fs::read(&filed).unwrap(), std::fs::read(&seal).unwrap());
 
     let trust_dir = env.path("trust");
-    env.expect(
-        0,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--trust-dir"),
-            trust_dir.as_os_str(),
-        ],
-    );
+    env.verify_trusted(0, &root, &seal, &trust_dir);
 
     env.expect(0, ["trust", "revoke", "--key", &keyid]);
-    let (_, err) = env.expect(
-        1,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--trust-dir"),
-            trust_dir.as_os_str(),
-        ],
-    );
+    let (_, err) = env.verify_trusted(1, &root, &seal, &trust_dir);
     assert!(err.contains("revoked key ci-2026"), "{err}");
     let (_, err) = env.expect(1, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     assert!(err.contains("revoked"), "{err}");
 
     env.expect(0, ["trust", "remove", "ci-2026"]);
-    let (_, err) = env.expect(
-        1,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--trust-dir"),
-            trust_dir.as_os_str(),
-        ],
-    );
+    let (_, err) = env.verify_trusted(1, &root, &seal, &trust_dir);
     assert!(err.contains("not signed by any trusted key"), "{err}");
 }
 
@@ -167,17 +137,7 @@ fn revoked_digest_is_refused() {
     let (digest, _) = env.expect(0, [OsStr::new("digest"), root.as_os_str()]);
     env.expect(0, ["trust", "revoke", "--digest", digest.trim()]);
     let trust_dir = env.path("trust");
-    let (_, err) = env.expect(
-        1,
-        [
-            OsStr::new("verify"),
-            root.as_os_str(),
-            OsStr::new("--seal"),
-            seal.as_os_str(),
-            OsStr::new("--trust-dir"),
-            trust_dir.as_os_str(),
-        ],
-    );
+    let (_, err) = env.verify_trusted(1, &root, &seal, &trust_dir);
     assert!(err.contains("is revoked on this node"), "{err}");
 }
 
