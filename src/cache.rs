@@ -18,7 +18,7 @@ use crate::manifest::hex;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -75,28 +75,9 @@ pub struct RootId {
 }
 
 impl RootId {
-    pub fn of(fd: &impl AsRawFd) -> std::io::Result<RootId> {
-        let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
-        // SAFETY: statx on an fd with AT_EMPTY_PATH fills the struct we own.
-        let rc = unsafe {
-            libc::statx(
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH,
-                libc::STATX_INO | libc::STATX_MNT_ID,
-                stx.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: statx returned 0.
-        let stx = unsafe { stx.assume_init() };
-        Ok(RootId {
-            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
-            ino: stx.stx_ino,
-            mnt_id: stx.stx_mnt_id,
-        })
+    pub fn of(fd: &impl AsFd) -> std::io::Result<RootId> {
+        let (dev, ino, mnt_id) = crate::sys::statx_mount(fd.as_fd())?;
+        Ok(RootId { dev, ino, mnt_id })
     }
 }
 

@@ -630,12 +630,7 @@ fn arm_watchdog(budget: Duration, mode: Mode, alerts: Option<crate::config::Aler
             d.violations.push(Violation::new("deadline", line.trim_end().trim_start_matches("rootseal: ")));
             let _ = alerts::emit(&a, &d.event("hook", None, None));
         }
-        // SAFETY: write(2) of a valid buffer to fd 2, then _exit(2) without running any
-        // destructor or atexit handler (other threads may hold locks).
-        unsafe {
-            libc::write(2, line.as_ptr().cast(), line.len());
-            libc::_exit(if mode == Mode::Audit { 0 } else { 1 });
-        }
+        crate::sys::write_stderr_and_exit(line.as_bytes(), if mode == Mode::Audit { 0 } else { 1 });
     });
 }
 

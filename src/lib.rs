@@ -4,6 +4,8 @@
 //! digest; the [`trust`] store says which keys count; [`verify`] decides; [`exclude`] says
 //! which paths a runtime mounts over; [`cli`] is the command line.
 
+#![deny(unsafe_code)]
+
 pub mod alerts;
 pub mod atomic;
 pub mod cache;
@@ -28,6 +30,7 @@ pub mod runtime;
 pub mod seal;
 pub mod state;
 pub mod store;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod trust;
 pub mod verify;

@@ -849,15 +849,7 @@ fn backing_dirs(rootfs: &Path) -> Vec<PathBuf> {
 }
 
 fn cpu_seconds() -> f64 {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct we own.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
-        return 0.0;
-    }
-    // SAFETY: getrusage returned 0.
-    let ru = unsafe { ru.assume_init() };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    crate::sys::cpu_seconds()
 }
 
 /// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.
@@ -934,8 +926,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         if let Some(i) = &m.inotify {
             fds.push(libc::pollfd { fd: i.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout.as_millis() as i32) };
+        let _ = crate::sys::poll(&mut fds, timeout);
         if fds.get(1).is_some_and(|f| f.revents & libc::POLLIN != 0) {
             m.on_inotify();
         }

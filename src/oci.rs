@@ -44,15 +44,11 @@ pub fn read_state_from(fd: BorrowedFd<'_>, timeout: Duration) -> Result<Vec<u8>,
             return Err(OciError::StateTimeout(timeout));
         }
         let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd, count 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(OciError::StateRead(e));
-        }
+        let rc = match crate::sys::poll(std::slice::from_mut(&mut pfd), left) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(OciError::StateRead(e)),
+        };
         if rc == 0 {
             return Err(OciError::StateTimeout(timeout));
         }

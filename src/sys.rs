@@ -236,3 +236,88 @@ pub fn release_lease(fd: BorrowedFd<'_>) {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK);
     }
 }
+
+/// The directory fd that stands for the current working directory (`AT_FDCWD`).
+pub fn cwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a sentinel the kernel accepts in place of a directory fd; it is
+    // never closed.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+/// What statx(2) says of an open fd: (device, inode, mount id).
+pub fn statx_mount(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: statx on an fd with AT_EMPTY_PATH and an empty C string fills the struct we own.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            stx.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx returned 0, so it initialised the struct (it was zeroed before anyway).
+    let stx = unsafe { stx.assume_init() };
+    Ok((libc::makedev(stx.stx_dev_major, stx.stx_dev_minor), stx.stx_ino, stx.stx_mnt_id))
+}
+
+/// This process's user plus system CPU time, in seconds (0 when getrusage fails).
+pub fn cpu_seconds() -> f64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: getrusage returned 0, so the struct is initialised.
+    let ru = unsafe { ru.assume_init() };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// poll(2) over `fds` for at most `timeout` (clamped to i32 milliseconds). Returns how many
+/// fds are ready; EINTR is returned as an error of kind Interrupted.
+pub fn poll(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> io::Result<usize> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: fds is a valid, exclusively borrowed array of pollfd of the given length.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// Raises the soft open-files limit to the hard one.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Sets `sig`'s disposition to ignore.
+pub fn ignore_signal(sig: i32) {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(sig, libc::SIG_IGN);
+    }
+}
+
+/// Writes `line` to stderr with one write(2) and ends the process with `code` at once, without
+/// running destructors or atexit handlers: for a watchdog thread, while other threads may hold
+/// locks (of the allocator, of stdio) that a normal exit would wait for.
+pub fn write_stderr_and_exit(line: &[u8], code: i32) -> ! {
+    // SAFETY: write(2) of a valid buffer to fd 2, then _exit(2), which never returns and takes
+    // no locks.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(code)
+    }
+}

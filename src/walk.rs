@@ -21,7 +21,7 @@ use crate::sys;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -112,23 +112,13 @@ pub struct Walked {
 /// Raises the soft open-files limit to the hard one: the walk keeps a bounded but
 /// core-count-dependent number of files open.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    sys::raise_fd_limit();
 }
 
 /// A broken lease is signalled with SIGIO, whose default action ends the process: ignore it
 /// (the lease state is polled instead).
 fn ignore_lease_breaks() {
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGIO, libc::SIG_IGN);
-    }
+    sys::ignore_signal(libc::SIGIO);
 }
 
 /// Opens `root` as a directory without following a symlink at its last component.
@@ -137,7 +127,7 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, WalkError> {
         root: root.into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
     })?;
-    let cwd = rustix_cwd();
+    let cwd = sys::cwd();
     let fd = sys::openat2(cwd, &c, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map_err(|e| {
         match e.raw_os_error() {
             Some(libc::ELOOP) => WalkError::RootSymlink { root: root.into() },
@@ -152,12 +142,6 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, WalkError> {
         }
     })?;
     Ok(fd)
-}
-
-fn rustix_cwd() -> BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is a sentinel the kernel accepts in place of a directory fd; it is
-    // never closed.
-    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
 }
 
 /// Walks the directory at `root` (which must not be a symlink) into a manifest.

@@ -1,5 +1,7 @@
 //! `rootseal-runtime`: runc with the rootseal hooks injected. See src/runtime.rs.
 
+#![forbid(unsafe_code)]
+
 use rootseal::runtime;
 use std::process::ExitCode;
 
