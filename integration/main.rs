@@ -5,11 +5,15 @@
 mod util;
 
 mod containerd;
+mod crash;
 mod deb;
 mod harness;
+mod hostile;
 mod images;
+mod load;
 mod monitor;
 mod podman;
 mod protocol;
+mod rollback;
 mod runtimes;
 mod syslog;

@@ -65,6 +65,10 @@ pub enum Command {
         /// Expiry: an RFC 3339 time or a duration from now such as 90d
         #[arg(long, value_name = "WHEN")]
         expires: Option<String>,
+        /// Creation time to sign, RFC 3339 (default: $SOURCE_DATE_EPOCH when set, else now).
+        /// Nodes refuse a seal older than one they accepted for the same name
+        #[arg(long, value_name = "TIME")]
+        created: Option<String>,
         /// Write the seal here (atomically) instead of stdout
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -147,6 +151,29 @@ pub enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// Rollback protection: the newest seal accepted per image name on this node
+    Rollback {
+        #[command(subcommand)]
+        command: RollbackCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RollbackCommand {
+    /// List the watermarks: per image name, the newest seal a container start accepted
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow a deliberate rollback: set NAME's watermark to an older seal from the seal store
+    Allow {
+        name: String,
+        /// The seal's tree digest (sha256:HEX), as `rootseal trust import` printed it
+        #[arg(long, value_name = "sha256:HEX")]
+        seal: String,
+    },
+    /// Forget NAME's watermark (the next accepted seal sets it again)
+    Forget { name: String },
 }
 
 /// Which image of an archive to read.
@@ -263,10 +290,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seal { path, select, key, name, expires, out } => {
+        Command::Seal { path, select, key, name, expires, created, out } => {
             let cfg = load_config(cli.config.as_deref())?;
             let sk = keys::load_signing_key(&key)?;
-            let now = SystemTime::now();
+            let now = creation_time(created.as_deref())?;
             let expires = expires.map(|e| parse_expiry(&e, now)).transpose()?;
             let (m, image) = tree_cli(&path, &select, &cfg)?;
             let name = name
@@ -437,7 +464,85 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let cfg = load_config(cli.config.as_deref())?;
             trust_command(command, &cfg)
         }
+        Command::Rollback { command } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            rollback_command(command, &cfg)
+        }
     }
+}
+
+/// `seal --created`, else $SOURCE_DATE_EPOCH (reproducible builds), else now.
+fn creation_time(flag: Option<&str>) -> Result<SystemTime, Error> {
+    if let Some(t) = flag {
+        return humantime::parse_rfc3339_weak(t).map_err(|_| {
+            Error::Usage(format!("--created {t:?} is not an RFC 3339 time such as 2026-11-29T12:00:00Z"))
+        });
+    }
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<u64>()
+            .map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+            .map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH {v:?} is not a number of seconds"))),
+        _ => Ok(SystemTime::now()),
+    }
+}
+
+fn rollback_command(cmd: RollbackCommand, cfg: &Config) -> Result<ExitCode, Error> {
+    let marks = crate::rollback::Watermarks::new(&cfg.seal_dir);
+    match cmd {
+        RollbackCommand::List { json } => {
+            let mut bad = 0;
+            let mut rows = Vec::new();
+            for r in marks.list()? {
+                match r {
+                    Ok(w) => rows.push(w),
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("rootseal: {e}");
+                    }
+                }
+            }
+            if json {
+                println!("{}", json!({ "watermarks": rows }));
+            } else {
+                for w in &rows {
+                    println!("{}\t{}\t{}\t{} {}", w.name, w.created, w.seal, w.by, w.accepted);
+                }
+            }
+            return Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) });
+        }
+        RollbackCommand::Allow { name, seal: digest } => {
+            let d = TreeDigest::parse(&digest)
+                .filter(|_| digest.starts_with("sha256:"))
+                .ok_or_else(|| Error::Usage(format!("--seal {digest:?} is not sha256:<64 lowercase hex>")))?;
+            let seals = SealStore::new(&cfg.seal_dir);
+            let bytes = seals.get(&d)?.ok_or_else(|| {
+                Error::Usage(format!(
+                    "no seal {d} in {}: import it first with `rootseal trust import`",
+                    cfg.seal_dir.display()
+                ))
+            })?;
+            let rejected = |why| Error::Rejected { what: format!("seal {}", seals.path_for(&d).display()), why };
+            let s = Seal::parse(&bytes).map_err(|e| rejected(Rejection::Malformed(e)))?;
+            // Only a seal that would pass today can be the target of a rollback.
+            let trust = TrustStore::new(&cfg.trust_dir).load()?;
+            verify::check_seal(&s, &trust, SystemTime::now(), cfg.hook.min_signers).map_err(rejected)?;
+            if s.name != name {
+                return Err(Error::Usage(format!("seal {d} is for {:?}, not {name:?}", s.name)));
+            }
+            let before = marks.allow(&name, s.created, &d.to_string())?;
+            let was = before.map(|w| format!(" (was {} created {})", w.seal, w.created)).unwrap_or_default();
+            println!(
+                "rollback allowed: {name} may start seal {d} created {} and newer{was}",
+                humantime::format_rfc3339_seconds(s.created)
+            );
+        }
+        RollbackCommand::Forget { name } => {
+            let had = marks.forget(&name)?;
+            println!("{} {name}", if had { "forgot the watermark of" } else { "no watermark for" });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
@@ -664,6 +769,14 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 seals.path_for(&s.digest).display(),
                 if replaced { " (replaced the previous seal)" } else { "" }
             );
+            if let Ok(crate::rollback::Verdict::RolledBack(w)) =
+                crate::rollback::Watermarks::new(&cfg.seal_dir).check(&s.name, s.created)
+            {
+                eprintln!(
+                    "rootseal: note: this node already accepted a newer seal of {:?} ({} created {}): containers of this seal will be refused as a rollback unless you run `rootseal rollback allow {:?} --seal {}`",
+                    s.name, w.seal, w.created, s.name, s.digest
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

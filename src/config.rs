@@ -107,6 +107,9 @@ pub struct HookSettings {
     /// "cached" (default): files unchanged since they were hashed (same inode, size, mtime
     /// and ctime) are not read again; "full": every file is read on every check.
     pub verify: VerifyMode,
+    /// Refuse a seal older than the newest one accepted on this node for the same image name
+    /// (src/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
+    pub rollback_protection: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -119,7 +122,7 @@ pub enum VerifyMode {
 
 impl Default for HookSettings {
     fn default() -> Self {
-        HookSettings { deadline: "10s".into(), min_signers: 1, verify: VerifyMode::Cached }
+        HookSettings { deadline: "10s".into(), min_signers: 1, verify: VerifyMode::Cached, rollback_protection: true }
     }
 }
 

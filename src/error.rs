@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
+    Rollback(#[from] crate::rollback::RollbackError),
+    #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error("cannot write: {0}")]
     Write(atomic::WriteError),

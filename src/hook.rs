@@ -21,6 +21,7 @@ use crate::manifest::{display_path, Difference, Manifest, TreeDigest};
 use crate::oci::{self, Bundle};
 use crate::policy;
 use crate::readonly;
+use crate::rollback::{self, Watermarks};
 use crate::seal::Seal;
 use crate::state;
 use crate::store::{self, SealStore};
@@ -145,6 +146,8 @@ pub struct Decision {
     pub exemption: Option<String>,
     pub seal: Option<SealInfo>,
     pub seal_path: Option<PathBuf>,
+    /// The verified seal's (subject name, created), for the rollback watermark on a pass.
+    pub accepted: Option<(String, SystemTime)>,
     pub violations: Vec<Violation>,
     /// Problems that do not change the verdict (a cache that could not be written), printed
     /// after the reason line.
@@ -163,6 +166,7 @@ impl Decision {
             exemption: None,
             seal: None,
             seal_path: None,
+            accepted: None,
             violations: Vec::new(),
             warnings: Vec::new(),
         }
@@ -354,6 +358,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             Ok(v) => {
                 d.mode = v.effective.mode;
                 d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
+                d.accepted = Some((v.info.name.clone(), v.created));
                 d.seal = Some(v.info);
                 d.seal_path = Some(v.path);
                 return;
@@ -388,11 +393,16 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     d.violations.push(best);
 }
 
-/// Keeps the most telling reason: a validly signed seal that differs names the paths;
+/// Keeps the most telling reason: a validly signed seal that matches but was rolled back
+/// says exactly what is wrong; then a validly signed seal that differs names the paths;
 /// otherwise the first reason.
 fn keep_best(best: &mut Option<Violation>, v: Violation) {
-    let better = v.code == "tampered" && best.as_ref().is_none_or(|b| b.code != "tampered");
-    if best.is_none() || better {
+    let rank = |code: &str| match code {
+        "rollback" | "rollback-store" => 2,
+        "tampered" => 1,
+        _ => 0,
+    };
+    if best.as_ref().is_none_or(|b| rank(v.code) > rank(b.code)) {
         *best = Some(v);
     }
 }
@@ -401,6 +411,7 @@ fn keep_best(best: &mut Option<Violation>, v: Violation) {
 struct Verified {
     info: SealInfo,
     path: PathBuf,
+    created: SystemTime,
     effective: Effective,
 }
 
@@ -604,7 +615,10 @@ fn check_candidate(
     }
     let diffs = verify::compare(&seal, found, Some(&ex));
     if diffs.is_empty() {
-        return Ok(Verified { info, path, effective: eff });
+        if cfg.hook.rollback_protection {
+            check_rollback(cfg, &seal, &info, &path)?;
+        }
+        return Ok(Verified { info, path, created: seal.created, effective: eff });
     }
     Err(Violation {
         code: "tampered",
@@ -612,6 +626,31 @@ fn check_candidate(
         diffs,
         seal: Some((info, path)),
     })
+}
+
+/// A seal older than the newest one this node accepted for the same image name is refused
+/// (src/rollback.rs). Checked only for a seal that verified and matches: the name is signed.
+#[allow(clippy::result_large_err)]
+fn check_rollback(cfg: &Config, seal: &Seal, info: &SealInfo, path: &Path) -> Result<(), Violation> {
+    match Watermarks::new(&cfg.seal_dir).check(&seal.name, seal.created) {
+        Ok(rollback::Verdict::Fresh) => Ok(()),
+        Ok(rollback::Verdict::RolledBack(w)) => Err(Violation {
+            code: "rollback",
+            message: format!(
+                "seal {} for {:?} was created {} but this node already accepted seal {} created {} (a rollback); if the rollback is deliberate, run `rootseal rollback allow {:?} --seal {}`",
+                seal.digest.short(),
+                seal.name,
+                humantime::format_rfc3339_seconds(seal.created),
+                TreeDigest::parse(&w.seal).map(|d| d.short()).unwrap_or(w.seal),
+                w.created,
+                seal.name,
+                seal.digest,
+            ),
+            diffs: Vec::new(),
+            seal: Some((info.clone(), path.to_path_buf())),
+        }),
+        Err(e) => Err(Violation::new("rollback-store", format!("cannot check for a rollback: {e}"))),
+    }
 }
 
 static CONTAINER_FOR_WATCHDOG: OnceLock<String> = OnceLock::new();
@@ -751,6 +790,19 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
     } else {
         for w in &warnings {
             let _ = writeln!(stderr, "rootseal: warning: {w}");
+        }
+    }
+    if let (true, true, Some((name, created)), Some(seal)) =
+        (d.violations.is_empty(), cfg.hook.rollback_protection, &d.accepted, &d.seal)
+    {
+        // Not recording weakens rollback protection for later starts but does not make this
+        // start wrong: warn, do not block.
+        if let Err(e) = Watermarks::new(&cfg.seal_dir).accept(name, *created, &seal.digest) {
+            let _ = writeln!(
+                stderr,
+                "rootseal: warning: container {}: rollback watermark for {name:?} not recorded: {e}",
+                short_id(&d.id)
+            );
         }
     }
     if d.allowed() && d.exemption.is_none() && d.rootfs.is_some() && state::check_id(&d.id).is_ok() {

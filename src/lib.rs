@@ -26,6 +26,7 @@ pub mod oci;
 pub mod packaging;
 pub mod policy;
 pub mod readonly;
+pub mod rollback;
 pub mod runtime;
 pub mod seal;
 pub mod state;
