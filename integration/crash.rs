@@ -1101,7 +1101,7 @@ fn assert_monitor_restarts(f: &Fixture, id: &str, metrics: &Path, when: &str) {
 /// This plants exactly what a killed writer leaves, under a pid that cannot be running, and
 /// asserts the next successful write to each store directory leaves no such file.
 #[test]
-#[ignore = "finding: temp files of killed writers (.NAME.tmp.PID.N from src/atomic.rs) are never removed; they pile up in state_dir, seal_dir and cache_dir"]
+
 fn temp_files_of_killed_writers_do_not_pile_up() {
     let f = Fixture::new();
     // pid_max is one past the largest pid: no process has it.

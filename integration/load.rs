@@ -331,7 +331,7 @@ fn many_starts_concurrent_and_sequential_verdicts_and_nothing_left_behind() {
 /// 3 000-file rootfs, cold cache: about 263 fds with 1 CPU, 390 with 2; on a 16-core node that
 /// is over 3 000, past a hard limit of 1024.
 #[test]
-#[ignore = "finding: the hook's open fds scale with the CPU count (~64 per batch x (3 x threads + 1)); under a hard RLIMIT_NOFILE of 256 a cold walk of an untouched 2 000-file rootfs fails with EMFILE and blocks it"]
+
 fn a_cold_walk_verifies_under_a_small_fd_limit() {
     let f = Fixture::new();
     for d in 0..40 {

@@ -77,8 +77,48 @@ fn write_inner(path: &Path, data: &[u8], mode: u32, no_replace: bool) -> Result<
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    } else {
+        clean_stale_temps(dir, name);
     }
     result
+}
+
+/// Removes the temp files a writer of the same name left when it was killed between create and
+/// rename (`.NAME.tmp.PID.N`): those of a process that no longer exists, or older than an hour
+/// (a pid reused since, or another pid namespace). Readers never look at temp files, so this
+/// only keeps them from piling up; it is best effort.
+fn clean_stale_temps(dir: &Path, name: &std::ffi::OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(b".tmp.");
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let me = std::process::id();
+    for e in rd.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
+        let Some(pid) = std::str::from_utf8(rest).ok().and_then(|r| r.split('.').next()?.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue; // another thread of ours may be writing it right now
+        }
+        let dead = pid == 0
+            || i32::try_from(pid).is_err()
+            || matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
+                Err(nix::errno::Errno::ESRCH)
+            );
+        let old = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if dead || old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn unique() -> u64 {
@@ -93,6 +133,9 @@ fn unique() -> u64 {
 pub fn remove(path: &Path) -> Result<(), WriteError> {
     std::fs::remove_file(path).map_err(|source| WriteError::Io { op: "remove", path: path.into(), source })?;
     if let Some(dir) = path.parent() {
+        if let Some(name) = path.file_name() {
+            clean_stale_temps(dir, name);
+        }
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
@@ -136,6 +179,23 @@ mod tests {
         assert!(matches!(write_new(&p, b"three", 0o600), Err(WriteError::Exists { .. })));
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_removed_on_the_next_write() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("a.json");
+        let dead = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().to_string();
+        let stale = t.path().join(format!(".a.json.tmp.{dead}.7"));
+        let live = t.path().join(".a.json.tmp.1.7"); // pid 1 is alive
+        let other = t.path().join(format!(".b.json.tmp.{dead}.7"));
+        for f in [&stale, &live, &other] {
+            std::fs::write(f, b"half").unwrap();
+        }
+        write(&p, b"one", 0o600).unwrap();
+        assert!(!stale.exists(), "a dead writer's temp file is removed");
+        assert!(live.exists(), "a live writer's temp file is left alone");
+        assert!(other.exists(), "another name's temp files are not this write's business");
     }
 
     #[test]

@@ -181,30 +181,152 @@ fn header(rootfs: &Path, root: &RootId, written: SystemTime) -> Vec<u8> {
 /// the reason it was discarded (None: there was none).
 pub fn load(cache_dir: &Path, rootfs: &Path, root: &RootId) -> (Cache, Option<String>) {
     let path = path_for(cache_dir, rootfs);
-    let bytes = match crate::atomic::read_bounded(&path, MAX_CACHE_BYTES) {
-        Ok(b) => b,
-        Err(crate::atomic::ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return (Cache::default(), None)
-        }
-        Err(e) => return (Cache::default(), Some(e.to_string())),
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Cache::default(), None),
+        Err(e) => return (Cache::default(), Some(format!("cannot read {}: {e}", path.display()))),
     };
-    match parse(cache_dir, rootfs, root, &bytes) {
+    match f.metadata() {
+        Ok(m) if m.is_file() && m.len() <= MAX_CACHE_BYTES => {}
+        Ok(m) if m.is_file() => {
+            return (Cache::default(), Some(format!("{} is larger than {MAX_CACHE_BYTES} bytes", path.display())))
+        }
+        Ok(_) => return (Cache::default(), Some(format!("{} is not a regular file", path.display()))),
+        Err(e) => return (Cache::default(), Some(format!("cannot read {}: {e}", path.display()))),
+    }
+    match parse(cache_dir, rootfs, root, f.take(MAX_CACHE_BYTES)) {
         Ok(c) => (c, None),
         Err(why) => (Cache::default(), Some(format!("cache {} discarded: {why}", path.display()))),
     }
 }
 
-fn parse(cache_dir: &Path, rootfs: &Path, root: &RootId, bytes: &[u8]) -> Result<Cache, String> {
-    if bytes.len() < MAGIC.len() + 32 || &bytes[..8] != MAGIC {
-        return Err("not a rootseal cache (bad magic or truncated)".into());
+/// Reads a cache file while computing the HMAC of everything but its last 32 bytes (the MAC),
+/// so that the file is never held whole. Records are parsed as they arrive but nothing is
+/// returned unless the MAC checks out at the end.
+struct MacReader<R> {
+    inner: R,
+    /// `buf[pos..]` is read but not yet taken; the last 32 bytes of the file stay in it.
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    inner_hash: Sha256,
+}
+
+impl<R: std::io::Read> MacReader<R> {
+    fn new(inner: R, key: &[u8; 32]) -> MacReader<R> {
+        // HMAC(key, body) = H(k^opad || H(k^ipad || body)).
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(key);
+        let mut inner_hash = Sha256::new();
+        inner_hash.update(k.map(|b| b ^ 0x36));
+        MacReader { inner, buf: Vec::with_capacity(128 * 1024), pos: 0, eof: false, inner_hash }
     }
-    let (body, mac) = bytes.split_at(bytes.len() - 32);
+
+    /// Makes `buf[pos..]` hold more than `n` + 32 bytes, unless the file ends first.
+    fn fill(&mut self, n: usize) -> Result<(), String> {
+        while !self.eof && self.buf.len() - self.pos <= n + 32 {
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+            }
+            let have = self.buf.len();
+            self.buf.resize(have.max(n + 33) + 64 * 1024, 0);
+            let got = loop {
+                match self.inner.read(&mut self.buf[have..]) {
+                    Ok(g) => break g,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(have);
+                        return Err(format!("read: {e}"));
+                    }
+                }
+            };
+            self.buf.truncate(have + got);
+            self.eof = got == 0;
+        }
+        Ok(())
+    }
+
+    /// Takes exactly `n` body bytes (never the MAC).
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        self.fill(n)?;
+        if self.buf.len() - self.pos < n + 32 {
+            return Err("truncated record".into());
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.inner_hash.update(out);
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    /// True when only the MAC (or less) is left.
+    fn at_mac(&mut self) -> Result<bool, String> {
+        self.fill(0)?;
+        Ok(self.buf.len() - self.pos <= 32)
+    }
+
+    /// The body's HMAC under `key` equals the trailing 32 bytes, and nothing follows them.
+    fn mac_ok(&mut self, key: &[u8; 32]) -> bool {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(key);
+        let inner = std::mem::take(&mut self.inner_hash).finalize();
+        let mut outer = Sha256::new();
+        outer.update(k.map(|b| b ^ 0x5c));
+        outer.update(inner);
+        let mac: [u8; 32] = outer.finalize().into();
+        self.eof && self.buf.len() - self.pos == 32 && mac.as_slice() == &self.buf[self.pos..]
+    }
+}
+
+fn parse<R: std::io::Read>(cache_dir: &Path, rootfs: &Path, root: &RootId, file: R) -> Result<Cache, String> {
     let k = key(cache_dir).map_err(|e| e.to_string())?;
-    if hmac(&k, body) != mac {
+    let r = &mut MacReader::new(file, &k);
+    let bad_magic = || "not a rootseal cache (bad magic or truncated)".to_string();
+    let magic = r.take_array::<8>().map_err(|_| bad_magic())?;
+    if &magic != MAGIC {
+        return Err(bad_magic());
+    }
+    let mut line = Vec::new();
+    loop {
+        let [b] = r.take_array::<1>()?;
+        if b == b'\n' {
+            break;
+        }
+        line.push(b);
+        if line.len() > 64 * 1024 {
+            return Err("header too long".into());
+        }
+    }
+    let hdr: serde_json::Value = serde_json::from_slice(&line).map_err(|e| format!("header: {e}"))?;
+    let mut files = HashMap::new();
+    while !r.at_mac()? {
+        let plen = u32::from_le_bytes(r.take_array()?) as usize;
+        if plen > 64 * 1024 {
+            return Err("record path too long".into());
+        }
+        let path = r.take(plen)?.to_vec();
+        let mut v = [0u64; 7];
+        for x in &mut v {
+            *x = u64::from_le_bytes(r.take_array()?);
+        }
+        let [dev, ino, size, ms, mn, cs, cn] = v;
+        let sha256: [u8; 32] = r.take_array()?;
+        let clen = u32::from_le_bytes(r.take_array()?) as usize;
+        if clen > 64 * 1024 {
+            return Err("record capability too long".into());
+        }
+        let cap = if clen == 0 { None } else { Some(r.take(clen)?.to_vec()) };
+        let key = StatKey { dev, ino, size, mtime: (ms as i64, mn as i64), ctime: (cs as i64, cn as i64) };
+        files.insert(path, Cached { key, sha256, cap });
+    }
+    // Nothing read so far is trusted until the MAC over all of it checks out.
+    if !r.mac_ok(&k) {
         return Err("integrity check failed (edited, truncated or from another node)".into());
     }
-    let nl = body[8..].iter().position(|&b| b == b'\n').ok_or("no header")? + 8;
-    let hdr: serde_json::Value = serde_json::from_slice(&body[8..nl]).map_err(|e| format!("header: {e}"))?;
     if hdr["boot_id"].as_str() != Some(known_boot()?.as_str()) {
         return Err("written in another boot".into());
     }
@@ -217,31 +339,7 @@ fn parse(cache_dir: &Path, rootfs: &Path, root: &RootId, bytes: &[u8]) -> Result
     {
         return Err("the rootfs is another directory or mount now".into());
     }
-    let mut files = HashMap::new();
-    let mut r = &body[nl + 1..];
-    let take = |r: &mut &[u8], n: usize| -> Result<Vec<u8>, String> {
-        if r.len() < n {
-            return Err("truncated record".into());
-        }
-        let (a, b) = r.split_at(n);
-        *r = b;
-        Ok(a.to_vec())
-    };
-    let u64_ =
-        |r: &mut &[u8]| -> Result<u64, String> { Ok(u64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"))) };
-    while !r.is_empty() {
-        let plen = u32::from_le_bytes(take(&mut r, 4)?.try_into().expect("4 bytes")) as usize;
-        let path = take(&mut r, plen)?;
-        let dev = u64_(&mut r)?;
-        let ino = u64_(&mut r)?;
-        let size = u64_(&mut r)?;
-        let mtime = (u64_(&mut r)? as i64, u64_(&mut r)? as i64);
-        let ctime = (u64_(&mut r)? as i64, u64_(&mut r)? as i64);
-        let sha256: [u8; 32] = take(&mut r, 32)?.try_into().expect("32 bytes");
-        let clen = u32::from_le_bytes(take(&mut r, 4)?.try_into().expect("4 bytes")) as usize;
-        let cap = if clen == 0 { None } else { Some(take(&mut r, clen)?) };
-        files.insert(path, Cached { key: StatKey { dev, ino, size, mtime, ctime }, sha256, cap });
-    }
+    files.shrink_to_fit();
     Ok(Cache { files })
 }
 

@@ -289,10 +289,23 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     d
 }
 
-/// `ROOTSEAL_TRACE=1`: phase timings on stderr, for profiling the hook.
+/// `ROOTSEAL_TRACE=1`: phase timings, with the resident and peak memory after each phase, on
+/// stderr, for profiling the hook.
 fn trace(phase: &str, since: &mut Instant) {
     if std::env::var_os("ROOTSEAL_TRACE").is_some() {
-        eprintln!("rootseal: trace: {phase} {:.1} ms", since.elapsed().as_secs_f64() * 1000.0);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        eprintln!(
+            "rootseal: trace: {phase} {:.1} ms, rss {} KiB, peak {} KiB",
+            since.elapsed().as_secs_f64() * 1000.0,
+            kib("VmRSS:").unwrap_or(0),
+            kib("VmHWM:").unwrap_or(0)
+        );
     }
     *since = Instant::now();
 }
@@ -439,6 +452,7 @@ pub fn walk_rootfs(
     };
     let w = walk::walk_cached(rootfs, fd, &opts).map_err(|e| e.to_string())?;
     drop(cache);
+    crate::sys::release_free_memory();
     if let (Some(id), Some(new)) = (root_id, &w.cache) {
         // A cache that cannot be written only costs speed next time.
         if let Err(e) = crate::cache::save(&cfg.cache_dir, rootfs, &id, new) {
@@ -575,9 +589,8 @@ fn check_candidate(
         }
         Err(e) => return Err(Violation::new("seal-store", e.to_string())),
     };
-    let seal = Seal::parse(&bytes)
+    let seal = Seal::parse_owned(bytes)
         .map_err(|e| Violation::new("seal-invalid", format!("seal {} is invalid: {e}", path.display())))?;
-    drop(bytes);
     if seal.digest != *digest {
         return Err(Violation::new(
             "seal-invalid",

@@ -138,20 +138,54 @@ impl Manifest {
 
     /// Parses canonical bytes, insisting they are canonical: sorted, unique, well formed.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| ManifestError::Parse { line: 0, what: format!("not ASCII text: {e}") })?;
-        let mut lines = text.split_terminator('\n');
-        let header = lines.next().unwrap_or("");
-        if header != HEADER {
-            return Err(ManifestError::Header { found: header.chars().take(40).collect() });
-        }
-        if !text.ends_with('\n') {
-            return Err(ManifestError::Parse { line: 0, what: "missing final newline".into() });
-        }
-        let mut entries: Vec<Entry> = Vec::new();
-        for (i, line) in lines.enumerate() {
-            let n = i + 2;
-            let e = parse_entry(line).map_err(|what| ManifestError::Parse { line: n, what })?;
+        let (m, _) = Manifest::parse_reader(bytes, u64::MAX, 0)?;
+        debug_assert_eq!(m.to_canonical(), bytes);
+        Ok(m)
+    }
+
+    /// Parses a canonical manifest from a stream, one line at a time, and returns it with its
+    /// tree digest (the SHA-256 of exactly the bytes read): the canonical text is never held
+    /// whole. At most `max` bytes are read. Same checks as [`Manifest::parse`]. `expect` is
+    /// how many entries the caller expects (a hint, capped), so the list is allocated once.
+    pub fn parse_reader<R: std::io::BufRead>(
+        mut r: R,
+        max: u64,
+        expect: u64,
+    ) -> Result<(Manifest, TreeDigest), ManifestError> {
+        use std::io::{BufRead as _, Read as _};
+        let mut h = Sha256::new();
+        let mut line = Vec::with_capacity(256);
+        let mut total: u64 = 0;
+        let mut entries: Vec<Entry> = Vec::with_capacity(expect.min(max / 16).min(4_000_000) as usize);
+        let mut n = 0usize;
+        loop {
+            line.clear();
+            let got = r
+                .by_ref()
+                .take(max.saturating_sub(total).saturating_add(1))
+                .read_until(b'\n', &mut line)
+                .map_err(|e| ManifestError::Parse { line: n + 1, what: format!("read: {e}") })?;
+            if got == 0 {
+                break;
+            }
+            total += got as u64;
+            if total > max {
+                return Err(ManifestError::Parse { line: n + 1, what: format!("larger than {max} bytes") });
+            }
+            n += 1;
+            h.update(&line);
+            if line.last() != Some(&b'\n') {
+                return Err(ManifestError::Parse { line: 0, what: "missing final newline".into() });
+            }
+            let text = std::str::from_utf8(&line[..line.len() - 1])
+                .map_err(|e| ManifestError::Parse { line: n, what: format!("not ASCII text: {e}") })?;
+            if n == 1 {
+                if text != HEADER {
+                    return Err(ManifestError::Header { found: text.chars().take(40).collect() });
+                }
+                continue;
+            }
+            let e = parse_entry(text).map_err(|what| ManifestError::Parse { line: n, what })?;
             if let Some(prev) = entries.last() {
                 if prev.path >= e.path {
                     return Err(ManifestError::Order { line: n, path: display_path(&e.path) });
@@ -159,9 +193,11 @@ impl Manifest {
             }
             entries.push(e);
         }
-        let m = Manifest { entries };
-        debug_assert_eq!(m.to_canonical(), bytes);
-        Ok(m)
+        if n == 0 {
+            return Err(ManifestError::Header { found: String::new() });
+        }
+        entries.shrink_to_fit();
+        Ok((Manifest { entries }, TreeDigest(h.finalize().into())))
     }
 }
 

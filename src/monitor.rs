@@ -450,7 +450,8 @@ impl Monitor {
                     let bytes = crate::atomic::read_bounded(&seal_path, crate::seal::MAX_SEAL_BYTES)
                         .map_err(|e| e.to_string())?;
                     let seal = Arc::new(
-                        Seal::parse(&bytes).map_err(|e| format!("seal {} is invalid: {e}", seal_path.display()))?,
+                        Seal::parse_owned(bytes)
+                            .map_err(|e| format!("seal {} is invalid: {e}", seal_path.display()))?,
                     );
                     self.seals.insert(seal_path.clone(), (stamp, Arc::clone(&seal)));
                     seal

@@ -290,16 +290,23 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> io::Resul
     Ok(rc as usize)
 }
 
-/// Raises the soft open-files limit to the hard one.
-pub fn raise_fd_limit() {
+/// Raises the soft open-files limit to the hard one; returns the soft limit now in force
+/// (1024 when it cannot be read).
+pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid struct we own.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max
+            && libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max })
+                == 0
+        {
             lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+    lim.rlim_cur
 }
 
 /// Sets `sig`'s disposition to ignore.
@@ -319,5 +326,16 @@ pub fn write_stderr_and_exit(line: &[u8], code: i32) -> ! {
     unsafe {
         libc::write(2, line.as_ptr().cast(), line.len());
         libc::_exit(code)
+    }
+}
+
+/// Returns the allocator's free memory to the kernel (glibc's malloc_trim), so that resident
+/// memory freed by one phase (the walk's worker threads, the cache) does not add to the peak
+/// of the next. A no-op elsewhere.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -111,8 +111,18 @@ pub struct Walked {
 
 /// Raises the soft open-files limit to the hard one: the walk keeps a bounded but
 /// core-count-dependent number of files open.
-fn raise_fd_limit() {
-    sys::raise_fd_limit();
+fn raise_fd_limit() -> u64 {
+    sys::raise_fd_limit()
+}
+
+/// Files per batch so that the open regular files (one batch being filled, `2 * threads`
+/// queued, one per worker) plus a directory fd per level stay well under the open-files
+/// limit: a low limit (or many cores) makes batches smaller, never the walk fail.
+fn batch_files(fd_limit: u64, threads: usize, max_depth: u32) -> usize {
+    let reserve = 64 + u64::from(max_depth.min(1024));
+    let budget = fd_limit.saturating_sub(reserve) / 2;
+    let slots = 3 * threads as u64 + 1;
+    ((budget / slots) as usize).clamp(1, BATCH_FILES)
 }
 
 /// A broken lease is signalled with SIGIO, whose default action ends the process: ignore it
@@ -176,7 +186,7 @@ struct Hashed {
 pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
     // Files that change within the racy window of this moment are not cached (cache.rs).
     let started = std::time::SystemTime::now();
-    raise_fd_limit();
+    let fd_limit = raise_fd_limit();
     if opts.want_cache {
         ignore_lease_breaks();
     }
@@ -203,6 +213,7 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
         let walker = Walker {
             root,
             opts,
+            batch_files: batch_files(fd_limit, threads, opts.limits.max_depth),
             cancel: &cancel,
             jobs: job_tx,
             batch: Vec::new(),
@@ -276,6 +287,8 @@ struct Walker<'a> {
     opts: &'a Options<'a>,
     cancel: &'a AtomicBool,
     jobs: mpsc::SyncSender<Vec<Job>>,
+    /// Files per batch (see [`batch_files`]).
+    batch_files: usize,
     batch: Vec<Job>,
     batch_bytes: u64,
     entries: Vec<Entry>,
@@ -405,7 +418,7 @@ impl Walker<'_> {
                         self.same_object(&fd, &st, &child)?;
                         self.batch.push(Job { index: self.entries.len(), fd, size, st, path: child });
                         self.batch_bytes += size;
-                        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+                        if self.batch.len() >= self.batch_files || self.batch_bytes >= BATCH_BYTES {
                             self.flush()?;
                         }
                     }
