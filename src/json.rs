@@ -20,6 +20,13 @@ pub fn from_slice_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonErr
     serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))
 }
 
+/// Like [`from_slice_strict`] for types that borrow from `bytes` (large strings without escapes
+/// are then not copied).
+pub fn from_slice_strict_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, JsonError> {
+    check_no_duplicates(bytes)?;
+    serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))
+}
+
 /// Checks syntax and key uniqueness without building a value.
 pub fn check_no_duplicates(bytes: &[u8]) -> Result<(), JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -58,10 +58,12 @@ pub enum SealError {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(rename = "payloadType")]
     payload_type: String,
-    payload: String,
+    /// Borrowed from the seal's bytes when it has no JSON escapes (base64 never needs any).
+    #[serde(borrow)]
+    payload: std::borrow::Cow<'a, str>,
     signatures: Vec<EnvelopeSignature>,
 }
 
@@ -189,7 +191,7 @@ pub fn create(req: &SealRequest<'_>, key: &SigningKey) -> Vec<u8> {
 pub fn envelope(payload: &[u8], sigs: &[(String, Vec<u8>)]) -> Vec<u8> {
     let env = Envelope {
         payload_type: PAYLOAD_TYPE.into(),
-        payload: B64.encode(payload),
+        payload: B64.encode(payload).into(),
         signatures: sigs.iter().map(|(k, s)| EnvelopeSignature { keyid: k.clone(), sig: B64.encode(s) }).collect(),
     };
     let mut out = serde_json::to_vec_pretty(&env).expect("envelope serialises");
@@ -215,28 +217,32 @@ pub struct Seal {
 impl Seal {
     /// Parses and checks a seal. Nothing here trusts the content; see `verify` for signatures.
     pub fn parse(bytes: &[u8]) -> Result<Seal, SealError> {
-        Seal::from_envelope(Seal::envelope(bytes)?)
+        let (pae, header_len, signatures) = Seal::open(Seal::envelope(bytes)?)?;
+        Seal::from_pae(pae, header_len, signatures)
     }
 
-    /// Like [`Seal::parse`], but frees the file's bytes as soon as the envelope is decoded: the
+    /// Like [`Seal::parse`], but frees the file's bytes as soon as the payload is decoded: the
     /// hook parses seals of 100 000-entry manifests on the container start path.
     pub fn parse_owned(bytes: Vec<u8>) -> Result<Seal, SealError> {
-        let env = Seal::envelope(&bytes)?;
+        let (pae, header_len, signatures) = Seal::open(Seal::envelope(&bytes)?)?;
         drop(bytes);
-        Seal::from_envelope(env)
+        Seal::from_pae(pae, header_len, signatures)
     }
 
-    fn envelope(bytes: &[u8]) -> Result<Envelope, SealError> {
+    fn envelope(bytes: &[u8]) -> Result<Envelope<'_>, SealError> {
         if bytes.len() as u64 > MAX_SEAL_BYTES {
             return Err(SealError::TooLarge);
         }
-        json::from_slice_strict(bytes).map_err(|e| match e {
+        json::from_slice_strict_borrowed(bytes).map_err(|e| match e {
             json::JsonError::Duplicate(k) => SealError::DuplicateKey(k),
             json::JsonError::Syntax(s) => SealError::Json(s),
         })
     }
 
-    fn from_envelope(env: Envelope) -> Result<Seal, SealError> {
+    /// Checks the envelope and decodes its payload behind the PAE header: (PAE bytes, header
+    /// length, signatures).
+    #[allow(clippy::type_complexity)]
+    fn open(env: Envelope<'_>) -> Result<(Vec<u8>, usize, Vec<(String, Signature)>), SealError> {
         if env.payload_type != PAYLOAD_TYPE {
             return Err(SealError::PayloadType(env.payload_type));
         }
@@ -262,15 +268,17 @@ impl Seal {
         if pae.len() - header_len != payload_len {
             return Err(bad_payload());
         }
-        let env_signatures = env.signatures;
-        drop(env.payload);
-        let mut signatures = Vec::with_capacity(env_signatures.len());
-        for (index, s) in env_signatures.iter().enumerate() {
+        let mut signatures = Vec::with_capacity(env.signatures.len());
+        for (index, s) in env.signatures.iter().enumerate() {
             let raw = B64.decode(&s.sig).map_err(|_| SealError::Base64 { field: "signature" })?;
             let arr: [u8; 64] =
                 raw.as_slice().try_into().map_err(|_| SealError::SignatureLength { index, len: raw.len() })?;
             signatures.push((s.keyid.clone(), Signature::from_bytes(&arr)));
         }
+        Ok((pae, header_len, signatures))
+    }
+
+    fn from_pae(pae: Vec<u8>, header_len: usize, signatures: Vec<(String, Signature)>) -> Result<Seal, SealError> {
         let payload = &pae[header_len..];
         let st: Statement = json::from_slice_strict(payload).map_err(|e| match e {
             json::JsonError::Duplicate(k) => SealError::DuplicateKey(k),
