@@ -690,7 +690,7 @@ fn arm_watchdog(budget: Duration, mode: Mode, alerts: Option<crate::config::Aler
 pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::ConfigError>) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let id = CONTAINER_FOR_WATCHDOG.get().map(|s| short_id(s)).unwrap_or_else(|| "(unknown)".into());
-        let msg = info.to_string().replace('\n', " ");
+        let msg: String = info.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         eprintln!("rootseal: blocked container {id}: internal error ({msg}); please report this");
     }));
     let cfg = match config {

@@ -80,10 +80,19 @@ pub struct Trust {
     pub revoked: Revocations,
 }
 
+/// A key's name: its file name without `.pub`, escaped (docs/digest.md) for messages.
+fn key_name(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    path.file_stem()
+        .map(|s| crate::manifest::display_path(s.as_bytes()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "key".into())
+}
+
 impl Trust {
     /// A trust set of one key given on the command line (`verify --key`).
     pub fn single(key: PublicKey, path: &Path) -> Trust {
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "key".into());
+        let name = key_name(path);
         Trust { keys: vec![TrustedKey { name, key, path: path.into() }], revoked: Revocations::default() }
     }
 
@@ -123,7 +132,9 @@ impl TrustStore {
                 TrustError::Key(KeyError::Parse { path: path.clone(), what: "public key", detail: "not text".into() })
             })?;
             let key = PublicKey::from_pem(&text, &path)?;
-            let name = path.file_stem().expect("has .pub extension").to_string_lossy().into_owned();
+            // The name is quoted in every reason: escaped like a path, so a file name with
+            // control characters cannot break the one-line reason.
+            let name = key_name(&path);
             keys.push(TrustedKey { name, key, path });
         }
         let revoked = self.load_revocations()?;

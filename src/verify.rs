@@ -120,7 +120,15 @@ pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usiz
         let keyids = seal
             .signatures
             .iter()
-            .map(|(k, _)| if k.is_empty() { "(none)".to_string() } else { format!("{}..", &k[..k.len().min(12)]) })
+            .map(|(k, _)| {
+                // Untrusted input: escaped (one line, no terminal escapes), cut by character.
+                let shown: String = crate::manifest::display_path(k.as_bytes()).chars().take(12).collect();
+                if k.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    format!("{shown}..")
+                }
+            })
             .collect();
         return Err(Rejection::Untrusted { digest, keyids });
     }

@@ -333,9 +333,19 @@ impl Walker<'_> {
                 break;
             };
             self.check_time()?;
-            let list = sys::read_dir(dir.as_fd(), (lim.max_entries as usize).saturating_add(1))
-                .map_err(|e| self.io("list directory", &path, e))?;
-            for de in list {
+            let list = sys::read_dir(dir.as_fd(), (lim.max_entries as usize).saturating_add(1)).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::OutOfMemory {
+                    let shown = if path.is_empty() { "/".to_string() } else { crate::manifest::display_path(&path) };
+                    self.limit(format!("more entries in directory {shown}"), "max_entries", lim.max_entries)
+                } else {
+                    self.io("list directory", &path, e)
+                }
+            })?;
+            for (i, de) in list.into_iter().enumerate() {
+                // One huge directory must not run past the deadline either.
+                if i % 1024 == 1023 {
+                    self.check_time()?;
+                }
                 let mut child = Vec::with_capacity(path.len() + 1 + de.name.len());
                 child.extend_from_slice(&path);
                 child.push(b'/');

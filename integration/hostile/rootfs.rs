@@ -304,7 +304,6 @@ fn entries_over_a_configured_max_entries_are_blocked_naming_the_limit() {
 
 /// The limit's name must be in the reason even when one directory alone exceeds it.
 #[test]
-#[ignore = "finding: one directory with more than max_entries names is refused as `list directory /var/many under ROOT: too many entries`, without naming the limit or [limits] max_entries (src/walk.rs Walker::run maps sys::read_dir's cap through self.io)"]
 fn one_directory_over_max_entries_names_the_limit() {
     let f = Fixture::new();
     config(&f, "[limits]\nmax_entries = 1000");
@@ -341,7 +340,6 @@ fn a_million_entries_in_one_directory_are_blocked_without_a_hang() {
 /// carries its reason and an alert; only a hung syscall should be left to the watchdog, which
 /// alerts nobody in enforce mode.
 #[test]
-#[ignore = "finding: the walk checks its deadline only between directories (src/walk.rs Walker::check_time, once per directory popped), so one huge directory runs past the 90% walk deadline into the watchdog: blocked, but with no alert and no event"]
 fn a_huge_directory_is_stopped_by_the_walk_deadline_with_an_alert() {
     let f = Fixture::new();
     let (_m, root) = rootfs_on_tmpfs(&f);

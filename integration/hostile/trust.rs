@@ -142,7 +142,6 @@ fn an_unsafe_or_malformed_revocation_list_is_blocked() {
 /// Key names end up in every reason ("signed by NAME"): a file name with control characters
 /// must not break the one-line reason (escaped like paths, or the file refused as misnamed).
 #[test]
-#[ignore = "finding: a trusted key's name is its file name, never validated on load (src/trust.rs TrustStore::load takes any *.pub) and quoted raw in reasons (src/verify.rs describe_mismatch `signed by`), so `trust/ci<ESC>[2J<LF>x.pub` puts an escape sequence and a second line into the block reason"]
 fn a_key_file_name_with_control_characters_keeps_the_reason_one_line() {
     let f = Fixture::new();
     std::fs::rename(key_file(&f), f.env.path("trust/ci\u{1b}[2J\nx.pub")).unwrap();
