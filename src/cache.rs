@@ -127,6 +127,13 @@ fn key(cache_dir: &Path) -> Result<[u8; 32], CacheError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(cache_dir).map_err(io)?;
     let meta = std::fs::symlink_metadata(cache_dir).map_err(io)?;
+    // The HMAC key lives here: a directory someone else owns could hold a key they know.
+    if std::os::unix::fs::MetadataExt::uid(&meta) != crate::sys::euid() || meta.file_type().is_symlink() {
+        return Err(io(std::io::Error::other(format!(
+            "is a symlink or owned by uid {}, not by this user; remove it (it is only a cache)",
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        ))));
+    }
     if !meta.is_dir() || meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(cache_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }

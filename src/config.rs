@@ -25,6 +25,8 @@ pub enum ConfigError {
     Invalid { path: PathBuf, what: String },
     #[error("config {}: {key} must be an absolute path, got {value:?}", path.display())]
     Relative { path: PathBuf, key: &'static str, value: PathBuf },
+    #[error("config {} is {problem}: whoever can write it chooses the mode and the trust store; run `{fix}`", path.display())]
+    Unsafe { path: PathBuf, problem: String, fix: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -184,7 +186,30 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = crate::atomic::read_bounded(path, MAX_CONFIG_BYTES)
+        let f = std::fs::File::open(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source: crate::atomic::ReadError::Io { path: path.into(), source },
+        })?;
+        // Run as root (the hook, the monitor), the config must be root's and closed to others.
+        if crate::sys::euid() == 0 {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = f.metadata() {
+                let unsafe_ = |problem: String, fix: String| ConfigError::Unsafe { path: path.into(), problem, fix };
+                if m.uid() != 0 {
+                    return Err(unsafe_(
+                        format!("owned by uid {}", m.uid()),
+                        format!("chown root: {}", path.display()),
+                    ));
+                }
+                if m.mode() & 0o022 != 0 {
+                    return Err(unsafe_(
+                        format!("writable by group or others (mode {:04o})", m.mode() & 0o7777),
+                        format!("chmod go-w {}", path.display()),
+                    ));
+                }
+            }
+        }
+        let bytes = crate::atomic::read_file_bounded(f, path, MAX_CONFIG_BYTES)
             .map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let text = String::from_utf8(bytes)
             .map_err(|_| ConfigError::Parse { path: path.into(), detail: "not UTF-8 text".into() })?;

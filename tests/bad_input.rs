@@ -266,3 +266,26 @@ fn a_bad_config_names_the_file_and_key() {
         f.env.expect(2, [OsStr::new("--config"), missing.as_os_str(), OsStr::new("digest"), f.root.as_os_str()]);
     assert!(err.contains("missing.toml"), "{err}");
 }
+
+/// Run as root, a config others can write (or that is not root's) is refused: it chooses the
+/// mode and the trust store.
+#[test]
+fn a_config_others_can_write_is_refused_as_root() {
+    if rootseal::sys::euid() != 0 {
+        return;
+    }
+    let f = fixture();
+    let cfg = f.env.config_path();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (_, err) = f.env.expect(2, [OsStr::new("digest"), f.root.as_os_str()]);
+    assert!(
+        err.contains("config.toml") && err.contains("writable by group or others") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&cfg, Some(1000), None).unwrap();
+    let (_, err) = f.env.expect(2, [OsStr::new("digest"), f.root.as_os_str()]);
+    assert!(err.contains("owned by uid 1000"), "{err}");
+    std::os::unix::fs::chown(&cfg, Some(0), None).unwrap();
+    f.env.expect(0, [OsStr::new("digest"), f.root.as_os_str()]);
+}

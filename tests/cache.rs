@@ -177,3 +177,19 @@ fn a_file_mapped_writable_is_never_cached() {
     // SAFETY: unmapping exactly what was mapped.
     unsafe { libc::munmap(map, len) };
 }
+
+/// The cache's HMAC key lives in cache_dir: a directory another user owns is never used (that
+/// user could know the key and forge entries), and verification still reads every file.
+#[test]
+fn a_cache_dir_owned_by_someone_else_is_not_used() {
+    let n = node();
+    let dir = n.env.path("cache");
+    std::os::unix::fs::chown(&dir, Some(1000), None).unwrap();
+    rewrite_keep_mtime(&n.rootfs.join("etc/passwd"), b"evil:x:0:0::/root:/bin/sh\n");
+    n.check_blocked("/etc/passwd content differs");
+    let fd = std::fs::File::open(&n.rootfs).unwrap();
+    let id = rootseal::cache::RootId::of(&fd).unwrap();
+    let (c, why) = rootseal::cache::load(&dir, &n.rootfs, &id);
+    assert!(c.files.is_empty(), "nothing trusted from a foreign cache dir");
+    assert!(why.unwrap_or_default().contains("owned by uid 1000"));
+}
