@@ -243,10 +243,12 @@ impl Config {
         }
         for (key, v) in [("interval", &cfg.monitor.interval), ("scan_deadline", &cfg.monitor.scan_deadline)] {
             match humantime::parse_duration(v) {
-                Ok(d) if d >= std::time::Duration::from_millis(100) => {}
+                Ok(d)
+                    if d >= std::time::Duration::from_millis(100) && d <= std::time::Duration::from_secs(7 * 86400) => {
+                }
                 _ => {
                     return Err(invalid(format!(
-                        "[monitor] {key} {v:?} must be a duration of at least 100ms, e.g. \"60s\""
+                        "[monitor] {key} {v:?} must be a duration between 100ms and 7 days, e.g. \"60s\""
                     )))
                 }
             }

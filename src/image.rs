@@ -694,7 +694,7 @@ impl<'a> Tree<'a> {
             // Whiteouts (step 2 and 3).
             if let Some(name) = base.strip_prefix(b".wh.") {
                 if base == b".wh..wh..opq" {
-                    self.check_parents(&p).map_err(&bad)?;
+                    added.extend(self.check_parents(&p).map_err(&bad)?);
                     let lower: Vec<Vec<u8>> =
                         self.children(parent).into_iter().filter(|c| !added.contains(c)).collect();
                     for c in lower {
@@ -730,7 +730,9 @@ impl<'a> Tree<'a> {
                 }
                 return Err(bad("replaces the root directory".into()));
             }
-            self.check_parents(&p).map_err(&bad)?;
+            // Parents this layer had to create are this layer's too (an opaque marker later in
+            // the same layer must not remove them from under their children).
+            added.extend(self.check_parents(&p).map_err(&bad)?);
             let kind = match et {
                 tar::EntryType::Directory => Kind::Dir,
                 tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -834,7 +836,10 @@ impl<'a> Tree<'a> {
 
     /// Creates missing parents as 0755 root:root directories; a parent that exists and is not a
     /// directory is an error (step 4).
-    fn check_parents(&mut self, p: &[u8]) -> Result<(), String> {
+    /// Makes sure every ancestor of `p` is a directory, creating missing ones; returns those it
+    /// created.
+    fn check_parents(&mut self, p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let mut created = Vec::new();
         let mut i = 1;
         while let Some(pos) = p[i..].iter().position(|&b| b == b'/') {
             let anc = &p[..i + pos];
@@ -849,11 +854,12 @@ impl<'a> Tree<'a> {
                 }
                 None => {
                     self.nodes.insert(anc.to_vec(), Node { mode: 0o755, uid: 0, gid: 0, kind: Kind::Dir, inode: 0 });
+                    created.push(anc.to_vec());
                 }
             }
             i += pos + 1;
         }
-        Ok(())
+        Ok(created)
     }
 
     fn replace(&mut self, p: &[u8], n: Node) {
@@ -913,6 +919,17 @@ fn split(p: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (&p[..i], &p[i + 1..]),
         None => (&p[..0], p),
     }
+}
+
+/// The manifest of uncompressed tar layers applied in order, with the rules above (whiteouts,
+/// opaque directories, hard links, limits) and no digests to check: the layer reader on its
+/// own, for the `layer` fuzz target and for tests.
+pub fn manifest_from_layers(layers: &[&[u8]], limits: &Limits) -> Result<Manifest, ImageError> {
+    let mut tree = Tree::new(Path::new("<layers>"), *limits);
+    for (i, layer) in layers.iter().enumerate() {
+        tree.apply_tar(i + 1, &mut tar::Archive::new(*layer))?;
+    }
+    Ok(tree.into_manifest())
 }
 
 #[cfg(test)]
@@ -1068,5 +1085,26 @@ mod tests {
         assert_eq!(Platform::parse("linux/arm64/v8").unwrap().variant.as_deref(), Some("v8"));
         assert!(Platform::parse("linux").is_none());
         assert_eq!(Platform::host().os, "linux");
+    }
+
+    #[test]
+    fn manifest_from_layers_is_the_layer_reader_without_digests() {
+        let l1 = layer(&[("etc/a", 'f', b"a", 0o644), ("etc/b", 'f', b"b", 0o644)]);
+        let l2 = layer(&[("etc/.wh.a", 'f', b"", 0o644), ("etc/c", 'h', b"etc/b", 0o600)]);
+        let m = manifest_from_layers(&[&l1, &l2], &Limits::default()).unwrap();
+        assert_eq!(m, apply(&[l1.clone(), l2]).unwrap());
+        assert_eq!(paths(&m), ["/etc", "/etc/b", "/etc/c"]);
+        let tight = Limits { max_entries: 2, ..Limits::default() };
+        let err = manifest_from_layers(&[&l1], &tight).unwrap_err().to_string();
+        assert!(err.contains("max_entries"), "{err}");
+    }
+
+    /// Found by the `layer` fuzz target: a parent this layer created implicitly survives an
+    /// opaque marker of its own parent later in the same layer (it is this layer's).
+    #[test]
+    fn an_opaque_marker_keeps_this_layers_implicit_parents() {
+        let l = layer(&[("d/sub/new", 'f', b"x", 0o644), ("d/.wh..wh..opq", 'f', b"", 0o644)]);
+        let m = manifest_from_layers(&[&l], &Limits::default()).unwrap();
+        assert_eq!(paths(&m), ["/d", "/d/sub", "/d/sub/new"]);
     }
 }

@@ -156,7 +156,8 @@ impl Manifest {
         let mut h = Sha256::new();
         let mut line = Vec::with_capacity(256);
         let mut total: u64 = 0;
-        let mut entries: Vec<Entry> = Vec::with_capacity(expect.min(max / 16).min(4_000_000) as usize);
+        // The hint comes from an unsigned field: capped, so a lie costs little.
+        let mut entries: Vec<Entry> = Vec::with_capacity(expect.min(max / 16).min(1 << 18) as usize);
         let mut n = 0usize;
         loop {
             line.clear();
@@ -273,6 +274,9 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
         match b[i] {
             b'%' => {
                 let h = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(format!("bad %-escape %{h}"));
+                }
                 let v = u8::from_str_radix(h, 16).map_err(|_| format!("bad %-escape %{h}"))?;
                 if (0x21..=0x7e).contains(&v) && v != b'%' || h.bytes().any(|c| c.is_ascii_lowercase()) {
                     return Err(format!("non-canonical escape %{h}"));
@@ -331,9 +335,13 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
     if path.first() != Some(&b'/') || path.len() < 2 {
         return Err("path must start with / and name an entry below the root".into());
     }
+    // Only clean paths, as a walk writes them: one spelling per entry.
+    if path.ends_with(b"/") || path[1..].split(|&b| b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..") {
+        return Err(format!("path {} is not clean (empty, . or .. component)", display_path(&path)));
+    }
     let kind = f.next().ok_or("missing type")?;
     let mode = f.next().ok_or("missing mode")?;
-    if mode.len() != 4 {
+    if mode.len() != 4 || !mode.bytes().all(|c| (b'0'..=b'7').contains(&c)) {
         return Err(format!("mode {mode:?} is not 4 octal digits"));
     }
     let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode {mode:?}"))?;
@@ -556,6 +564,23 @@ mod tests {
             gid: 0,
             kind: Kind::File { size: 1, sha256: Sha256::digest([byte]).into(), cap: None },
         }
+    }
+
+    #[test]
+    fn numbers_modes_escapes_and_paths_have_one_spelling() {
+        for bad in [
+            "rootseal-manifest v1\n/b d +755 0 0\n",
+            "rootseal-manifest v1\n/b%+1 d 0755 0 0\n",
+            "rootseal-manifest v1\n/a/../b d 0755 0 0\n",
+            "rootseal-manifest v1\n/a//b d 0755 0 0\n",
+            "rootseal-manifest v1\n/a/ d 0755 0 0\n",
+            "rootseal-manifest v1\n/./a d 0755 0 0\n",
+            "rootseal-manifest v1\n/b d 0755 +0 0\n",
+        ] {
+            assert!(Manifest::parse(bad.as_bytes()).is_err(), "{bad:?} must not parse");
+        }
+        assert!(unescape("%+1").is_err());
+        assert!(Manifest::parse(b"rootseal-manifest v1\n/a d 0755 0 0\n/a/b%0A d 0755 0 0\n").is_ok());
     }
 
     #[test]

@@ -102,7 +102,16 @@ impl Bundle {
                 err(if e.raw_os_error() == Some(libc::ELOOP) { "is a symlink".into() } else { e.to_string() })
             })?;
         let bytes = crate::atomic::read_file_bounded(f, &path, MAX_CONFIG_BYTES).map_err(|e| err(e.to_string()))?;
-        let spec: Spec = json::from_slice_strict(&bytes).map_err(|e| err(format!("not a valid OCI config: {e}")))?;
+        Bundle::from_config_bytes(dir, &bytes)
+    }
+
+    /// Parses the bytes of `dir/config.json` (strict JSON, a non-empty `root.path`) without
+    /// reading them: the part of [`Bundle::load`] that sees untrusted content, and the entry
+    /// point of the `bundle_config` fuzz target.
+    pub fn from_config_bytes(dir: &Path, bytes: &[u8]) -> Result<Bundle, OciError> {
+        let path = dir.join("config.json");
+        let err = |what: String| OciError::Config { path: path.clone(), what };
+        let spec: Spec = json::from_slice_strict(bytes).map_err(|e| err(format!("not a valid OCI config: {e}")))?;
         let root = spec.root().as_ref().ok_or_else(|| err("has no root".into()))?;
         let rp = root.path();
         if rp.as_os_str().is_empty() {
