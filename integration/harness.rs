@@ -216,3 +216,58 @@ impl RunResult {
 pub fn runtime_ok(runtime: &str) -> bool {
     Command::new(runtime).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
 }
+
+/// One run of `rootseal hook STAGE`, as a runtime runs it.
+pub struct HookRun {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub elapsed: std::time::Duration,
+}
+
+impl HookRun {
+    /// Exit 1 and exactly one line on stderr, a block containing `expect`.
+    pub fn assert_blocked(&self, expect: &str) -> &str {
+        assert_eq!(self.code, Some(1), "stderr: {}", self.stderr);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "exactly one line on stderr: {:?}", self.stderr);
+        assert!(
+            lines[0].starts_with("rootseal: blocked") && lines[0].contains(expect),
+            "expected {expect:?}: {}",
+            self.stderr
+        );
+        lines[0]
+    }
+}
+
+/// The OCI state runc passes at prestart.
+pub fn prestart_state(id: &str, bundle: &Path) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": "1.0.2-dev", "id": id, "status": "creating", "pid": std::process::id(), "bundle": bundle
+    }))
+    .unwrap()
+}
+
+/// Spawns a hook command with `stdin` written then closed (None: held open and never written
+/// until the hook exits) and waits for it.
+pub fn feed_hook(cmd: &mut Command, stdin: Option<&[u8]>) -> HookRun {
+    use std::io::Write as _;
+    let start = std::time::Instant::now();
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let holder = match stdin {
+        Some(bytes) => {
+            // The hook may stop reading early (oversized input): a failed write is fine.
+            let _ = pipe.write_all(bytes);
+            drop(pipe);
+            None
+        }
+        None => Some(pipe),
+    };
+    let out = child.wait_with_output().unwrap();
+    drop(holder);
+    HookRun {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}

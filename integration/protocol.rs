@@ -3,44 +3,18 @@
 
 use crate::harness::*;
 use crate::util::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct HookRun {
-    code: Option<i32>,
-    stderr: String,
-    elapsed: Duration,
-}
+use std::process::Command;
+use std::time::Duration;
 
 /// Runs `rootseal hook [stage]` with `stdin` (None: stdin held open and never written).
 fn hook(f: &Fixture, stage: Option<&str>, stdin: Option<&[u8]>) -> HookRun {
     let mut args = vec!["hook"];
     args.extend(stage);
-    let start = Instant::now();
-    let mut child = f.env.cmd(&args).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let holder = match stdin {
-        Some(bytes) => {
-            // Writing may fail when the hook stops reading (oversized input): that is fine.
-            let _ = pipe.write_all(bytes);
-            drop(pipe);
-            None
-        }
-        None => Some(pipe),
-    };
-    let out = child.wait_with_output().unwrap();
-    drop(holder);
-    HookRun {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: start.elapsed(),
-    }
+    feed_hook(&mut f.env.cmd(&args), stdin)
 }
 
 fn state(id: &str, bundle: &std::path::Path) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": std::process::id(), "bundle": bundle}))
-        .unwrap()
+    prestart_state(id, bundle)
 }
 
 fn audit(f: &Fixture) {

@@ -41,11 +41,9 @@ use crate::harness::*;
 use crate::util::*;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::ffi::CString;
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// What the sealed busybox rootfs prints when it runs (`cat /etc/motd`).
 pub const MOTD: &str = "hello from a sealed rootfs";
@@ -97,34 +95,9 @@ pub fn reseal(f: &Fixture) {
     f.annotate("rootseal.dev/image", IMAGE);
 }
 
-/// One run of `rootseal --config CFG hook STAGE`, as a runtime runs it.
-pub struct HookRun {
-    pub code: Option<i32>,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-impl HookRun {
-    /// Exit 1 and exactly one line on stderr, a block containing `expect`.
-    pub fn assert_blocked(&self, expect: &str) -> &str {
-        assert_eq!(self.code, Some(1), "stderr: {}", self.stderr);
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "exactly one line on stderr: {:?}", self.stderr);
-        assert!(
-            lines[0].starts_with("rootseal: blocked") && lines[0].contains(expect),
-            "expected {expect:?}: {}",
-            self.stderr
-        );
-        lines[0]
-    }
-}
-
 /// The OCI state runc passes at prestart.
 pub fn state(id: &str, bundle: &Path) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": "1.0.2-dev", "id": id, "status": "creating", "pid": std::process::id(), "bundle": bundle
-    }))
-    .unwrap()
+    prestart_state(id, bundle)
 }
 
 /// Runs the hook binary as runc would: `--config` in its arguments, only `env` in its
@@ -132,37 +105,17 @@ pub fn state(id: &str, bundle: &Path) -> Vec<u8> {
 /// closed (None: held open and never written). A hook still running after 60 s is killed
 /// (exit 124 from timeout(1)): that is a hang.
 pub fn hook(f: &Fixture, stage: &str, stdin: Option<&[u8]>, env: &[(&str, &str)]) -> HookRun {
-    let start = Instant::now();
-    let mut child = Command::new("/usr/bin/timeout")
-        .args(["-k", "5", "60"])
-        .arg(bin())
-        .arg("--config")
-        .arg(f.env.config_path())
-        .args(["hook", stage])
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let holder = match stdin {
-        Some(bytes) => {
-            // The hook may stop reading early (oversized input): a failed write is fine.
-            let _ = pipe.write_all(bytes);
-            drop(pipe);
-            None
-        }
-        None => Some(pipe),
-    };
-    let out = child.wait_with_output().unwrap();
-    drop(holder);
-    HookRun {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: start.elapsed(),
-    }
+    feed_hook(
+        Command::new("/usr/bin/timeout")
+            .args(["-k", "5", "60"])
+            .arg(bin())
+            .arg("--config")
+            .arg(f.env.config_path())
+            .args(["hook", stage])
+            .env_clear()
+            .envs(env.iter().copied()),
+        stdin,
+    )
 }
 
 /// The prestart hook on the fixture's bundle with a fresh id.
