@@ -97,19 +97,8 @@ fn a_symlink_swapped_with_a_directory_never_leads_the_walk_to_the_host() {
     reseal(&f);
     keep_state_records(&f);
     let digest = digest_now(&f);
-    let dir = std::fs::File::open(&var).unwrap();
-    let (x, y) = (CString::new("x").unwrap(), CString::new("y").unwrap());
-    let (results, spins) = while_racing(
-        STARTS,
-        || {
-            // SAFETY: a valid directory fd and NUL-terminated names.
-            let rc = unsafe {
-                libc::renameat2(dir.as_raw_fd(), x.as_ptr(), dir.as_raw_fd(), y.as_ptr(), libc::RENAME_EXCHANGE)
-            };
-            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-        },
-        |i| check_start(&f, i, &digest),
-    );
+    let exchange = exchanger(&var, "x", "y");
+    let (results, spins) = while_racing(STARTS, exchange, |i| check_start(&f, i, &digest));
     summarize("symlink/directory RENAME_EXCHANGE", &results, spins);
     canary.assert_untouched("the symlink/directory exchange race");
 }
@@ -211,19 +200,8 @@ fn a_file_swapped_with_a_fifo_never_hangs_the_start() {
     reseal(&f);
     keep_state_records(&f);
     let digest = digest_now(&f);
-    let dir = std::fs::File::open(&var).unwrap();
-    let (a, b) = (CString::new("file").unwrap(), CString::new("fifo").unwrap());
-    let (results, spins) = while_racing(
-        STARTS,
-        || {
-            // SAFETY: a valid directory fd and NUL-terminated names.
-            let rc = unsafe {
-                libc::renameat2(dir.as_raw_fd(), a.as_ptr(), dir.as_raw_fd(), b.as_ptr(), libc::RENAME_EXCHANGE)
-            };
-            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-        },
-        |i| check_start(&f, i, &digest),
-    );
+    let exchange = exchanger(&var, "file", "fifo");
+    let (results, spins) = while_racing(STARTS, exchange, |i| check_start(&f, i, &digest));
     summarize("file/FIFO RENAME_EXCHANGE", &results, spins);
 }
 
@@ -260,4 +238,16 @@ fn a_file_mapped_writable_is_never_trusted_from_the_cache() {
     assert_blocks(&f, &["/var/mapped content differs from seal"]);
     // SAFETY: unmapping exactly the mapping made above.
     assert_eq!(unsafe { libc::munmap(map, 4096) }, 0);
+}
+
+/// A closure that swaps `a` and `b` in `dir` atomically (renameat2 RENAME_EXCHANGE).
+fn exchanger(dir: &Path, a: &str, b: &str) -> impl Fn() + Send + Sync {
+    let dir = std::fs::File::open(dir).unwrap();
+    let (a, b) = (CString::new(a).unwrap(), CString::new(b).unwrap());
+    move || {
+        // SAFETY: a valid directory fd and NUL-terminated names.
+        let rc =
+            unsafe { libc::renameat2(dir.as_raw_fd(), a.as_ptr(), dir.as_raw_fd(), b.as_ptr(), libc::RENAME_EXCHANGE) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    }
 }
