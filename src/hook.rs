@@ -146,7 +146,7 @@ pub struct Decision {
     pub exemption: Option<String>,
     pub seal: Option<SealInfo>,
     pub seal_path: Option<PathBuf>,
-    /// The verified seal's (subject name, created), for the rollback watermark on a pass.
+    /// The verified seal's (subject name, created) when a pass raises its rollback watermark.
     pub accepted: Option<(String, SystemTime)>,
     pub violations: Vec<Violation>,
     /// Problems that do not change the verdict (a cache that could not be written), printed
@@ -371,7 +371,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             Ok(v) => {
                 d.mode = v.effective.mode;
                 d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
-                d.accepted = Some((v.info.name.clone(), v.created));
+                d.accepted = v.raise.map(|created| (v.info.name.clone(), created));
                 d.seal = Some(v.info);
                 d.seal_path = Some(v.path);
                 return;
@@ -424,7 +424,8 @@ fn keep_best(best: &mut Option<Violation>, v: Violation) {
 struct Verified {
     info: SealInfo,
     path: PathBuf,
-    created: SystemTime,
+    /// The seal's `created`, when a pass must raise its name's rollback watermark to it.
+    raise: Option<SystemTime>,
     effective: Effective,
 }
 
@@ -628,10 +629,9 @@ fn check_candidate(
     }
     let diffs = verify::compare(&seal, found, Some(&ex));
     if diffs.is_empty() {
-        if cfg.hook.rollback_protection {
-            check_rollback(cfg, &seal, &info, &path)?;
-        }
-        return Ok(Verified { info, path, created: seal.created, effective: eff });
+        // A watermark to raise on a pass: only for a seal newer than the node's (or the first).
+        let raise = cfg.hook.rollback_protection && check_rollback(cfg, &seal, &info, &path)?;
+        return Ok(Verified { info, path, raise: raise.then_some(seal.created), effective: eff });
     }
     Err(Violation {
         code: "tampered",
@@ -643,10 +643,12 @@ fn check_candidate(
 
 /// A seal older than the newest one this node accepted for the same image name is refused
 /// (src/rollback.rs). Checked only for a seal that verified and matches: the name is signed.
+/// Ok(true) when the seal is newer than the watermark (or there is none): a pass raises it.
 #[allow(clippy::result_large_err)]
-fn check_rollback(cfg: &Config, seal: &Seal, info: &SealInfo, path: &Path) -> Result<(), Violation> {
+fn check_rollback(cfg: &Config, seal: &Seal, info: &SealInfo, path: &Path) -> Result<bool, Violation> {
     match Watermarks::new(&cfg.seal_dir).check(&seal.name, seal.created) {
-        Ok(rollback::Verdict::Fresh) => Ok(()),
+        Ok(rollback::Verdict::Newer) => Ok(true),
+        Ok(rollback::Verdict::Current) => Ok(false),
         Ok(rollback::Verdict::RolledBack(w)) => Err(Violation {
             code: "rollback",
             message: format!(
@@ -805,9 +807,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
             let _ = writeln!(stderr, "rootseal: warning: {w}");
         }
     }
-    if let (true, true, Some((name, created)), Some(seal)) =
-        (d.violations.is_empty(), cfg.hook.rollback_protection, &d.accepted, &d.seal)
-    {
+    if let (true, Some((name, created)), Some(seal)) = (d.violations.is_empty(), &d.accepted, &d.seal) {
         // Not recording weakens rollback protection for later starts but does not make this
         // start wrong: warn, do not block.
         if let Err(e) = Watermarks::new(&cfg.seal_dir).accept(name, *created, &seal.digest) {

@@ -58,8 +58,10 @@ impl Watermark {
 /// What [`Watermarks::check`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// No watermark yet, or the seal is not older than it.
-    Fresh,
+    /// No watermark yet, or the seal is newer than it: accepting it raises the watermark.
+    Newer,
+    /// The seal is exactly as old as the watermark: nothing to record.
+    Current,
     /// The seal is older than the watermark.
     RolledBack(Watermark),
 }
@@ -155,7 +157,8 @@ impl Watermarks {
     pub fn check(&self, name: &str, created: SystemTime) -> Result<Verdict, RollbackError> {
         match self.get(name)? {
             Some(w) if w.created_time().is_some_and(|t| created < t) => Ok(Verdict::RolledBack(w)),
-            _ => Ok(Verdict::Fresh),
+            Some(w) if w.created_time().is_some_and(|t| created == t) => Ok(Verdict::Current),
+            _ => Ok(Verdict::Newer),
         }
     }
 
@@ -196,15 +199,9 @@ impl Watermarks {
     }
 
     /// Records that a container start accepted the seal `digest` for `name`, created at
-    /// `created`. Raises the watermark, never lowers it. Returns whether it changed.
+    /// `created`. Raises the watermark, never lowers it. Returns whether it changed. Callers
+    /// that just saw [`Verdict::Current`] need not call it: the common start writes nothing.
     pub fn accept(&self, name: &str, created: SystemTime, digest: &str) -> Result<bool, RollbackError> {
-        // The common case, a start of an image already at its watermark, takes no lock and
-        // writes nothing.
-        if let Ok(Some(w)) = self.get(name) {
-            if w.created_time().is_some_and(|t| t >= created) {
-                return Ok(false);
-            }
-        }
         self.locked(|| {
             if let Some(w) = self.get(name)? {
                 if w.created_time().is_some_and(|t| t >= created) {
@@ -307,17 +304,17 @@ mod tests {
     fn watermarks_only_rise_and_older_seals_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let w = Watermarks::new(d.path());
-        assert_eq!(w.check("app:1", t(0)).unwrap(), Verdict::Fresh);
+        assert_eq!(w.check("app:1", t(0)).unwrap(), Verdict::Newer);
         assert!(w.accept("app:1", t(100), "sha256:b").unwrap());
         assert!(!w.accept("app:1", t(100), "sha256:b").unwrap(), "same seal: no write");
         assert!(!w.accept("app:1", t(50), "sha256:a").unwrap(), "older never lowers");
-        assert_eq!(w.check("app:1", t(100)).unwrap(), Verdict::Fresh, "equal is not older");
-        assert_eq!(w.check("app:1", t(200)).unwrap(), Verdict::Fresh);
+        assert_eq!(w.check("app:1", t(100)).unwrap(), Verdict::Current, "equal is not older");
+        assert_eq!(w.check("app:1", t(200)).unwrap(), Verdict::Newer);
         match w.check("app:1", t(50)).unwrap() {
             Verdict::RolledBack(m) => assert_eq!(m.seal, "sha256:b"),
             v => panic!("{v:?}"),
         }
-        assert_eq!(w.check("other", t(0)).unwrap(), Verdict::Fresh, "per name");
+        assert_eq!(w.check("other", t(0)).unwrap(), Verdict::Newer, "per name");
         let mode = std::fs::metadata(w.dir()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let mode = std::fs::metadata(w.path_for("app:1")).unwrap().permissions().mode() & 0o777;
@@ -331,7 +328,7 @@ mod tests {
         w.accept("app", t(100), "sha256:new").unwrap();
         let before = w.allow("app", t(10), "sha256:old").unwrap().unwrap();
         assert_eq!(before.seal, "sha256:new");
-        assert_eq!(w.check("app", t(10)).unwrap(), Verdict::Fresh);
+        assert_eq!(w.check("app", t(10)).unwrap(), Verdict::Current);
         assert_eq!(w.get("app").unwrap().unwrap().by, "allow");
         assert!(w.forget("app").unwrap());
         assert!(!w.forget("app").unwrap());
