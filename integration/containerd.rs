@@ -211,19 +211,7 @@ fn a_sealed_multi_layer_image_runs_under_containerd_and_podman() {
     let name = n.reference.clone();
     let load = Command::new("podman").arg("load").arg("-i").arg(&n.archive).output().unwrap();
     assert!(load.status.success(), "{}", text(&load));
-    let hooks = n.env.path("hooks.d");
-    std::fs::create_dir(&hooks).unwrap();
-    let json = n.env.expect(
-        0,
-        [
-            OsStr::new("hooks-json"),
-            OsStr::new("--binary"),
-            bin().as_os_str(),
-            OsStr::new("--hook-config"),
-            n.env.config_path().as_os_str(),
-        ],
-    );
-    std::fs::write(hooks.join("rootseal.json"), json.0).unwrap();
+    let hooks = crate::harness::hooks_dir(&n.env);
     let o = Command::new("timeout")
         .args(["-k", "5", "120", "podman", "--hooks-dir"])
         .arg(&hooks)

@@ -271,3 +271,22 @@ pub fn feed_hook(cmd: &mut Command, stdin: Option<&[u8]>) -> HookRun {
         elapsed: start.elapsed(),
     }
 }
+
+/// A hooks.d directory in the test's temp dir holding `rootseal hooks-json` for this binary and
+/// the test's config, as podman's `--hooks-dir` reads it.
+pub fn hooks_dir(env: &Env) -> PathBuf {
+    let dir = env.path("hooks.d");
+    std::fs::create_dir(&dir).unwrap();
+    let (json, _) = env.expect(
+        0,
+        [
+            OsStr::new("hooks-json"),
+            OsStr::new("--binary"),
+            bin().as_os_str(),
+            OsStr::new("--hook-config"),
+            env.config_path().as_os_str(),
+        ],
+    );
+    std::fs::write(dir.join("rootseal.json"), json).unwrap();
+    dir
+}

@@ -4,7 +4,6 @@
 
 use crate::harness::*;
 use crate::util::*;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -43,19 +42,7 @@ fn podman_fixture(tag: &str) -> PodmanFixture {
     let name = format!("test.local/rootseal/{tag}:{}", std::process::id());
     let archive = oci_archive(&f.rootfs, f.env.tmp.path(), &name);
     sh(Command::new("podman").arg("load").arg("-i").arg(&archive));
-    let hooks_dir = f.env.path("hooks.d");
-    std::fs::create_dir(&hooks_dir).unwrap();
-    let json = f.env.expect(
-        0,
-        [
-            OsStr::new("hooks-json"),
-            OsStr::new("--binary"),
-            bin().as_os_str(),
-            OsStr::new("--hook-config"),
-            f.env.config_path().as_os_str(),
-        ],
-    );
-    std::fs::write(hooks_dir.join("rootseal.json"), json.0).unwrap();
+    let hooks_dir = hooks_dir(&f.env);
     PodmanFixture { f, image: Image { name }, hooks_dir }
 }
 
