@@ -59,19 +59,7 @@ impl Fixture {
         let (key, public) = env.keygen("ci-2026");
         env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
         let seal = env.path("app.seal.json");
-        env.expect(
-            0,
-            [
-                OsStr::new("seal"),
-                rootfs.as_os_str(),
-                OsStr::new("--key"),
-                key.as_os_str(),
-                OsStr::new("--name"),
-                OsStr::new(IMAGE),
-                OsStr::new("--out"),
-                seal.as_os_str(),
-            ],
-        );
+        env.seal(&rootfs, &key, &seal, &["--name", IMAGE]);
         env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
         sh(Command::new("runc").arg("spec").arg("--bundle").arg(&bundle));
         let f = Fixture { env, bundle, rootfs, key, public, seal };
@@ -110,21 +98,13 @@ impl Fixture {
         });
     }
 
-    /// Seals the current rootfs again (after an intended change) and imports the new seal.
+    /// Seals the current rootfs again (after an intended change) as IMAGE; returns the seal file
+    /// (not imported: callers import it when the test needs that).
     pub fn reseal(&self, extra: &[&str]) -> PathBuf {
         let seal = self.env.path("reseal.json");
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "seal".into(),
-            self.rootfs.clone().into(),
-            "--key".into(),
-            self.key.clone().into(),
-            "--name".into(),
-            IMAGE.into(),
-            "--out".into(),
-            seal.clone().into(),
-        ];
-        args.extend(extra.iter().map(|a| a.into()));
-        self.env.expect(0, &args);
+        let mut args = vec!["--name", IMAGE];
+        args.extend_from_slice(extra);
+        self.env.seal(&self.rootfs, &self.key, &seal, &args);
         seal
     }
 

@@ -200,19 +200,7 @@ fn a_failing_candidate_never_relaxes_the_mode() {
     busybox_rootfs(&dev_root);
     std::fs::write(dev_root.join("etc/motd"), b"dev image\n").unwrap();
     let dev_seal = f.env.path("dev.json");
-    f.env.expect(
-        0,
-        [
-            std::ffi::OsStr::new("seal"),
-            dev_root.as_os_str(),
-            std::ffi::OsStr::new("--key"),
-            f.key.as_os_str(),
-            std::ffi::OsStr::new("--name"),
-            std::ffi::OsStr::new("dev.example/tool:1"),
-            std::ffi::OsStr::new("--out"),
-            dev_seal.as_os_str(),
-        ],
-    );
+    f.env.seal(&dev_root, &f.key, &dev_seal, &["--name", "dev.example/tool:1"]);
     f.env.expect(0, [std::ffi::OsStr::new("trust"), std::ffi::OsStr::new("import"), dev_seal.as_os_str()]);
     f.env
         .write_config("mode = \"enforce\"\n[[rules]]\nname = \"dev\"\nimages = [\"dev.example/**\"]\nmode = \"audit\"");

@@ -13,21 +13,7 @@ const V2: &str = "2026-06-01T00:00:00Z";
 /// Seals the fixture's rootfs as IMAGE created at `created`, imports it; returns the digest.
 fn seal_at(f: &Fixture, created: &str, out: &str) -> String {
     let seal = f.env.path(out);
-    let (_, err) = f.env.expect(
-        0,
-        [
-            OsStr::new("seal"),
-            f.rootfs.as_os_str(),
-            OsStr::new("--key"),
-            f.key.as_os_str(),
-            OsStr::new("--name"),
-            OsStr::new(IMAGE),
-            OsStr::new("--created"),
-            OsStr::new(created),
-            OsStr::new("--out"),
-            seal.as_os_str(),
-        ],
-    );
+    let (_, err) = f.env.seal(&f.rootfs, &f.key, &seal, &["--name", IMAGE, "--created", created]);
     let digest = err.split_whitespace().find(|w| w.starts_with("sha256:")).expect("seal prints its digest").to_string();
     f.env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     digest

@@ -151,17 +151,7 @@ fn untrusted_key_blocked(rt: &str) {
         |f| {
             let (other_key, _) = f.env.keygen("other");
             let seal = f.env.path("other.json");
-            f.env.expect(
-                0,
-                [
-                    OsStr::new("seal"),
-                    f.rootfs.as_os_str(),
-                    OsStr::new("--key"),
-                    other_key.as_os_str(),
-                    OsStr::new("--out"),
-                    seal.as_os_str(),
-                ],
-            );
+            f.env.seal(&f.rootfs, &other_key, &seal, &[]);
             // File it directly (import would refuse it): the hook must still refuse it.
             let digest = f.env.expect(0, [OsStr::new("digest"), f.rootfs.as_os_str()]).0;
             let hex = digest.trim().trim_start_matches("sha256:").to_string();

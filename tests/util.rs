@@ -72,8 +72,9 @@ impl Env {
         (so, se)
     }
 
-    /// `rootseal seal ROOT --key KEY --out OUT [extra...]`, asserting success.
-    pub fn seal(&self, root: &Path, key: &Path, out: &Path, extra: &[&str]) {
+    /// `rootseal seal ROOT --key KEY --out OUT [extra...]`, asserting success; returns
+    /// (stdout, stderr).
+    pub fn seal(&self, root: &Path, key: &Path, out: &Path, extra: &[&str]) -> (String, String) {
         let mut args: Vec<&OsStr> = vec![
             OsStr::new("seal"),
             root.as_os_str(),
@@ -83,7 +84,7 @@ impl Env {
             out.as_os_str(),
         ];
         args.extend(extra.iter().map(OsStr::new));
-        self.expect(0, args);
+        self.expect(0, args)
     }
 
     /// `rootseal verify ROOT --seal SEAL --key PUB [extra...]`, asserting the exit code.
