@@ -192,21 +192,8 @@ impl Config {
         })?;
         // Run as root (the hook, the monitor), the config must be root's and closed to others.
         if crate::sys::euid() == 0 {
-            use std::os::unix::fs::MetadataExt;
-            if let Ok(m) = f.metadata() {
-                let unsafe_ = |problem: String, fix: String| ConfigError::Unsafe { path: path.into(), problem, fix };
-                if m.uid() != 0 {
-                    return Err(unsafe_(
-                        format!("owned by uid {}", m.uid()),
-                        format!("chown root: {}", path.display()),
-                    ));
-                }
-                if m.mode() & 0o022 != 0 {
-                    return Err(unsafe_(
-                        format!("writable by group or others (mode {:04o})", m.mode() & 0o7777),
-                        format!("chmod go-w {}", path.display()),
-                    ));
-                }
+            if let Some((problem, fix)) = f.metadata().ok().and_then(|m| crate::trust::rule_broken(path, &m, "go-w")) {
+                return Err(ConfigError::Unsafe { path: path.into(), problem, fix });
             }
         }
         let bytes = crate::atomic::read_file_bounded(f, path, MAX_CONFIG_BYTES)

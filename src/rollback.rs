@@ -15,7 +15,7 @@
 use crate::atomic;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -99,17 +99,10 @@ impl Watermarks {
         if !meta.is_dir() {
             return Err(unsafe_("not a directory".into(), format!("rm {}", self.dir.display())));
         }
-        let euid = crate::sys::euid();
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(unsafe_(format!("owned by uid {}", meta.uid()), format!("chown root: {}", self.dir.display())));
+        match crate::trust::rule_broken(&self.dir, &meta, "0700") {
+            Some((problem, fix)) => Err(unsafe_(problem, fix)),
+            None => Ok(true),
         }
-        if meta.mode() & 0o022 != 0 {
-            return Err(unsafe_(
-                format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777),
-                format!("chmod 0700 {}", self.dir.display()),
-            ));
-        }
-        Ok(true)
     }
 
     /// The watermark for `name`, if any.

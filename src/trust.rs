@@ -258,24 +258,33 @@ fn check_name(name: &str) -> Result<(), TrustError> {
 /// The trust rule for one file or directory: not a symlink, owned by root (or by the invoking
 /// user when that is not root), not writable by group or others.
 pub fn check_safe(path: &Path, meta: &std::fs::Metadata) -> Result<(), TrustError> {
-    let unsafe_ = |problem: String, fix: String| TrustError::Unsafe { path: path.into(), problem, fix };
+    match rule_broken(path, meta, "go-w") {
+        Some((problem, fix)) if meta.file_type().is_symlink() => {
+            Err(TrustError::Unsafe { path: path.into(), problem, fix })
+        }
+        Some((problem, fix)) => Err(TrustError::Unsafe { path: path.into(), problem, fix: format!("run `{fix}`") }),
+        None => Ok(()),
+    }
+}
+
+/// How `meta` breaks the trust rule (not a symlink, root's or the invoking user's, not
+/// writable by group or others), as (problem, fix); the mode fix is `chmod CHMOD PATH`. Also
+/// the rule for the other files whose writer could weaken verification (config, watermarks).
+pub fn rule_broken(path: &Path, meta: &std::fs::Metadata, chmod: &str) -> Option<(String, String)> {
     if meta.file_type().is_symlink() {
-        return Err(unsafe_("a symlink".into(), "replace it with the real file".into()));
+        return Some(("a symlink".into(), "replace it with the real file".into()));
     }
     let euid = crate::sys::euid();
     if meta.uid() != 0 && meta.uid() != euid {
-        return Err(unsafe_(
-            format!("owned by uid {}, not root", meta.uid()),
-            format!("run `chown root: {}`", path.display()),
-        ));
+        return Some((format!("owned by uid {}, not root", meta.uid()), format!("chown root: {}", path.display())));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_(
+        return Some((
             format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777),
-            format!("run `chmod go-w {}`", path.display()),
+            format!("chmod {chmod} {}", path.display()),
         ));
     }
-    Ok(())
+    None
 }
 
 /// Opens without following symlinks, checks the trust rule on the opened file, reads bounded.
