@@ -50,6 +50,17 @@ pub struct Watermark {
 }
 
 impl Watermark {
+    fn new(name: &str, created: SystemTime, seal: &str, by: &str) -> Watermark {
+        Watermark {
+            version: 1,
+            name: name.into(),
+            created: rfc3339(created),
+            seal: seal.into(),
+            accepted: rfc3339(SystemTime::now()),
+            by: by.into(),
+        }
+    }
+
     pub fn created_time(&self) -> Option<SystemTime> {
         humantime::parse_rfc3339(&self.created).ok()
     }
@@ -201,14 +212,7 @@ impl Watermarks {
                     return Ok(false);
                 }
             }
-            self.write(&Watermark {
-                version: 1,
-                name: name.into(),
-                created: rfc3339(created),
-                seal: digest.into(),
-                accepted: rfc3339(SystemTime::now()),
-                by: "start".into(),
-            })?;
+            self.write(&Watermark::new(name, created, digest, "start"))?;
             Ok(true)
         })
     }
@@ -218,14 +222,7 @@ impl Watermarks {
         self.locked(|| {
             // A corrupt record is replaced: this is the operator's explicit decision.
             let before = self.get(name).ok().flatten();
-            self.write(&Watermark {
-                version: 1,
-                name: name.into(),
-                created: rfc3339(created),
-                seal: digest.into(),
-                accepted: rfc3339(SystemTime::now()),
-                by: "allow".into(),
-            })?;
+            self.write(&Watermark::new(name, created, digest, "allow"))?;
             Ok(before)
         })
     }
