@@ -160,15 +160,36 @@ fn key(cache_dir: &Path) -> Result<[u8; 32], CacheError> {
 
 /// HMAC-SHA256 (RFC 2104).
 fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(key);
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(data);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    let mut m = Hmac::new(key);
+    m.update(data);
+    m.finalize()
+}
+
+/// HMAC-SHA256 over data given in pieces: H(k^opad || H(k^ipad || data)).
+struct Hmac {
+    key: [u8; 64],
+    inner: Sha256,
+}
+
+impl Hmac {
+    fn new(key: &[u8; 32]) -> Hmac {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(key);
+        let mut inner = Sha256::new();
+        inner.update(k.map(|b| b ^ 0x36));
+        Hmac { key: k, inner }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.inner.update(data);
+    }
+
+    fn finalize(self) -> [u8; 32] {
+        let mut outer = Sha256::new();
+        outer.update(self.key.map(|b| b ^ 0x5c));
+        outer.update(self.inner.finalize());
+        outer.finalize().into()
+    }
 }
 
 fn header(rootfs: &Path, root: &RootId, written: SystemTime) -> Vec<u8> {
@@ -216,17 +237,13 @@ struct MacReader<R> {
     buf: Vec<u8>,
     pos: usize,
     eof: bool,
-    inner_hash: Sha256,
+    /// None once the MAC was checked.
+    mac: Option<Hmac>,
 }
 
 impl<R: std::io::Read> MacReader<R> {
     fn new(inner: R, key: &[u8; 32]) -> MacReader<R> {
-        // HMAC(key, body) = H(k^opad || H(k^ipad || body)).
-        let mut k = [0u8; 64];
-        k[..32].copy_from_slice(key);
-        let mut inner_hash = Sha256::new();
-        inner_hash.update(k.map(|b| b ^ 0x36));
-        MacReader { inner, buf: Vec::with_capacity(128 * 1024), pos: 0, eof: false, inner_hash }
+        MacReader { inner, buf: Vec::with_capacity(128 * 1024), pos: 0, eof: false, mac: Some(Hmac::new(key)) }
     }
 
     /// Makes `buf[pos..]` hold more than `n` + 32 bytes, unless the file ends first.
@@ -261,7 +278,9 @@ impl<R: std::io::Read> MacReader<R> {
             return Err("truncated record".into());
         }
         let out = &self.buf[self.pos..self.pos + n];
-        self.inner_hash.update(out);
+        if let Some(m) = &mut self.mac {
+            m.update(out);
+        }
         self.pos += n;
         Ok(out)
     }
@@ -277,14 +296,9 @@ impl<R: std::io::Read> MacReader<R> {
     }
 
     /// The body's HMAC under `key` equals the trailing 32 bytes, and nothing follows them.
-    fn mac_ok(&mut self, key: &[u8; 32]) -> bool {
-        let mut k = [0u8; 64];
-        k[..32].copy_from_slice(key);
-        let inner = std::mem::take(&mut self.inner_hash).finalize();
-        let mut outer = Sha256::new();
-        outer.update(k.map(|b| b ^ 0x5c));
-        outer.update(inner);
-        let mac: [u8; 32] = outer.finalize().into();
+    fn mac_ok(&mut self) -> bool {
+        let Some(m) = self.mac.take() else { return false };
+        let mac = m.finalize();
         self.eof && self.buf.len() - self.pos == 32 && mac.as_slice() == &self.buf[self.pos..]
     }
 }
@@ -331,7 +345,7 @@ fn parse<R: std::io::Read>(cache_dir: &Path, rootfs: &Path, root: &RootId, file:
         files.insert(path, Cached { key, sha256, cap });
     }
     // Nothing read so far is trusted until the MAC over all of it checks out.
-    if !r.mac_ok(&k) {
+    if !r.mac_ok() {
         return Err("integrity check failed (edited, truncated or from another node)".into());
     }
     if hdr["boot_id"].as_str() != Some(known_boot()?.as_str()) {
