@@ -492,7 +492,7 @@ impl Monitor {
 
     fn scan_one(&mut self, id: &str) -> Vec<Event> {
         let started = Instant::now();
-        let cpu0 = cpu_seconds();
+        let cpu0 = crate::sys::cpu_seconds();
         let prepared = self.prepare(id);
         let deadline = Instant::now() + self.cfg.monitor.scan_deadline();
         let limits = self.cfg.limits;
@@ -536,7 +536,7 @@ impl Monitor {
         let dur = started.elapsed().as_secs_f64();
         self.stats.last_duration = dur;
         self.stats.duration_sum += dur;
-        self.stats.cpu_sum += cpu_seconds() - cpu0;
+        self.stats.cpu_sum += crate::sys::cpu_seconds() - cpu0;
         w.last_scan = Some(SystemTime::now());
         let mut events = Vec::new();
         match result {
@@ -847,10 +847,6 @@ fn backing_dirs(rootfs: &Path) -> Vec<PathBuf> {
         }
     }
     vec![rootfs.to_path_buf()]
-}
-
-fn cpu_seconds() -> f64 {
-    crate::sys::cpu_seconds()
 }
 
 /// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.

@@ -109,12 +109,6 @@ pub struct Walked {
     pub hashed: usize,
 }
 
-/// Raises the soft open-files limit to the hard one: the walk keeps a bounded but
-/// core-count-dependent number of files open.
-fn raise_fd_limit() -> u64 {
-    sys::raise_fd_limit()
-}
-
 /// Files per batch so that the open regular files (one batch being filled, `2 * threads`
 /// queued, one per worker) plus a directory fd per level stay well under the open-files
 /// limit: a low limit (or many cores) makes batches smaller, never the walk fail.
@@ -186,7 +180,8 @@ struct Hashed {
 pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
     // Files that change within the racy window of this moment are not cached (cache.rs).
     let started = std::time::SystemTime::now();
-    let fd_limit = raise_fd_limit();
+    // The walk keeps a bounded number of files open, sized to this limit (batch_files).
+    let fd_limit = sys::raise_fd_limit();
     if opts.want_cache {
         ignore_lease_breaks();
     }
