@@ -107,7 +107,7 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-fn known_boot() -> Result<String, String> {
+pub(crate) fn known_boot() -> Result<String, String> {
     let b = boot_id();
     if b.is_empty() {
         return Err("the boot id cannot be read, so a cache cannot be tied to this boot".into());
@@ -122,7 +122,7 @@ pub fn path_for(cache_dir: &Path, rootfs: &Path) -> PathBuf {
 }
 
 /// The node's cache key, created (0600, in a 0700 directory) on first use.
-fn key(cache_dir: &Path) -> Result<[u8; 32], CacheError> {
+pub(crate) fn key(cache_dir: &Path) -> Result<[u8; 32], CacheError> {
     let io = |source| CacheError::Io { path: cache_dir.into(), source };
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(cache_dir).map_err(io)?;
@@ -159,7 +159,7 @@ fn key(cache_dir: &Path) -> Result<[u8; 32], CacheError> {
 }
 
 /// HMAC-SHA256 (RFC 2104).
-fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
     let mut m = Hmac::new(key);
     m.update(data);
     m.finalize()

@@ -107,8 +107,12 @@ pub struct HookSettings {
     /// Distinct trusted signatures a seal needs (a rule may raise it).
     pub min_signers: usize,
     /// "cached" (default): files unchanged since they were hashed (same inode, size, mtime
-    /// and ctime) are not read again; "full": every file is read on every check.
+    /// and ctime) are not read again; "full": every file is read on every check; "layers":
+    /// as cached, and a new overlay rootfs over image layers verified within `layer_ttl` is
+    /// not walked at all (src/layers.rs, docs/performance.md).
     pub verify: VerifyMode,
+    /// How long a verified layer set is trusted without a walk in `verify = "layers"`.
+    pub layer_ttl: String,
     /// Refuse a seal older than the newest one accepted on this node for the same image name
     /// (src/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
     pub rollback_protection: bool,
@@ -120,17 +124,35 @@ pub enum VerifyMode {
     #[default]
     Cached,
     Full,
+    Layers,
+}
+
+impl VerifyMode {
+    /// Reads unchanged files from the per-file cache (src/cache.rs)?
+    pub fn uses_cache(self) -> bool {
+        self != VerifyMode::Full
+    }
 }
 
 impl Default for HookSettings {
     fn default() -> Self {
-        HookSettings { deadline: "10s".into(), min_signers: 1, verify: VerifyMode::Cached, rollback_protection: true }
+        HookSettings {
+            deadline: "10s".into(),
+            min_signers: 1,
+            verify: VerifyMode::Cached,
+            layer_ttl: "10m".into(),
+            rollback_protection: true,
+        }
     }
 }
 
 impl HookSettings {
     pub fn deadline(&self) -> std::time::Duration {
         humantime::parse_duration(&self.deadline).expect("validated at load")
+    }
+
+    pub fn layer_ttl(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.layer_ttl).expect("validated at load")
     }
 }
 
@@ -225,6 +247,15 @@ impl Config {
                 return Err(invalid(format!(
                     "[hook] deadline {:?} must be a duration between 100ms and 600s, e.g. \"10s\"",
                     cfg.hook.deadline
+                )))
+            }
+        }
+        match humantime::parse_duration(&cfg.hook.layer_ttl) {
+            Ok(d) if d <= std::time::Duration::from_secs(86400) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "[hook] layer_ttl {:?} must be a duration of at most 24h, e.g. \"10m\" (0s: never reuse)",
+                    cfg.hook.layer_ttl
                 )))
             }
         }

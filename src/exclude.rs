@@ -123,6 +123,11 @@ impl Exclusions {
         found.filtered(|e| self.keep_found(e, sealed))
     }
 
+    /// True when `path` is a proper ancestor of a mount destination (a runtime may create it).
+    pub fn is_ancestor(&self, path: &[u8]) -> bool {
+        self.ancestors.contains(path)
+    }
+
     fn is_runtime_ancestor(&self, e: &Entry, sealed: &Manifest) -> bool {
         e.kind == Kind::Dir && self.ancestors.contains(&e.path) && sealed.get(&e.path).is_none()
     }

@@ -15,7 +15,8 @@
 //! Any error is a violation: in enforce mode it blocks.
 
 use crate::alerts::{self, ContainerInfo, Event, PathChange, SealInfo, ViolationRecord};
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, VerifyMode};
+use crate::layers;
 use crate::exclude::Exclusions;
 use crate::manifest::{display_path, Difference, Manifest, TreeDigest};
 use crate::oci::{self, Bundle};
@@ -152,6 +153,8 @@ pub struct Decision {
     /// Problems that do not change the verdict (a cache that could not be written), printed
     /// after the reason line.
     pub warnings: Vec<String>,
+    /// How a pass was reached without a walk (`verify = "layers"`), for the summary line.
+    pub via: Option<String>,
 }
 
 impl Decision {
@@ -169,6 +172,7 @@ impl Decision {
             accepted: None,
             violations: Vec::new(),
             warnings: Vec::new(),
+            via: None,
         }
     }
 
@@ -186,7 +190,8 @@ impl Decision {
         let Some(first) = self.violations.first() else {
             let seal =
                 self.seal.as_ref().map(|s| format!(" against seal {} ({})", s.digest, s.name)).unwrap_or_default();
-            return format!("rootseal: verified container {id}{seal}");
+            let via = self.via.as_ref().map(|v| format!(" ({v})")).unwrap_or_default();
+            return format!("rootseal: verified container {id}{seal}{via}");
         };
         let more = match self.violations.len() {
             1 => String::new(),
@@ -320,6 +325,20 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         }
     };
     trace("trust store", &mut t);
+    let now = SystemTime::now();
+    let layer_set = (cfg.hook.verify == VerifyMode::Layers).then(|| layer_set(&bundle.root)).flatten();
+    if let Some((overlay, lowers)) = &layer_set {
+        let reused = reuse_layers(cfg, bundle, &trust, image_rule, overlay, lowers, now);
+        trace("layers (record, upper, seal trust)", &mut t);
+        match reused {
+            Ok((v, age)) => {
+                d.via = Some(format!("layers {} verified {age}s ago, not walked", layers::describe(lowers)));
+                accept(d, v);
+                return;
+            }
+            Err(why) => trace_note(&format!("layers not reused: {why}")),
+        }
+    }
     let found = match walk_rootfs(cfg, &bundle.root, deadline, &mut d.warnings) {
         Ok(m) => m,
         Err(e) => {
@@ -339,7 +358,6 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         }
     };
     trace("candidates (content key)", &mut t);
-    let now = SystemTime::now();
     let mut best: Option<Violation> = None;
     let mut queue = exact;
     let mut similar_added = false;
@@ -368,12 +386,16 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         i += 1;
         trace("seal parse, checks and compare", &mut t);
         match r {
-            Ok(v) => {
-                d.mode = v.effective.mode;
-                d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
-                d.accepted = v.raise.map(|created| (v.info.name.clone(), created));
-                d.seal = Some(v.info);
-                d.seal_path = Some(v.path);
+            Ok(mut v) => {
+                if let (Some((overlay, lowers)), Some(memo)) = (&layer_set, v.memo.take()) {
+                    if let Some(rec) = layers::record_for(overlay, lowers.clone(), &found, &v.exclusions, memo) {
+                        if let Err(e) = layers::save(&cfg.cache_dir, &rec) {
+                            d.warnings.push(e.to_string());
+                        }
+                    }
+                    trace("layers (record written)", &mut t);
+                }
+                accept(d, v);
                 return;
             }
             Err(v) => keep_best(&mut best, v),
@@ -406,6 +428,93 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     d.violations.push(best);
 }
 
+/// A pass: the seal, the rules that applied, the watermark to raise.
+fn accept(d: &mut Decision, v: Verified) {
+    d.mode = v.effective.mode;
+    d.rule = (!v.effective.names.is_empty()).then(|| v.effective.names.join(", "));
+    d.accepted = v.raise.map(|created| (v.info.name.clone(), created));
+    d.seal = Some(v.info);
+    d.seal_path = Some(v.path);
+}
+
+/// `ROOTSEAL_TRACE=1`: a line of context between phases.
+fn trace_note(what: &str) {
+    if std::env::var_os("ROOTSEAL_TRACE").is_some() {
+        eprintln!("rootseal: trace: {}", display_path(what.as_bytes()));
+    }
+}
+
+/// The overlay under a rootfs and its lowers' identities, when there is one (else a trace note).
+fn layer_set(rootfs: &Path) -> Option<(layers::Overlay, Vec<layers::Layer>)> {
+    let found = walk::open_root(rootfs)
+        .map_err(|e| e.to_string())
+        .and_then(|fd| layers::overlay_of(fd.as_fd()))
+        .and_then(|o| Ok((layers::identify(&o)?, o)));
+    match found {
+        Ok((lowers, o)) => Some((o, lowers)),
+        Err(why) => {
+            trace_note(&format!("layers: {why}"));
+            None
+        }
+    }
+}
+
+/// `verify = "layers"`: a pass without a walk, from a layer record (src/layers.rs), with the
+/// seal judged against trust, policy and the rollback watermark now. Err: why not (the walk
+/// then decides, with its full reasons).
+fn reuse_layers(
+    cfg: &Config,
+    bundle: &Bundle,
+    trust: &Trust,
+    image_rule: Option<&policy::Rule>,
+    overlay: &layers::Overlay,
+    lowers: &[layers::Layer],
+    now: SystemTime,
+) -> Result<(Verified, u64), String> {
+    let store = SealStore::new(&cfg.seal_dir);
+    let r = layers::reusable(
+        &cfg.cache_dir,
+        overlay,
+        lowers,
+        &bundle.mount_destinations(),
+        |d| store.path_for(d),
+        cfg.hook.layer_ttl(),
+        now,
+    )?;
+    let digest = r.seal.tree_digest().ok_or("the record's seal digest is malformed")?;
+    if let Some(v) = bundle.annotations.get(policy::SEAL_ANNOTATION) {
+        if TreeDigest::parse(v) != Some(digest) {
+            return Err(format!("annotation {} names another seal", policy::SEAL_ANNOTATION));
+        }
+    }
+    let (signers, effective) = policy_for(cfg, &r.seal.name, &digest, image_rule, |min| {
+        verify::check_memo(digest, &r.seal.keyids, r.seal.expires(), trust, now, min)
+    })
+    .map_err(|v| v.message)?;
+    let info = SealInfo {
+        digest: digest.to_string(),
+        name: r.seal.name.clone(),
+        signers: signers.iter().map(|s| s.name.clone()).collect(),
+    };
+    let path = store.path_for(&digest);
+    let created = r.seal.created();
+    let raise = cfg.hook.rollback_protection
+        && check_rollback(cfg, &r.seal.name, created, &digest, &info, &path).map_err(|v| v.message)?;
+    let age = now
+        .duration_since(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(r.verified_at))
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let v = Verified {
+        info,
+        path,
+        raise: raise.then_some(created),
+        effective,
+        memo: None,
+        exclusions: Exclusions::default(),
+    };
+    Ok((v, age))
+}
+
 /// Keeps the most telling reason: a validly signed seal that matches but was rolled back
 /// says exactly what is wrong; then a validly signed seal that differs names the paths;
 /// otherwise the first reason.
@@ -427,6 +536,10 @@ struct Verified {
     /// The seal's `created`, when a pass must raise its name's rollback watermark to it.
     raise: Option<SystemTime>,
     effective: Effective,
+    /// What a layer record needs of the seal (`verify = "layers"` walks only).
+    memo: Option<layers::SealMemo>,
+    /// The mount exclusions the compare applied.
+    exclusions: Exclusions,
 }
 
 /// Walks a rootfs, through the verification cache in `verify = "cached"` mode (docs/performance.md):
@@ -438,7 +551,7 @@ pub fn walk_rootfs(
     warnings: &mut Vec<String>,
 ) -> Result<Manifest, String> {
     let fd = walk::open_root(rootfs).map_err(|e| e.to_string())?;
-    let cached = cfg.hook.verify == crate::config::VerifyMode::Cached;
+    let cached = cfg.hook.verify.uses_cache();
     let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
     let cache = match &root_id {
         Some(id) => crate::cache::load(&cfg.cache_dir, rootfs, id).0,
@@ -528,15 +641,27 @@ pub fn seal_policy(
     image_rule: Option<&policy::Rule>,
     now: SystemTime,
 ) -> Result<(Vec<verify::Signer>, Effective), Violation> {
+    policy_for(cfg, &seal.name, &seal.digest, image_rule, |min| verify::check_seal(seal, trust, now, min))
+}
+
+/// [`seal_policy`] for a seal known by its signed name and digest; `check` judges its
+/// signatures for a number of required signers.
+#[allow(clippy::result_large_err)]
+fn policy_for(
+    cfg: &Config,
+    name: &str,
+    digest: &TreeDigest,
+    image_rule: Option<&policy::Rule>,
+    check: impl FnOnce(usize) -> Result<Vec<verify::Signer>, verify::Rejection>,
+) -> Result<(Vec<verify::Signer>, Effective), Violation> {
     let mut rules: Vec<&policy::Rule> = image_rule.into_iter().collect();
-    if let Some(r) = policy::rule(&cfg.rules, Some(&seal.name)) {
+    if let Some(r) = policy::rule(&cfg.rules, Some(name)) {
         if !rules.iter().any(|x| x.name == r.name) {
             rules.push(r);
         }
     }
     let eff = effective(cfg, &rules);
-    let signers =
-        verify::check_seal(seal, trust, now, eff.min_signers).map_err(|r| Violation::new(r.code(), format!("{r}")))?;
+    let signers = check(eff.min_signers).map_err(|r| Violation::new(r.code(), format!("{r}")))?;
     for r in rules.iter().filter(|r| !r.keys.is_empty()) {
         if !signers.iter().any(|s| r.keys.contains(&s.name)) {
             let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
@@ -544,7 +669,7 @@ pub fn seal_policy(
                 "wrong-key",
                 format!(
                     "seal {} is signed by {} but rule {:?} requires one of {}",
-                    seal.digest.short(),
+                    digest.short(),
                     by.join(", "),
                     r.name,
                     r.keys.join(", ")
@@ -630,8 +755,12 @@ fn check_candidate(
     let diffs = verify::compare(&seal, found, Some(&ex));
     if diffs.is_empty() {
         // A watermark to raise on a pass: only for a seal newer than the node's (or the first).
-        let raise = cfg.hook.rollback_protection && check_rollback(cfg, &seal, &info, &path)?;
-        return Ok(Verified { info, path, raise: raise.then_some(seal.created), effective: eff });
+        let raise = cfg.hook.rollback_protection
+            && check_rollback(cfg, &seal.name, seal.created, &seal.digest, &info, &path)?;
+        let memo = (cfg.hook.verify == VerifyMode::Layers)
+            .then(|| layers::SealMemo::new(&seal, signers.iter().map(|s| s.keyid.clone()).collect(), &path))
+            .flatten();
+        return Ok(Verified { info, path, raise: raise.then_some(seal.created), effective: eff, memo, exclusions: ex });
     }
     Err(Violation {
         code: "tampered",
@@ -645,21 +774,28 @@ fn check_candidate(
 /// (src/rollback.rs). Checked only for a seal that verified and matches: the name is signed.
 /// Ok(true) when the seal is newer than the watermark (or there is none): a pass raises it.
 #[allow(clippy::result_large_err)]
-fn check_rollback(cfg: &Config, seal: &Seal, info: &SealInfo, path: &Path) -> Result<bool, Violation> {
-    match Watermarks::new(&cfg.seal_dir).check(&seal.name, seal.created) {
+fn check_rollback(
+    cfg: &Config,
+    name: &str,
+    created: SystemTime,
+    digest: &TreeDigest,
+    info: &SealInfo,
+    path: &Path,
+) -> Result<bool, Violation> {
+    match Watermarks::new(&cfg.seal_dir).check(name, created) {
         Ok(rollback::Verdict::Newer) => Ok(true),
         Ok(rollback::Verdict::Current) => Ok(false),
         Ok(rollback::Verdict::RolledBack(w)) => Err(Violation {
             code: "rollback",
             message: format!(
                 "seal {} for {:?} was created {} but this node already accepted seal {} created {} (a rollback); if the rollback is deliberate, run `rootseal rollback allow {:?} --seal {}`",
-                seal.digest.short(),
-                seal.name,
-                humantime::format_rfc3339_seconds(seal.created),
+                digest.short(),
+                name,
+                humantime::format_rfc3339_seconds(created),
                 TreeDigest::parse(&w.seal).map(|d| d.short()).unwrap_or(w.seal),
                 w.created,
-                seal.name,
-                seal.digest,
+                name,
+                digest,
             ),
             diffs: Vec::new(),
             seal: Some((info.clone(), path.to_path_buf())),

@@ -20,6 +20,7 @@ pub mod image;
 pub mod install;
 pub mod json;
 pub mod keys;
+pub mod layers;
 pub mod manifest;
 pub mod monitor;
 pub mod oci;

@@ -498,7 +498,7 @@ impl Monitor {
         let limits = self.cfg.limits;
         let max_paths = self.cfg.monitor.max_event_paths;
         let action = self.action_for(id);
-        let cached = self.cfg.hook.verify == crate::config::VerifyMode::Cached;
+        let cached = self.cfg.hook.verify.uses_cache();
         let cache_dir = self.cfg.cache_dir.clone();
         let w = self.watched.get_mut(id).expect("watched");
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {

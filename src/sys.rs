@@ -339,3 +339,21 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// flistxattr(2): the names of a file's extended attributes (empty when it has none or the
+/// filesystem has no xattrs), at most `max` bytes of names.
+pub fn flistxattr(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; max];
+    // SAFETY: buf has buf.len() writable bytes; the kernel writes at most that many.
+    let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOTSUP) => Ok(Vec::new()),
+            Some(libc::ERANGE) => Err(io::Error::new(io::ErrorKind::InvalidData, "xattr names longer than allowed")),
+            _ => Err(err),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(buf.split(|&b| b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect())
+}

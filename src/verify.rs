@@ -111,16 +111,60 @@ pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usiz
         }
     }
     if signers.is_empty() {
+        if let Some(name) = bad.filter(|_| revoked.is_none()) {
+            return Err(Rejection::BadSignature { digest, name });
+        }
+    }
+    let claimed: Vec<&str> = seal.signatures.iter().map(|(k, _)| k.as_str()).collect();
+    conclude(digest, signers, revoked, &claimed, min_signers, seal.expires, now)
+}
+
+/// Steps 2 to 4 for a seal whose signatures verified earlier (src/layers.rs): `keyids` are the
+/// keys whose signatures verified over the same, unchanged seal file. Trust, revocation,
+/// threshold and expiry are judged now, exactly as [`check_seal`] would.
+pub fn check_memo(
+    digest: TreeDigest,
+    keyids: &[String],
+    expires: Option<SystemTime>,
+    trust: &Trust,
+    now: SystemTime,
+    min_signers: usize,
+) -> Result<Vec<Signer>, Rejection> {
+    if trust.revoked.digest_revoked(&digest) {
+        return Err(Rejection::DigestRevoked { digest });
+    }
+    let mut signers: Vec<Signer> = Vec::new();
+    let mut revoked = None;
+    // A keyid names its key (the SHA-256 of the public key): a trusted key with this keyid is
+    // the key that made the signature.
+    for k in keyids.iter().filter_map(|id| trust.by_keyid(id)) {
+        if trust.revoked.key_revoked(&k.key.keyid) {
+            revoked.get_or_insert((k.name.clone(), k.key.keyid.clone()));
+        } else if !signers.iter().any(|s| s.keyid == k.key.keyid) {
+            signers.push(Signer { name: k.name.clone(), keyid: k.key.keyid.clone() });
+        }
+    }
+    let claimed: Vec<&str> = keyids.iter().map(String::as_str).collect();
+    conclude(digest, signers, revoked, &claimed, min_signers, expires, now)
+}
+
+/// The verdict once the signing keys are known: revoked-only, untrusted, threshold, expiry.
+fn conclude(
+    digest: TreeDigest,
+    signers: Vec<Signer>,
+    revoked: Option<(String, String)>,
+    claimed: &[&str],
+    min_signers: usize,
+    expires: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<Vec<Signer>, Rejection> {
+    if signers.is_empty() {
         if let Some((name, keyid)) = revoked {
             return Err(Rejection::KeyRevoked { digest, name, keyid });
         }
-        if let Some(name) = bad {
-            return Err(Rejection::BadSignature { digest, name });
-        }
-        let keyids = seal
-            .signatures
+        let keyids = claimed
             .iter()
-            .map(|(k, _)| {
+            .map(|k| {
                 // Untrusted input: escaped (one line, no terminal escapes), cut by character.
                 let shown: String = crate::manifest::display_path(k.as_bytes()).chars().take(12).collect();
                 if k.is_empty() {
@@ -135,7 +179,7 @@ pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usiz
     if signers.len() < min_signers.max(1) {
         return Err(Rejection::Threshold { digest, found: signers.len(), required: min_signers });
     }
-    if let Some(at) = seal.expires {
+    if let Some(at) = expires {
         if at <= now {
             return Err(Rejection::Expired { digest, at });
         }
