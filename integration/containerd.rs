@@ -527,3 +527,86 @@ fn the_monitor_sees_a_snapshot_change_in_a_running_containerd_container() {
     let _ = n.containerd.ctr(&["task", "rm", "-f", &id]);
     let _ = n.containerd.ctr(&["containers", "rm", &id]);
 }
+
+/// `verify = "layers"` under the real containerd overlayfs snapshotter: the second container of
+/// an image is not walked (its lowers are the image's committed snapshots, verified by the first
+/// start); a snapshot changed afterwards is caught by the monitor, which drops the record, and
+/// the start after that walks and blocks.
+#[test]
+fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
+    let n = node("layers");
+    let d = n.env.tmp.path().display();
+    std::fs::write(
+        n.env.config_path(),
+        format!(
+            "trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n[hook]\nverify = \"layers\"\n[alerts]\nsyslog_socket = \"\"\nevents_file = \"{d}/events.jsonl\"\nverified = true\n"
+        ),
+    )
+    .unwrap();
+    let message = |n: &Node| n.last_event()["message"].as_str().unwrap_or_default().to_string();
+    let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
+    assert!(o.status.success(), "{}\ncontainerd: {}", text(&o), n.containerd.log());
+    assert!(!message(&n).contains("not walked"), "{}", message(&n));
+    let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hello from layer 2"), "{}", text(&o));
+    let m = message(&n);
+    assert!(m.contains("not walked") && m.contains("io.containerd.snapshotter.v1.overlayfs/snapshots/"), "{m}");
+
+    // podman: its own storage, its own overlay per container, the same hook.
+    let load = Command::new("podman").arg("load").arg("-i").arg(&n.archive).output().unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let hooks = crate::harness::hooks_dir(&n.env);
+    let podman = || {
+        Command::new("timeout")
+            .args(["-k", "5", "120", "podman", "--hooks-dir"])
+            .arg(&hooks)
+            .args(["run", "--rm", "--read-only", "--runtime", "runc", "--ulimit", "nofile=20000:20000"])
+            .args(["--ulimit", "nproc=1000:1000"])
+            .arg(&n.reference)
+            .args(["cat", "/etc/motd"])
+            .output()
+            .unwrap()
+    };
+    let first = podman();
+    let first_msg = message(&n);
+    let second = podman();
+    let second_msg = message(&n);
+    let _ = Command::new("podman").args(["rmi", "-f", &n.reference]).output();
+    assert!(first.status.success() && second.status.success(), "{}\n{}", text(&first), text(&second));
+    assert!(!first_msg.contains("not walked"), "{first_msg}");
+    assert!(second_msg.contains("not walked"), "{second_msg}");
+
+    // A running container, a snapshot changed under it: the monitor's scan drops the record.
+    let id = crate::harness::container_id("ctrlayers");
+    let w = wrapper();
+    let o = n.containerd.ctr(&[
+        OsStr::new("run"),
+        OsStr::new("-d"),
+        OsStr::new("--read-only"),
+        OsStr::new("--runc-binary"),
+        w.as_os_str(),
+        OsStr::new(&n.reference),
+        OsStr::new(&id),
+        OsStr::new("sleep"),
+        OsStr::new("300"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let motd = n
+        .containerd
+        .snapshot_dirs()
+        .into_iter()
+        .rev()
+        .map(|d| d.join("etc/motd"))
+        .find(|p| p.exists())
+        .expect("a snapshot holds etc/motd");
+    std::fs::write(&motd, b"changed in the snapshot\n").unwrap();
+    let out = n.env.run(["monitor", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let _ = n.containerd.ctr(&["task", "kill", "-s", "KILL", &id]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = n.containerd.ctr(&["task", "delete", "-f", &id]);
+    let _ = n.containerd.ctr(&["container", "delete", &id]);
+    let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("/etc/motd content differs from seal"), "{}", text(&o));
+}

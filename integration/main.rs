@@ -10,6 +10,7 @@ mod deb;
 mod harness;
 mod hostile;
 mod images;
+mod layers;
 mod load;
 mod monitor;
 mod podman;

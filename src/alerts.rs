@@ -238,7 +238,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let sock_path = t.path().join("log.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-        let alerts = Alerts { syslog_socket: sock_path, events_file: t.path().join("ev/events.jsonl") };
+        let alerts =
+            Alerts { syslog_socket: sock_path, events_file: t.path().join("ev/events.jsonl"), verified: false };
         assert!(emit(&alerts, &event()).is_empty());
         let mut buf = [0u8; 4096];
         let n = sock.recv(&mut buf).unwrap();
@@ -254,12 +255,12 @@ mod tests {
     #[test]
     fn a_missing_or_full_syslog_socket_never_blocks() {
         let t = tempfile::tempdir().unwrap();
-        let alerts = Alerts { syslog_socket: t.path().join("none.sock"), events_file: PathBuf::new() };
+        let alerts = Alerts { syslog_socket: t.path().join("none.sock"), events_file: PathBuf::new(), verified: false };
         assert_eq!(emit(&alerts, &event()).len(), 1);
         // A bound socket nobody reads: fill its queue, then one more must return at once.
         let p = t.path().join("full.sock");
         let _sock = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
-        let alerts = Alerts { syslog_socket: p, events_file: PathBuf::new() };
+        let alerts = Alerts { syslog_socket: p, events_file: PathBuf::new(), verified: false };
         let start = std::time::Instant::now();
         let mut failures = 0;
         for _ in 0..2000 {

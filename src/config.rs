@@ -163,11 +163,18 @@ pub struct Alerts {
     pub syslog_socket: PathBuf,
     /// The JSON-lines events file; empty disables it.
     pub events_file: PathBuf,
+    /// Also raise an event (severity info) for every verified start, saying how it verified
+    /// (walked, or layers reused): an audit trail of every start. Off by default.
+    pub verified: bool,
 }
 
 impl Default for Alerts {
     fn default() -> Self {
-        Alerts { syslog_socket: "/dev/log".into(), events_file: "/var/log/rootseal/events.jsonl".into() }
+        Alerts {
+            syslog_socket: "/dev/log".into(),
+            events_file: "/var/log/rootseal/events.jsonl".into(),
+            verified: false,
+        }
     }
 }
 

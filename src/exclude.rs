@@ -123,6 +123,11 @@ impl Exclusions {
         found.filtered(|e| self.keep_found(e, sealed))
     }
 
+    /// True when a runtime artifact lives at `path` (whatever its kind).
+    pub fn is_artifact_path(&self, path: &[u8]) -> bool {
+        self.artifacts.iter().any(|(p, _)| p == path)
+    }
+
     /// True when `path` is a proper ancestor of a mount destination (a runtime may create it).
     pub fn is_ancestor(&self, path: &[u8]) -> bool {
         self.ancestors.contains(path)

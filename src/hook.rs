@@ -16,8 +16,8 @@
 
 use crate::alerts::{self, ContainerInfo, Event, PathChange, SealInfo, ViolationRecord};
 use crate::config::{Config, Mode, VerifyMode};
-use crate::layers;
 use crate::exclude::Exclusions;
+use crate::layers;
 use crate::manifest::{display_path, Difference, Manifest, TreeDigest};
 use crate::oci::{self, Bundle};
 use crate::policy;
@@ -387,8 +387,8 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         trace("seal parse, checks and compare", &mut t);
         match r {
             Ok(mut v) => {
-                if let (Some((overlay, lowers)), Some(memo)) = (&layer_set, v.memo.take()) {
-                    if let Some(rec) = layers::record_for(overlay, lowers.clone(), &found, &v.exclusions, memo) {
+                if let (Some((overlay, lowers)), Some((memo, skeleton))) = (&layer_set, v.memo.take()) {
+                    if let Some(rec) = layers::record_for(overlay, lowers.clone(), &skeleton, &v.exclusions, memo) {
                         if let Err(e) = layers::save(&cfg.cache_dir, &rec) {
                             d.warnings.push(e.to_string());
                         }
@@ -477,6 +477,7 @@ fn reuse_layers(
         overlay,
         lowers,
         &bundle.mount_destinations(),
+        runtime_artifacts(bundle),
         |d| store.path_for(d),
         cfg.hook.layer_ttl(),
         now,
@@ -536,8 +537,8 @@ struct Verified {
     /// The seal's `created`, when a pass must raise its name's rollback watermark to it.
     raise: Option<SystemTime>,
     effective: Effective,
-    /// What a layer record needs of the seal (`verify = "layers"` walks only).
-    memo: Option<layers::SealMemo>,
+    /// What a layer record needs of the seal and the tree (`verify = "layers"` walks only).
+    memo: Option<(layers::SealMemo, Manifest)>,
     /// The mount exclusions the compare applied.
     exclusions: Exclusions,
 }
@@ -755,11 +756,12 @@ fn check_candidate(
     let diffs = verify::compare(&seal, found, Some(&ex));
     if diffs.is_empty() {
         // A watermark to raise on a pass: only for a seal newer than the node's (or the first).
-        let raise = cfg.hook.rollback_protection
-            && check_rollback(cfg, &seal.name, seal.created, &seal.digest, &info, &path)?;
+        let raise =
+            cfg.hook.rollback_protection && check_rollback(cfg, &seal.name, seal.created, &seal.digest, &info, &path)?;
         let memo = (cfg.hook.verify == VerifyMode::Layers)
             .then(|| layers::SealMemo::new(&seal, signers.iter().map(|s| s.keyid.clone()).collect(), &path))
-            .flatten();
+            .flatten()
+            .map(|m| (m, layers::skeleton(found, &ex, &seal.manifest)));
         return Ok(Verified { info, path, raise: raise.then_some(seal.created), effective: eff, memo, exclusions: ex });
     }
     Err(Violation {
@@ -929,6 +931,11 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
 fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
     let mut stderr = std::io::stderr().lock();
     let alert = d.exemption.is_some() || !d.violations.is_empty();
+    if !alert && cfg.alerts.verified && d.seal.is_some() {
+        for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
+            let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
+        }
+    }
     // Exactly one line when there is something to say: runc and containerd show a hook's
     // whole stderr, podman only one line of it. Warnings ride at the end of that line.
     let mut warnings = d.warnings.clone();

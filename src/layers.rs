@@ -220,7 +220,9 @@ pub fn identify(o: &Overlay) -> Result<Vec<Layer>, String> {
     o.lowers
         .iter()
         .map(|p| {
-            let m = std::fs::symlink_metadata(p).map_err(|e| format!("lower {}: {e}", p.display()))?;
+            // podman names its lowers by symlinks (storage/overlay/l/ID -> ../LAYER/diff), which
+            // the kernel followed at mount time: host paths, followed here too.
+            let m = std::fs::metadata(p).map_err(|e| format!("lower {}: {e}", p.display()))?;
             if !m.is_dir() {
                 return Err(format!("lower {} is not a directory", p.display()));
             }
@@ -304,14 +306,25 @@ pub fn forget(cache_dir: &Path, lowers: &[Layer]) -> Result<(), LayersError> {
     }
 }
 
-/// A record for a walk that just passed: `found` is what it walked, `ex` what it excluded.
-/// None when the tree is not one a later start could reuse (the upper holds more than mount
-/// points under these exclusions).
-pub fn record_for(overlay: &Overlay, lowers: Vec<Layer>, found: &Manifest, ex: &Exclusions, seal: SealMemo) -> Option<Record> {
-    let skeleton =
-        found.filtered(|e| matches!(e.kind, Kind::Dir | Kind::Symlink { .. }) && !ex.is_excluded(&e.path));
+/// What a record keeps of a tree that just matched `sealed` under `ex`: the compared
+/// directories and symlinks, and whatever the seal has at a runtime artifact's path.
+pub fn skeleton(found: &Manifest, ex: &Exclusions, sealed: &Manifest) -> Manifest {
+    found.filtered(|e| {
+        ex.keep_found(e, sealed) && (matches!(e.kind, Kind::Dir | Kind::Symlink { .. }) || ex.is_artifact_path(&e.path))
+    })
+}
+
+/// A record for a walk that just passed under `ex`, with its [`skeleton`]. None when the tree
+/// is not one a later start could reuse (the upper holds more than mount points).
+pub fn record_for(
+    overlay: &Overlay,
+    lowers: Vec<Layer>,
+    skeleton: &Manifest,
+    ex: &Exclusions,
+    seal: SealMemo,
+) -> Option<Record> {
     // The same check a later start makes, against what this walk saw.
-    upper_holds_only_mount_points(overlay, ex, &skeleton).ok()?;
+    upper_holds_only_mount_points(overlay, ex, skeleton).ok()?;
     let excluded = ex.destinations().map(hex).collect();
     Some(Record {
         version: VERSION,
@@ -326,11 +339,13 @@ pub fn record_for(overlay: &Overlay, lowers: Vec<Layer>, found: &Manifest, ex: &
 
 /// Conditions 1 to 4 and the seal file part of 5 (module doc) for a rootfs over `overlay`:
 /// Ok(record) when it may start without a walk, once its seal passes trust and policy now.
+#[allow(clippy::too_many_arguments)]
 pub fn reusable(
     cache_dir: &Path,
     overlay: &Overlay,
     lowers: &[Layer],
     destinations: &[Vec<u8>],
+    artifacts: Vec<(Vec<u8>, Kind)>,
     seal_file: impl Fn(&TreeDigest) -> PathBuf,
     ttl: Duration,
     now: SystemTime,
@@ -347,7 +362,7 @@ pub fn reusable(
         return Err(format!("seal {} changed or is gone since it verified", digest.short()));
     }
     let skeleton = Manifest::parse(r.skeleton.as_bytes()).map_err(|e| format!("record skeleton: {e}"))?;
-    let ex = Exclusions::new(destinations, &skeleton);
+    let ex = Exclusions::new(destinations, &skeleton).with_artifacts(artifacts);
     if ex.destinations().any(|d| d.is_empty()) {
         return Err("a mount over /".into());
     }
@@ -406,6 +421,22 @@ fn check_upper_dir(
         }
         let name = CString::new(entry.name.clone()).map_err(|_| "upper entry name has a NUL byte".to_string())?;
         let st = crate::sys::lstatat(dir, &name).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK && skeleton.get(&child).is_none() {
+            // What the runtime itself creates outside any mount (podman's /etc/mtab), where
+            // the seal has nothing: the walk's compare ignores exactly that too.
+            let target =
+                crate::sys::readlinkat(dir, &name, 4096).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+            let e = crate::manifest::Entry {
+                path: child.clone(),
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                kind: Kind::Symlink { target },
+            };
+            if ex.is_artifact(&e) {
+                continue;
+            }
+        }
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR || !ex.is_ancestor(&child) {
             return Err(format!("upper has {} (not a mount point or a directory on the way to one)", display(&child)));
         }

@@ -106,6 +106,8 @@ struct Watched {
     /// The seal, and the (mtime, len) of its file when read (a changed file is re-read).
     seal: Option<(Arc<Seal>, (SystemTime, u64))>,
     signers: Vec<String>,
+    /// The signers' keyids (for layer records, `verify = "layers"`).
+    signer_keyids: Vec<String>,
     exclusions: Option<Exclusions>,
     watches: Vec<WatchDescriptor>,
     due: Instant,
@@ -275,6 +277,7 @@ impl Monitor {
                         pidfd,
                         seal: None,
                         signers: Vec::new(),
+                        signer_keyids: Vec::new(),
                         exclusions: None,
                         watches: Vec::new(),
                         due: Instant::now(),
@@ -475,6 +478,7 @@ impl Monitor {
             let image_rule = policy::rule(&cfg.rules, w.rec.image.as_deref());
             let (signers, _) =
                 crate::hook::seal_policy(cfg, seal, &trust, image_rule, SystemTime::now()).map_err(|v| v.message)?;
+            w.signer_keyids = signers.iter().map(|s| s.keyid.clone()).collect();
             w.signers = signers.into_iter().map(|s| s.name).collect();
         }
         if w.exclusions.is_none() {
@@ -500,10 +504,18 @@ impl Monitor {
         let action = self.action_for(id);
         let cached = self.cfg.hook.verify.uses_cache();
         let cache_dir = self.cfg.cache_dir.clone();
+        let layers_mode = self.cfg.hook.verify == crate::config::VerifyMode::Layers;
+        let seal_dir = self.cfg.seal_dir.clone();
+        let layer_ttl = self.cfg.hook.layer_ttl();
+        let mut layer_set = None;
         let w = self.watched.get_mut(id).expect("watched");
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
             let fd = walk::open_root(&w.rec.rootfs).map_err(|e| e.to_string())?;
+            if layers_mode {
+                layer_set =
+                    crate::layers::overlay_of(fd.as_fd()).and_then(|o| Ok((crate::layers::identify(&o)?, o))).ok();
+            }
             let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
             let cache = match (&root_id, w.cache.take()) {
                 (Some(id), Some((cid, c))) if cid == *id => c,
@@ -530,7 +542,35 @@ impl Monitor {
                 };
                 w.cache = Some((id, next.without_racy(SystemTime::now())));
             }
-            Ok(verify::compare(seal, &walked.manifest, w.exclusions.as_ref()))
+            let diffs = verify::compare(seal, &walked.manifest, w.exclusions.as_ref());
+            if let Some((lowers, overlay)) = &layer_set {
+                // Drift seen through an overlay: the next start over these layers walks again.
+                // A clean scan renews the layers' record (src/layers.rs).
+                let record = crate::layers::record_path(&cache_dir, lowers);
+                let fresh = std::fs::symlink_metadata(&record)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < layer_ttl / 4);
+                let renewed = if diffs.is_empty() && fresh {
+                    None
+                } else if diffs.is_empty() {
+                    let path = crate::store::SealStore::new(&seal_dir).path_for(&seal.digest);
+                    crate::layers::SealMemo::new(seal, w.signer_keyids.clone(), &path)
+                        .zip(w.exclusions.as_ref())
+                        .and_then(|(memo, ex)| {
+                            let skeleton = crate::layers::skeleton(&walked.manifest, ex, &seal.manifest);
+                            crate::layers::record_for(overlay, lowers.clone(), &skeleton, ex, memo)
+                        })
+                        .map(|rec| crate::layers::save(&cache_dir, &rec))
+                } else {
+                    Some(crate::layers::forget(&cache_dir, lowers))
+                };
+                if let Some(Err(e)) = renewed {
+                    eprintln!("rootseal monitor: warning: {e}");
+                }
+            }
+            Ok(diffs)
         });
         self.stats.scans += 1;
         let dur = started.elapsed().as_secs_f64();
