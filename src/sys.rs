@@ -79,6 +79,8 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Ve
         return Err(io::Error::new(io::ErrorKind::InvalidData, "symlink target too long"));
     }
     buf.truncate(n);
+    // Kept in manifests: do not keep the 4 KiB read buffer behind every symlink.
+    buf.shrink_to_fit();
     Ok(buf)
 }
 
@@ -174,6 +176,106 @@ pub fn read_dir(dir: BorrowedFd<'_>, max: usize) -> io::Result<Vec<DirEntry>> {
             off += reclen;
         }
     }
+}
+
+/// The entries of one directory, listed into buffers that are reused from one directory to
+/// the next: the tree walk lists thousands of directories and would otherwise allocate (and
+/// zero) a getdents buffer per directory and a `Vec` per name.
+#[derive(Default)]
+pub struct DirNames {
+    /// getdents64 scratch space.
+    buf: Vec<u8>,
+    /// Every name with its terminating NUL, back to back.
+    names: Vec<u8>,
+    /// (start of the name in `names`, length without the NUL, d_type) per entry.
+    index: Vec<(u32, u32, u8)>,
+}
+
+impl DirNames {
+    /// Lists every entry of an open directory (except `.` and `..`), at most `max` of them,
+    /// replacing what was listed before. Too many entries is an error of kind OutOfMemory,
+    /// as in [`read_dir`].
+    pub fn read(&mut self, dir: BorrowedFd<'_>, max: usize) -> io::Result<()> {
+        self.names.clear();
+        self.index.clear();
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 64 * 1024];
+        }
+        loop {
+            // SAFETY: buf is writable for buf.len() bytes; the kernel writes whole
+            // linux_dirent64 records into it and returns how many bytes it wrote.
+            let n =
+                unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len()) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let n = n as usize;
+            let mut off = 0;
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            while off + 19 <= n {
+                let buf = &self.buf;
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                if reclen < 19 || off + reclen > n {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record"));
+                }
+                let d_type = buf[off + 18];
+                let name_area = &buf[off + 19..off + reclen];
+                let len = name_area.iter().position(|&b| b == 0).unwrap_or(name_area.len());
+                let name = &name_area[..len];
+                if name != b"." && name != b".." {
+                    if self.index.len() >= max {
+                        return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many entries"));
+                    }
+                    let start = u32::try_from(self.names.len())
+                        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "too many entries"))?;
+                    self.names.extend_from_slice(name);
+                    self.names.push(0);
+                    self.index.push((start, len as u32, d_type));
+                }
+                off += reclen;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The `i`th entry: its name (never empty, no NUL, no `/`) and its d_type (`DT_UNKNOWN`
+    /// when the filesystem does not say).
+    pub fn get(&self, i: usize) -> (&CStr, u8) {
+        let (start, len, d_type) = self.index[i];
+        let (start, len) = (start as usize, len as usize);
+        let name = CStr::from_bytes_with_nul(&self.names[start..start + len + 1]).expect("getdents names hold no NUL");
+        (name, d_type)
+    }
+}
+
+/// fgetxattr(2) into a caller's buffer: `Ok(None)` when the attribute is absent or the
+/// filesystem has no xattrs, else the value's length. A value longer than `buf` is an error.
+pub fn fgetxattr_into(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: buf has buf.len() writable bytes, name is NUL-terminated.
+    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+            Some(libc::ERANGE) => Err(io::Error::new(io::ErrorKind::InvalidData, "xattr value larger than allowed")),
+            _ => Err(err),
+        };
+    }
+    Ok(Some(n as usize))
 }
 
 /// The effective uid of this process.

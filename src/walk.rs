@@ -2,7 +2,11 @@
 //!
 //! Security-critical sequence, per entry (the tree is attacker-controlled, we run as root):
 //! 1. list a directory through its open fd (getdents64), never by path;
-//! 2. `fstatat(AT_SYMLINK_NOFOLLOW)` each name: the entry itself, never what a link points at;
+//! 2. `fstatat(AT_SYMLINK_NOFOLLOW)` each name: the entry itself, never what a link points at.
+//!    A name getdents reports as a directory is opened first instead (step 4, `O_DIRECTORY`:
+//!    the kernel refuses anything but a directory with ENOTDIR before opening it) and described
+//!    by the `fstat` of that fd, so the stat recorded is of exactly what is listed; a name that
+//!    turns out not to be a directory is stat'ed here like any other;
 //! 3. symlinks are read with `readlinkat` and never followed; FIFOs, sockets and device nodes
 //!    are described from the stat alone and never opened;
 //! 4. directories and regular files are opened with openat2 relative to their parent's fd with
@@ -11,7 +15,8 @@
 //!    must show the same type, device and inode as step 2: an entry swapped in between is an
 //!    error, not a silent pass;
 //! 5. a file is hashed up to the size fstat gave; a file that grows, shrinks or changes while
-//!    being read is an error.
+//!    being read is an error (the last read asks for one byte more than is left, so a file
+//!    longer than its stat said shows up there; the stat after reading must match too).
 //!
 //! Depth, entry count, path length and total bytes are bounded; an optional deadline and a
 //! cancel flag stop the walk. Hashing runs on all cores while the walk goes on.
@@ -20,7 +25,7 @@ use crate::manifest::{Entry, Kind, Manifest};
 use crate::sys;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -31,6 +36,8 @@ use std::time::Instant;
 
 /// The name of the only extended attribute that counts (docs/digest.md).
 const CAP_XATTR: &str = "security.capability";
+/// Longest capability xattr value accepted.
+const CAP_MAX: usize = 4096;
 const READ_CHUNK: usize = 128 * 1024;
 const BATCH_FILES: usize = 64;
 const BATCH_BYTES: u64 = 4 << 20;
@@ -213,11 +220,13 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
             jobs: job_tx,
             batch: Vec::new(),
             batch_bytes: 0,
-            entries: Vec::new(),
+            // A cache lists (nearly) every file of the tree: a good first size, saving the
+            // regrowth copies of a re-walk.
+            entries: Vec::with_capacity(opts.cache.map_or(0, |c| c.files.len())),
             bytes: 0,
             links: HashMap::new(),
             copies: Vec::new(),
-            keys: Vec::new(),
+            keys: Vec::with_capacity(if opts.want_cache { opts.cache.map_or(0, |c| c.files.len()) } else { 0 }),
             hits: 0,
         };
         let walked = walker.run(root_fd);
@@ -228,13 +237,14 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
         let (mut entries, copies, keys, hits) = walked?;
         let mut hashed = 0;
         let mut first_err = None;
-        let mut uncacheable = std::collections::HashSet::new();
+        // Indexed by entry; only a walk that builds a cache needs it.
+        let mut uncacheable = vec![false; if opts.want_cache { entries.len() } else { 0 }];
         for (index, result) in res_rx.iter().flatten() {
             match result {
                 Ok(h) => {
                     hashed += 1;
-                    if !h.cacheable {
-                        uncacheable.insert(index);
+                    if !h.cacheable && opts.want_cache {
+                        uncacheable[index] = true;
                     }
                     if let Kind::File { sha256, cap, .. } = &mut entries[index].kind {
                         *sha256 = h.sha256;
@@ -253,15 +263,15 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
         for (to, from) in copies {
             let kind = entries[from].kind.clone();
             entries[to].kind = kind;
-            if uncacheable.contains(&from) {
-                uncacheable.insert(to);
+            if opts.want_cache && uncacheable[from] {
+                uncacheable[to] = true;
             }
         }
         let cache = (opts.want_cache && (hashed > 0 || opts.cache.is_none())).then(|| {
             let mut cache = crate::cache::Cache::default();
             cache.files.reserve(keys.len());
             for (i, key) in keys {
-                if uncacheable.contains(&i) || key.racy(started) {
+                if uncacheable[i] || key.racy(started) {
                     continue;
                 }
                 if let Kind::File { sha256, cap, .. } = &entries[i].kind {
@@ -303,7 +313,9 @@ struct Pending {
     name: CString,
     path: Vec<u8>,
     depth: u32,
-    st: libc::stat,
+    /// None when listed as a directory by getdents and not stat'ed yet: the fstat of the
+    /// opened directory describes it (module doc, step 2).
+    st: Option<libc::stat>,
 }
 
 impl Walker<'_> {
@@ -311,24 +323,59 @@ impl Walker<'_> {
         let lim = self.opts.limits;
         let mut stack: Vec<(Rc<OwnedFd>, Vec<u8>, u32)> = vec![(Rc::new(root_fd), Vec::new(), 0)];
         let mut pending: Vec<Pending> = Vec::new();
+        // One listing at a time: a directory's names are used up before the next is listed.
+        let mut names = sys::DirNames::default();
+        // Names taken into the walk (each becomes one entry).
+        let mut listed: u64 = 0;
         loop {
             // Open the next pending directory (depth first), or list the next open one.
             if let Some(p) = pending.pop() {
-                let fd = sys::openat2(
+                let opened = sys::openat2(
                     p.parent.as_fd(),
                     &p.name,
                     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                     sys::RESOLVE_STRICT,
-                )
-                .map_err(|e| self.open_err(&p.path, e))?;
-                self.same_object(&fd, &p.st, &p.path)?;
-                stack.push((Rc::new(fd), p.path, p.depth));
+                );
+                match (opened, p.st) {
+                    (Ok(fd), Some(st)) => self.same_object(&fd, &st, &p.path)?,
+                    (Ok(fd), None) => {
+                        // O_DIRECTORY: whatever was opened is a directory, and its fstat is
+                        // the stat of exactly what will be listed.
+                        let st = sys::fstat(fd.as_fd()).map_err(|e| self.io("stat", &p.path, e))?;
+                        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                            return Err(self.io(
+                                "stat",
+                                &p.path,
+                                std::io::Error::new(
+                                    std::io::ErrorKind::InvalidData,
+                                    "opened as a directory but is none",
+                                ),
+                            ));
+                        }
+                        self.entries.push(Entry {
+                            path: p.path.clone(),
+                            mode: st.st_mode & 0o7777,
+                            uid: st.st_uid,
+                            gid: st.st_gid,
+                            kind: Kind::Dir,
+                        });
+                        stack.push((Rc::new(fd), p.path, p.depth));
+                    }
+                    (Err(e), None) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                        // Not (or no longer) a directory, so nothing was opened: described
+                        // from its stat like any other name (step 2).
+                        let st = sys::lstatat(p.parent.as_fd(), &p.name).map_err(|e| self.io("stat", &p.path, e))?;
+                        self.visit(&p.parent, &p.name, p.path, p.depth - 1, &st, &mut pending)?;
+                        continue;
+                    }
+                    (Err(e), _) => return Err(self.open_err(&p.path, e)),
+                }
             }
             let Some((dir, path, depth)) = stack.pop() else {
                 break;
             };
             self.check_time()?;
-            let list = sys::read_dir(dir.as_fd(), (lim.max_entries as usize).saturating_add(1)).map_err(|e| {
+            names.read(dir.as_fd(), (lim.max_entries as usize).saturating_add(1)).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::OutOfMemory {
                     let shown = if path.is_empty() { "/".to_string() } else { crate::manifest::display_path(&path) };
                     self.limit(format!("more entries in directory {shown}"), "max_entries", lim.max_entries)
@@ -336,15 +383,17 @@ impl Walker<'_> {
                     self.io("list directory", &path, e)
                 }
             })?;
-            for (i, de) in list.into_iter().enumerate() {
+            for i in 0..names.len() {
                 // One huge directory must not run past the deadline either.
                 if i % 1024 == 1023 {
                     self.check_time()?;
                 }
-                let mut child = Vec::with_capacity(path.len() + 1 + de.name.len());
+                let (name, d_type) = names.get(i);
+                let name_bytes = name.to_bytes();
+                let mut child = Vec::with_capacity(path.len() + 1 + name_bytes.len());
                 child.extend_from_slice(&path);
                 child.push(b'/');
-                child.extend_from_slice(&de.name);
+                child.extend_from_slice(name_bytes);
                 if child.len() as u64 > lim.max_path_bytes {
                     return Err(self.limit(
                         format!("path of {} bytes", child.len()),
@@ -357,104 +406,129 @@ impl Walker<'_> {
                         continue;
                     }
                 }
-                if self.entries.len() as u64 >= lim.max_entries {
+                if listed >= lim.max_entries {
                     return Err(self.limit("too many entries".into(), "max_entries", lim.max_entries));
                 }
-                let name = CString::new(de.name).expect("getdents names hold no NUL");
-                let st = sys::lstatat(dir.as_fd(), &name).map_err(|e| self.io("stat", &child, e))?;
-                let fmt = st.st_mode & libc::S_IFMT;
-                let mut entry = Entry {
-                    path: child.clone(),
-                    mode: st.st_mode & 0o7777,
-                    uid: st.st_uid,
-                    gid: st.st_gid,
-                    kind: Kind::Dir,
-                };
-                match fmt {
-                    libc::S_IFDIR => {
-                        if depth + 1 > lim.max_depth {
-                            return Err(self.limit(
-                                format!("directory nesting deeper than {}", lim.max_depth),
-                                "max_depth",
-                                lim.max_depth as u64,
-                            ));
-                        }
-                        pending.push(Pending { parent: Rc::clone(&dir), name, path: child, depth: depth + 1, st });
-                    }
-                    libc::S_IFREG => {
-                        let size = st.st_size as u64;
-                        entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
-                        let key = crate::cache::StatKey::of(&st);
-                        if self.opts.want_cache {
-                            self.keys.push((self.entries.len(), key));
-                        }
-                        // Unchanged since it was hashed (same inode, size, mtime, ctime): the
-                        // kernel moves ctime on every change, so the cached hash still holds.
-                        if let Some(c) = self.opts.cache.and_then(|c| c.files.get(&child)).filter(|c| c.key == key) {
-                            // Cached content still counts toward the size limit.
-                            self.count_bytes(size)?;
-                            entry.kind = Kind::File { size, sha256: c.sha256, cap: c.cap.clone() };
-                            self.hits += 1;
-                            self.entries.push(entry);
-                            continue;
-                        }
-                        if st.st_nlink > 1 {
-                            let index = self.entries.len();
-                            // A later name copies the first name's hash only if the inode has not
-                            // changed in between (same stat key); otherwise it is read itself.
-                            if let Some(&(first, first_key)) = self.links.get(&(st.st_dev, st.st_ino)) {
-                                if first_key == key {
-                                    self.copies.push((index, first));
-                                    self.entries.push(entry);
-                                    continue;
-                                }
-                            } else {
-                                self.links.insert((st.st_dev, st.st_ino), (index, key));
-                            }
-                        }
-                        self.count_bytes(size)?;
-                        let fd = sys::openat2(
-                            dir.as_fd(),
-                            &name,
-                            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
-                            sys::RESOLVE_STRICT,
-                        )
-                        .map_err(|e| self.open_err(&child, e))?;
-                        self.same_object(&fd, &st, &child)?;
-                        self.batch.push(Job { index: self.entries.len(), fd, size, st, path: child });
-                        self.batch_bytes += size;
-                        if self.batch.len() >= self.batch_files || self.batch_bytes >= BATCH_BYTES {
-                            self.flush()?;
-                        }
-                    }
-                    libc::S_IFLNK => {
-                        let target = sys::readlinkat(dir.as_fd(), &name, lim.max_path_bytes as usize)
-                            .map_err(|e| self.io("read symlink", &child, e))?;
-                        entry.kind = Kind::Symlink { target };
-                    }
-                    libc::S_IFCHR | libc::S_IFBLK => {
-                        let (major, minor) = sys::dev_major_minor(st.st_rdev);
-                        entry.kind = if fmt == libc::S_IFCHR {
-                            Kind::CharDev { major, minor }
-                        } else {
-                            Kind::BlockDev { major, minor }
-                        };
-                    }
-                    libc::S_IFIFO => entry.kind = Kind::Fifo,
-                    libc::S_IFSOCK => entry.kind = Kind::Socket,
-                    _ => {
-                        return Err(self.io(
-                            "stat",
-                            &child,
-                            std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown file type"),
-                        ))
-                    }
+                listed += 1;
+                if d_type == libc::DT_DIR {
+                    // Opened (with O_DIRECTORY) and described when its turn comes.
+                    self.check_depth(depth + 1)?;
+                    pending.push(Pending {
+                        parent: Rc::clone(&dir),
+                        name: name.to_owned(),
+                        path: child,
+                        depth: depth + 1,
+                        st: None,
+                    });
+                    continue;
                 }
-                self.entries.push(entry);
+                let st = sys::lstatat(dir.as_fd(), name).map_err(|e| self.io("stat", &child, e))?;
+                self.visit(&dir, name, child, depth, &st, &mut pending)?;
             }
         }
         self.flush()?;
         Ok((self.entries, self.copies, self.keys, self.hits))
+    }
+
+    /// Describes one listed name (already stat'ed without following links) into an entry:
+    /// steps 3 to 5 of the module doc. `depth` is its parent's.
+    fn visit(
+        &mut self,
+        dir: &Rc<OwnedFd>,
+        name: &CStr,
+        child: Vec<u8>,
+        depth: u32,
+        st: &libc::stat,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), WalkError> {
+        let lim = self.opts.limits;
+        let fmt = st.st_mode & libc::S_IFMT;
+        // The path moves into the entry when it is pushed; only directories still to
+        // list and files still to hash keep a copy.
+        let mut entry =
+            Entry { path: Vec::new(), mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, kind: Kind::Dir };
+        match fmt {
+            libc::S_IFDIR => {
+                self.check_depth(depth + 1)?;
+                pending.push(Pending {
+                    parent: Rc::clone(dir),
+                    name: name.to_owned(),
+                    path: child.clone(),
+                    depth: depth + 1,
+                    st: Some(*st),
+                });
+            }
+            libc::S_IFREG => {
+                let size = st.st_size as u64;
+                entry.kind = Kind::File { size, sha256: [0; 32], cap: None };
+                let key = crate::cache::StatKey::of(st);
+                if self.opts.want_cache {
+                    self.keys.push((self.entries.len(), key));
+                }
+                // Unchanged since it was hashed (same inode, size, mtime, ctime): the
+                // kernel moves ctime on every change, so the cached hash still holds.
+                if let Some(c) = self.opts.cache.and_then(|c| c.files.get(&child)).filter(|c| c.key == key) {
+                    // Cached content still counts toward the size limit.
+                    self.count_bytes(size)?;
+                    entry.kind = Kind::File { size, sha256: c.sha256, cap: c.cap.clone() };
+                    self.hits += 1;
+                    entry.path = child;
+                    self.entries.push(entry);
+                    return Ok(());
+                }
+                if st.st_nlink > 1 {
+                    let index = self.entries.len();
+                    // A later name copies the first name's hash only if the inode has not
+                    // changed in between (same stat key); otherwise it is read itself.
+                    if let Some(&(first, first_key)) = self.links.get(&(st.st_dev, st.st_ino)) {
+                        if first_key == key {
+                            self.copies.push((index, first));
+                            entry.path = child;
+                            self.entries.push(entry);
+                            return Ok(());
+                        }
+                    } else {
+                        self.links.insert((st.st_dev, st.st_ino), (index, key));
+                    }
+                }
+                self.count_bytes(size)?;
+                let fd = sys::openat2(
+                    dir.as_fd(),
+                    name,
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+                    sys::RESOLVE_STRICT,
+                )
+                .map_err(|e| self.open_err(&child, e))?;
+                self.same_object(&fd, st, &child)?;
+                self.batch.push(Job { index: self.entries.len(), fd, size, st: *st, path: child.clone() });
+                self.batch_bytes += size;
+                if self.batch.len() >= self.batch_files || self.batch_bytes >= BATCH_BYTES {
+                    self.flush()?;
+                }
+            }
+            libc::S_IFLNK => {
+                let target = sys::readlinkat(dir.as_fd(), name, lim.max_path_bytes as usize)
+                    .map_err(|e| self.io("read symlink", &child, e))?;
+                entry.kind = Kind::Symlink { target };
+            }
+            libc::S_IFCHR | libc::S_IFBLK => {
+                let (major, minor) = sys::dev_major_minor(st.st_rdev);
+                entry.kind =
+                    if fmt == libc::S_IFCHR { Kind::CharDev { major, minor } } else { Kind::BlockDev { major, minor } };
+            }
+            libc::S_IFIFO => entry.kind = Kind::Fifo,
+            libc::S_IFSOCK => entry.kind = Kind::Socket,
+            _ => {
+                return Err(self.io(
+                    "stat",
+                    &child,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown file type"),
+                ))
+            }
+        }
+        entry.path = child;
+        self.entries.push(entry);
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), WalkError> {
@@ -475,6 +549,14 @@ impl Walker<'_> {
         self.bytes = self.bytes.saturating_add(size);
         if self.bytes > max {
             return Err(self.limit(format!("more than {max} bytes of file content"), "max_total_bytes", max));
+        }
+        Ok(())
+    }
+
+    fn check_depth(&self, depth: u32) -> Result<(), WalkError> {
+        let max = self.opts.limits.max_depth;
+        if depth > max {
+            return Err(self.limit(format!("directory nesting deeper than {max}"), "max_depth", max as u64));
         }
         Ok(())
     }
@@ -538,7 +620,8 @@ fn hash_worker(
     deadline: Option<Instant>,
     leases: bool,
 ) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    // On the heap, once per worker: worker stacks may be as small as RUST_MIN_STACK says.
+    let mut scratch = Scratch { read: vec![0u8; READ_CHUNK], cap: vec![0u8; CAP_MAX] };
     let cap_name = CString::new(CAP_XATTR).expect("static name");
     loop {
         let batch = {
@@ -554,7 +637,7 @@ fn hash_worker(
                 break; // drain the queue so the walker never blocks on a full channel
             }
             let index = job.index;
-            results.push((index, hash_file(root, job, &mut buf, &cap_name, cancel, deadline, leases)));
+            results.push((index, hash_file(root, job, &mut scratch, &cap_name, cancel, deadline, leases)));
         }
         if tx.send(results).is_err() {
             return;
@@ -562,10 +645,16 @@ fn hash_worker(
     }
 }
 
+/// A hashing worker's buffers, reused from file to file.
+struct Scratch {
+    read: Vec<u8>,
+    cap: Vec<u8>,
+}
+
 fn hash_file(
     root: &Path,
     job: Job,
-    buf: &mut [u8],
+    scratch: &mut Scratch,
     cap_name: &CString,
     cancel: &AtomicBool,
     deadline: Option<Instant>,
@@ -579,18 +668,33 @@ fn hash_file(
     // and broken when someone opens it for writing while we hold it.
     // Only when building a cache (which also ignores SIGIO, the lease-break signal).
     let leased = leases && sys::set_read_lease(fd);
-    let cap = sys::fgetxattr(fd, cap_name, 4096).map_err(|e| io("read capability xattr of", e))?;
+    let cap = sys::fgetxattr_into(fd, cap_name, &mut scratch.cap)
+        .map_err(|e| io("read capability xattr of", e))?
+        .map(|n| scratch.cap[..n].to_vec());
+    let buf = &mut scratch.read;
     let mut hasher = Sha256::new();
     let mut left = job.size;
     let mut chunks = 0u32;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+    // Each read asks for one byte more than is left, so the read that brings the last bytes
+    // also shows whether the file ends there (a short read of a regular file is its end):
+    // no separate read at the end just to see that the file did not grow.
+    loop {
+        let want = usize::try_from(left.saturating_add(1)).unwrap_or(usize::MAX).min(buf.len());
         let n = sys::read(fd, &mut buf[..want]).map_err(|e| io("read", e))?;
+        if n as u64 > left {
+            return Err(raced("file grew"));
+        }
         if n == 0 {
-            return Err(raced("file shrank"));
+            if left > 0 {
+                return Err(raced("file shrank"));
+            }
+            break;
         }
         hasher.update(&buf[..n]);
         left -= n as u64;
+        if left == 0 && n < want {
+            break;
+        }
         chunks = chunks.wrapping_add(1);
         if chunks % 16 == 0 {
             if cancel.load(Ordering::Relaxed) {
@@ -600,9 +704,6 @@ fn hash_file(
                 return Err(WalkError::Deadline { root: root.into() });
             }
         }
-    }
-    if sys::pread(fd, &mut buf[..1], job.size).map_err(|e| io("read", e))? != 0 {
-        return Err(raced("file grew"));
     }
     let after = sys::fstat(fd).map_err(|e| io("stat", e))?;
     let st = &job.st;
@@ -688,6 +789,40 @@ mod tests {
         let m = walk(t.path(), &Options { prune: Some(&prune), ..Options::default() }).unwrap();
         let paths: Vec<&[u8]> = m.entries().iter().map(|e| e.path.as_slice()).collect();
         assert_eq!(paths, [b"/procx".as_slice()]);
+    }
+
+    #[test]
+    fn files_ending_on_and_around_a_read_boundary_hash_whole() {
+        // The end-of-file check rides on the last read (one byte more asked than is left):
+        // sizes at, just under and just over a read chunk, and empty, must all hash exactly.
+        let t = tempfile::tempdir().unwrap();
+        let sizes = [0, 1, READ_CHUNK - 1, READ_CHUNK, READ_CHUNK + 1, 2 * READ_CHUNK, 3 * READ_CHUNK + 7];
+        for (i, n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..*n).map(|j| (j % 251) as u8).collect();
+            std::fs::write(t.path().join(format!("f{i}")), &data).unwrap();
+        }
+        let m = walk_dir(t.path()).unwrap();
+        for (i, n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..*n).map(|j| (j % 251) as u8).collect();
+            let Kind::File { sha256, size, .. } = &m.get(format!("/f{i}").as_bytes()).unwrap().kind else { panic!() };
+            assert_eq!((*size, *sha256), (*n as u64, <[u8; 32]>::from(Sha256::digest(&data))), "size {n}");
+        }
+    }
+
+    #[test]
+    fn directories_are_described_by_what_was_opened() {
+        // Directories are opened before they are stat'ed (module doc, step 2): their mode and
+        // owner still come through, nested ones too, and they count toward max_entries.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        std::fs::set_permissions(t.path().join("a/b"), std::fs::Permissions::from_mode(0o1750)).unwrap();
+        std::os::unix::fs::chown(t.path().join("a"), Some(1234), Some(5678)).unwrap();
+        let m = walk_dir(t.path()).unwrap();
+        let a = m.get(b"/a").unwrap();
+        assert_eq!((a.kind.clone(), a.uid, a.gid), (Kind::Dir, 1234, 5678));
+        assert_eq!(m.get(b"/a/b").unwrap().mode, 0o1750);
+        let opts = Options { limits: Limits { max_entries: 1, ..Limits::default() }, ..Options::default() };
+        assert!(walk(t.path(), &opts).unwrap_err().to_string().contains("max_entries"));
     }
 
     #[test]
