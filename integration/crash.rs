@@ -606,23 +606,33 @@ fn assert_cache_sound(cache_dir: &Path, rootfs: &Path, old_keys: &[Vec<u8>], whe
         assert!(cache.files.is_empty());
         return 0;
     }
-    for (rel, c) in &cache.files {
-        let path = rootfs.join(std::str::from_utf8(&rel[1..]).unwrap());
-        let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
-        let key = rootseal::cache::StatKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        };
-        if key == c.key {
-            let real: [u8; 32] = Sha256::digest(std::fs::read(&path).unwrap()).into();
-            assert!(
-                real == c.sha256,
-                "{when}: the cache holds a wrong hash for {} under its current stat key",
-                path.display()
-            );
+    // Records are keyed by a hash of the path: look every file of the tree up, as a walk does.
+    use std::os::unix::ffi::OsStrExt;
+    let mut dirs = vec![rootfs.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for path in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()) {
+            let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
+            if m.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = Path::new("/").join(path.strip_prefix(rootfs).unwrap());
+            let Some(c) = cache.files.get(rel.as_os_str().as_bytes()) else { continue };
+            let key = rootseal::cache::StatKey {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+                ctime: (m.ctime(), m.ctime_nsec()),
+            };
+            if key == c.key {
+                let real: [u8; 32] = Sha256::digest(std::fs::read(&path).unwrap()).into();
+                assert!(
+                    real == c.sha256,
+                    "{when}: the cache holds a wrong hash for {} under its current stat key",
+                    path.display()
+                );
+            }
         }
     }
     cache.files.len()

@@ -4,7 +4,12 @@
 //! kernel sets and no user call can set back.
 //!
 //! One cache file per rootfs path: `cache_dir/<sha256(rootfs path)>.cache`, root-only (0600),
-//! written atomically. It is discarded, never trusted, when:
+//! written atomically. Files are keyed by a 64-bit hash of their path ([`path_hash`]), not by
+//! the path: the cache of a 100 000-file rootfs is alive during the hook's walk, and paths
+//! would double its size. A hash collision can only cost a cache miss: a record is used only
+//! when the file's whole stat key matches, device and inode included, so a record found under
+//! another path's hash describes this very inode, unchanged since it was hashed. The file is
+//! discarded, never trusted, when:
 //! 1. its HMAC-SHA256 (key: `cache_dir/key`, 32 random bytes, 0600) does not verify: edited,
 //!    truncated, or from another node;
 //! 2. it was written in another boot (`/proc/sys/kernel/random/boot_id`);
@@ -16,14 +21,16 @@
 
 use crate::manifest::hex;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-const MAGIC: &[u8; 8] = b"RSCACHE1";
+/// Version 2 keys records by path hash (version 1 files, keyed by path, are discarded).
+const MAGIC: &[u8; 8] = b"RSCACHE2";
+/// The smallest record: path hash, seven stat numbers, SHA-256 and capability length.
+const MIN_RECORD: u64 = 8 + 7 * 8 + 32 + 4;
 const MAX_CACHE_BYTES: u64 = 1 << 30;
 /// Files changed this close to the cache's writing are left out of it.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -84,14 +91,154 @@ impl RootId {
 /// The cached files of one rootfs, by path (absolute within the tree).
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
-    pub files: HashMap<Vec<u8>, Cached>,
+    pub files: Files,
 }
 
 impl Cache {
-    /// The cache minus racily clean files (changed within [`RACY_WINDOW`] of `now`).
+    /// The cache minus racily clean files (changed within [`RACY_WINDOW`] of `now`), sorted
+    /// for lookups.
     pub fn without_racy(mut self, now: SystemTime) -> Cache {
-        self.files.retain(|_, c| !c.key.racy(now));
+        self.files.retain(|c| !c.key.racy(now));
+        self.files.sort();
         self
+    }
+}
+
+/// The cache's key for a file: the first 8 bytes of the SHA-256 of its path (absolute within
+/// the tree). Stable across processes and builds, since cache files store it.
+pub fn path_hash(path: &[u8]) -> u64 {
+    let d = Sha256::digest(path);
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// Cached files by [`path_hash`]: a map in two flat lists, 120 bytes a file where a
+/// `HashMap<Vec<u8>, Cached>` took about 250 (its path, its table's spare buckets).
+///
+/// `keys[..sorted]` ascend strictly and are binary searched; `keys[sorted..]` were inserted out
+/// of order since and are searched last to first. [`Files::sort`] (run by [`load`] and
+/// [`Cache::without_racy`]) merges them in.
+#[derive(Debug, Default, Clone)]
+pub struct Files {
+    keys: Vec<u64>,
+    values: Vec<Cached>,
+    sorted: usize,
+}
+
+impl Files {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        self.keys.reserve(additional);
+        self.values.reserve(additional);
+    }
+
+    fn position(&self, hash: u64) -> Option<usize> {
+        if let Some(i) = self.keys[self.sorted..].iter().rposition(|&k| k == hash) {
+            return Some(self.sorted + i);
+        }
+        self.keys[..self.sorted].binary_search(&hash).ok()
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&Cached> {
+        self.position(path_hash(path)).map(|i| &self.values[i])
+    }
+
+    pub fn get_mut(&mut self, path: &[u8]) -> Option<&mut Cached> {
+        self.position(path_hash(path)).map(|i| &mut self.values[i])
+    }
+
+    /// Inserts or replaces the record for `path`.
+    pub fn insert(&mut self, path: impl AsRef<[u8]>, cached: Cached) {
+        self.insert_hashed(path_hash(path.as_ref()), cached);
+    }
+
+    fn insert_hashed(&mut self, hash: u64, cached: Cached) {
+        if self.sorted == self.keys.len() && self.keys.last().is_none_or(|&k| k < hash) {
+            self.sorted += 1;
+        } else if let Some(i) = self.position(hash) {
+            self.values[i] = cached;
+            return;
+        }
+        self.keys.push(hash);
+        self.values.push(cached);
+    }
+
+    /// Keeps the records for which `keep` says true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Cached) -> bool) {
+        let (mut w, mut sorted) = (0, 0);
+        for i in 0..self.keys.len() {
+            if keep(&self.values[i]) {
+                self.keys.swap(w, i);
+                self.values.swap(w, i);
+                w += 1;
+                if i < self.sorted {
+                    sorted += 1;
+                }
+            }
+        }
+        self.keys.truncate(w);
+        self.values.truncate(w);
+        self.sorted = sorted;
+    }
+
+    /// Sorts by path hash in place, so that every lookup is a binary search.
+    pub fn sort(&mut self) {
+        let n = self.keys.len();
+        if self.sorted == n {
+            return;
+        }
+        // Stable: of two records for one hash, the later insert comes last and wins below.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| self.keys[i]);
+        // Position j takes the record now at order[j], one cycle of the permutation at a time.
+        for start in 0..n {
+            let mut j = start;
+            while order[j] != usize::MAX {
+                let k = std::mem::replace(&mut order[j], usize::MAX);
+                if k == start {
+                    break;
+                }
+                self.keys.swap(j, k);
+                self.values.swap(j, k);
+                j = k;
+            }
+        }
+        drop(order);
+        let mut w = 0;
+        for i in 0..n {
+            if w > 0 && self.keys[w - 1] == self.keys[i] {
+                self.values.swap(w - 1, i);
+            } else {
+                self.keys.swap(w, i);
+                self.values.swap(w, i);
+                w += 1;
+            }
+        }
+        self.keys.truncate(w);
+        self.values.truncate(w);
+        self.sorted = w;
+    }
+
+    /// (path hash, record) in ascending hash order; the last insert of a hash only.
+    fn iter_sorted(&self) -> Vec<(u64, &Cached)> {
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        if self.sorted != self.keys.len() {
+            order.sort_by_key(|&i| self.keys[i]);
+        }
+        let mut out: Vec<(u64, &Cached)> = Vec::with_capacity(order.len());
+        for i in order {
+            match out.last_mut() {
+                Some(last) if last.0 == self.keys[i] => last.1 = &self.values[i],
+                _ => out.push((self.keys[i], &self.values[i])),
+            }
+        }
+        out
     }
 }
 
@@ -222,7 +369,9 @@ pub fn load(cache_dir: &Path, rootfs: &Path, root: &RootId) -> (Cache, Option<St
         Ok(_) => return (Cache::default(), Some(format!("{} is not a regular file", path.display()))),
         Err(e) => return (Cache::default(), Some(format!("cannot read {}: {e}", path.display()))),
     }
-    match parse(cache_dir, rootfs, root, f.take(MAX_CACHE_BYTES)) {
+    // At most as many records as fit, and no more than a walk may find (`max_entries`' default).
+    let records = f.metadata().map(|m| (m.len() / MIN_RECORD).min(2_000_000)).unwrap_or(0) as usize;
+    match parse(cache_dir, rootfs, root, f.take(MAX_CACHE_BYTES), records) {
         Ok(c) => (c, None),
         Err(why) => (Cache::default(), Some(format!("cache {} discarded: {why}", path.display()))),
     }
@@ -303,7 +452,15 @@ impl<R: std::io::Read> MacReader<R> {
     }
 }
 
-fn parse<R: std::io::Read>(cache_dir: &Path, rootfs: &Path, root: &RootId, file: R) -> Result<Cache, String> {
+/// `records` bounds how many records the file can hold (from its size), so that the lists are
+/// allocated once.
+fn parse<R: std::io::Read>(
+    cache_dir: &Path,
+    rootfs: &Path,
+    root: &RootId,
+    file: R,
+    records: usize,
+) -> Result<Cache, String> {
     let k = key(cache_dir).map_err(|e| e.to_string())?;
     let r = &mut MacReader::new(file, &k);
     let bad_magic = || "not a rootseal cache (bad magic or truncated)".to_string();
@@ -323,13 +480,10 @@ fn parse<R: std::io::Read>(cache_dir: &Path, rootfs: &Path, root: &RootId, file:
         }
     }
     let hdr: serde_json::Value = serde_json::from_slice(&line).map_err(|e| format!("header: {e}"))?;
-    let mut files = HashMap::new();
+    let mut files = Files::default();
+    files.reserve(records);
     while !r.at_mac()? {
-        let plen = u32::from_le_bytes(r.take_array()?) as usize;
-        if plen > 64 * 1024 {
-            return Err("record path too long".into());
-        }
-        let path = r.take(plen)?.to_vec();
+        let hash = u64::from_le_bytes(r.take_array()?);
         let mut v = [0u64; 7];
         for x in &mut v {
             *x = u64::from_le_bytes(r.take_array()?);
@@ -342,7 +496,7 @@ fn parse<R: std::io::Read>(cache_dir: &Path, rootfs: &Path, root: &RootId, file:
         }
         let cap = if clen == 0 { None } else { Some(r.take(clen)?.to_vec()) };
         let key = StatKey { dev, ino, size, mtime: (ms as i64, mn as i64), ctime: (cs as i64, cn as i64) };
-        files.insert(path, Cached { key, sha256, cap });
+        files.insert_hashed(hash, Cached { key, sha256, cap });
     }
     // Nothing read so far is trusted until the MAC over all of it checks out.
     if !r.mac_ok() {
@@ -360,7 +514,10 @@ fn parse<R: std::io::Read>(cache_dir: &Path, rootfs: &Path, root: &RootId, file:
     {
         return Err("the rootfs is another directory or mount now".into());
     }
-    files.shrink_to_fit();
+    // Written in hash order, so this only checks; the slack the size bound left is returned.
+    files.sort();
+    files.keys.shrink_to_fit();
+    files.values.shrink_to_fit();
     Ok(Cache { files })
 }
 
@@ -370,15 +527,11 @@ pub fn save(cache_dir: &Path, rootfs: &Path, root: &RootId, cache: &Cache) -> Re
     let written = SystemTime::now();
     let mut body = MAGIC.to_vec();
     body.extend_from_slice(&header(rootfs, root, written));
-    let mut paths: Vec<&Vec<u8>> = cache.files.keys().collect();
-    paths.sort();
-    for p in paths {
-        let c = &cache.files[p];
+    for (hash, c) in cache.files.iter_sorted() {
         if c.key.racy(written) {
             continue;
         }
-        body.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        body.extend_from_slice(p);
+        body.extend_from_slice(&hash.to_le_bytes());
         for v in [
             c.key.dev,
             c.key.ino,
@@ -416,6 +569,48 @@ mod tests {
     }
 
     #[test]
+    fn files_is_a_map_in_any_insert_order() {
+        let rec = |n: u64| Cached {
+            key: StatKey { dev: 1, ino: n, size: n, mtime: (1000, 0), ctime: (1000, 0) },
+            sha256: [n as u8; 32],
+            cap: (n % 7 == 0).then(|| vec![n as u8]),
+        };
+        let mut f = Files::default();
+        let paths: Vec<Vec<u8>> = (0..500u64).map(|i| format!("/d/{}", (i * 7919) % 500).into_bytes()).collect();
+        for (i, p) in paths.iter().enumerate() {
+            f.insert(p, rec(i as u64));
+        }
+        // Replacing, before and after sorting: the last insert wins.
+        f.insert(&paths[3], rec(1003));
+        let check = |f: &Files| {
+            assert_eq!(f.len(), 500);
+            for (i, p) in paths.iter().enumerate() {
+                let want = if i == 3 { 1003 } else { i as u64 };
+                assert_eq!(f.get(p), Some(&rec(want)), "{}", display(p));
+            }
+            assert!(f.get(b"/nope").is_none());
+        };
+        check(&f);
+        let mut sorted = f.clone();
+        sorted.sort();
+        assert_eq!(sorted.sorted, sorted.len());
+        check(&sorted);
+        sorted.insert(&paths[3], rec(3));
+        sorted.insert(&paths[3], rec(1003));
+        check(&sorted);
+        assert_eq!(f.iter_sorted(), sorted.iter_sorted());
+        sorted.get_mut(&paths[4]).unwrap().sha256 = [0; 32];
+        assert_eq!(sorted.get(&paths[4]).unwrap().sha256, [0; 32]);
+        sorted.retain(|c| c.key.ino % 2 == 0);
+        assert_eq!(sorted.len(), 250);
+        assert!(sorted.get(&paths[1]).is_none() && sorted.get(&paths[2]) == Some(&rec(2)));
+    }
+
+    fn display(p: &[u8]) -> String {
+        crate::manifest::display_path(p)
+    }
+
+    #[test]
     fn round_trip_and_every_discard_reason() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("cache");
@@ -426,13 +621,14 @@ mod tests {
         let old = StatKey { dev: 1, ino: 2, size: 3, mtime: (1000, 5), ctime: (1000, 6) };
         let racy = StatKey { mtime: (i64::MAX / 2, 0), ..old };
         let mut c = Cache::default();
-        c.files.insert(b"/a".to_vec(), Cached { key: old, sha256: [9; 32], cap: Some(vec![1, 2]) });
-        c.files.insert(b"/racy".to_vec(), Cached { key: racy, sha256: [8; 32], cap: None });
+        c.files.insert(b"/a", Cached { key: old, sha256: [9; 32], cap: Some(vec![1, 2]) });
+        c.files.insert(b"/racy", Cached { key: racy, sha256: [8; 32], cap: None });
         save(&dir, &rootfs, &root, &c).unwrap();
         let (back, why) = load(&dir, &rootfs, &root);
         assert_eq!(why, None);
         assert_eq!(back.files.len(), 1, "racily clean files are not cached");
-        assert_eq!(back.files[&b"/a".to_vec()], c.files[&b"/a".to_vec()]);
+        assert_eq!(back.files.get(b"/a"), c.files.get(b"/a"));
+        assert!(back.files.get(b"/racy").is_none());
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(path_for(&dir, &rootfs)).unwrap().mode() & 0o777, 0o600);
 

@@ -78,9 +78,23 @@ pub struct Manifest {
 
 impl Manifest {
     /// Builds a manifest from entries in any order; sorts them by raw path bytes.
+    ///
+    /// A manifest lives as long as a verification, next to a second one, so spare capacity is
+    /// returned here, the list's and each entry's: a walk reads every symlink target into a
+    /// buffer of the longest allowed path (4 KiB), 8 MiB for the 2 000 symlinks of the
+    /// 100 000-file benchmark tree. Trimmed, the rest of each buffer is reused.
     pub fn from_entries(mut entries: Vec<Entry>) -> Manifest {
         entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         entries.dedup_by(|a, b| a.path == b.path);
+        entries.shrink_to_fit();
+        for e in &mut entries {
+            e.path.shrink_to_fit();
+            match &mut e.kind {
+                Kind::Symlink { target } => target.shrink_to_fit(),
+                Kind::File { cap: Some(cap), .. } => cap.shrink_to_fit(),
+                _ => {}
+            }
+        }
         Manifest { entries }
     }
 
@@ -653,6 +667,24 @@ mod tests {
             ]
         );
         assert!(diff(&sealed, &sealed).is_empty());
+    }
+
+    #[test]
+    fn from_entries_returns_a_walks_spare_capacity() {
+        let mut target = Vec::with_capacity(4097);
+        target.extend_from_slice(b"../lib/libc.so.6");
+        let mut entries = Vec::with_capacity(64);
+        entries.push(Entry {
+            path: b"/lib/libc.so".to_vec(),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            kind: Kind::Symlink { target },
+        });
+        let m = Manifest::from_entries(entries);
+        assert_eq!(m.entries.capacity(), 1);
+        let Kind::Symlink { target } = &m.entries[0].kind else { panic!() };
+        assert_eq!((target.as_slice(), target.capacity()), (b"../lib/libc.so.6".as_slice(), 16));
     }
 
     #[test]

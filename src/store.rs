@@ -45,41 +45,50 @@ pub const SKETCH_MIN_VOTES: usize = 8;
 
 /// Key-line hashes in manifest (path) order (see the module docs).
 pub fn key_lines(m: &Manifest) -> Vec<[u8; 32]> {
-    m.entries()
-        .iter()
-        .filter_map(|e| {
-            let (t, content): (&[u8], Vec<u8>) = match &e.kind {
-                Kind::Symlink { target } => (b"l", target.clone()),
-                Kind::File { size, sha256, .. } if *size > 0 => (b"f", sha256.to_vec()),
-                _ => return None,
-            };
-            let mut h = Sha256::new();
-            h.update(&e.path);
-            h.update([0]);
-            h.update(t);
-            h.update([0]);
-            h.update(&content);
-            Some(h.finalize().into())
-        })
-        .collect()
+    let mut out = Vec::new();
+    for_each_key_line(m, |l| out.push(l));
+    out
+}
+
+/// Calls `f` with each key-line hash in manifest order: the hook's content key and sketch of a
+/// 100 000-file tree need no list of them.
+fn for_each_key_line(m: &Manifest, mut f: impl FnMut([u8; 32])) {
+    for e in m.entries() {
+        let (t, content): (&[u8], &[u8]) = match &e.kind {
+            Kind::Symlink { target } => (b"l", target),
+            Kind::File { size, sha256, .. } if *size > 0 => (b"f", sha256),
+            _ => continue,
+        };
+        let mut h = Sha256::new();
+        h.update(&e.path);
+        h.update([0]);
+        h.update(t);
+        h.update([0]);
+        h.update(content);
+        f(h.finalize().into());
+    }
 }
 
 /// The content key of a manifest: SHA-256 over its key lines.
 pub fn content_key(m: &Manifest) -> TreeDigest {
     let mut h = Sha256::new();
-    for l in key_lines(m) {
-        h.update(l);
-    }
+    for_each_key_line(m, |l| h.update(l));
     TreeDigest(h.finalize().into())
 }
 
-/// The sketch: the [`SKETCH_SIZE`] smallest key-line hashes.
+/// The sketch: the [`SKETCH_SIZE`] smallest distinct key-line hashes, ascending.
 pub fn sketch(m: &Manifest) -> Vec<[u8; 32]> {
-    let mut lines = key_lines(m);
-    lines.sort_unstable();
-    lines.dedup();
-    lines.truncate(SKETCH_SIZE);
-    lines
+    let mut best: Vec<[u8; 32]> = Vec::with_capacity(SKETCH_SIZE + 1);
+    for_each_key_line(m, |l| {
+        if best.len() == SKETCH_SIZE && best.last().is_some_and(|max| l >= *max) {
+            return;
+        }
+        if let Err(i) = best.binary_search(&l) {
+            best.insert(i, l);
+            best.truncate(SKETCH_SIZE);
+        }
+    });
+    best
 }
 
 pub struct SealStore {
@@ -244,6 +253,28 @@ mod tests {
         assert_eq!(store.by_name("app:1").unwrap(), vec![d]);
         assert!(store.by_name("app:2").unwrap().is_empty());
         assert_eq!(store.get(&d).unwrap().unwrap(), b"{}");
+    }
+
+    #[test]
+    fn the_sketch_is_the_smallest_key_lines_and_the_key_hashes_them_all() {
+        let m = Manifest::from_entries(
+            (0..300)
+                .map(|i| match i % 3 {
+                    0 => e(&format!("/l{i}"), Kind::Symlink { target: format!("t{}", i % 10).into_bytes() }),
+                    1 => e(&format!("/f{i}"), Kind::File { size: 1, sha256: [(i % 50) as u8; 32], cap: None }),
+                    _ => e(&format!("/d{i}"), Kind::Dir),
+                })
+                .collect(),
+        );
+        let mut lines = key_lines(&m);
+        assert_eq!(lines.len(), 200);
+        let mut h = Sha256::new();
+        lines.iter().for_each(|l| h.update(l));
+        assert_eq!(content_key(&m), TreeDigest(h.finalize().into()));
+        lines.sort_unstable();
+        lines.dedup();
+        lines.truncate(SKETCH_SIZE);
+        assert_eq!(sketch(&m), lines);
     }
 
     #[test]
