@@ -325,12 +325,15 @@ fn a_million_entries_in_one_directory_are_blocked_without_a_hang() {
     let line = r.assert_blocked();
     eprintln!("1M entries in one directory: created in {made:?}; default limits: blocked in {took:?}: {line}");
     // A debug build lists and stats a million names in about the 10 s budget (the watchdog
-    // ends it, see the finding below); a release build finishes the walk and names what was
-    // added. Either way: blocked, and never past the deadline.
+    // ends it, see the finding below); a release build finishes the walk in about 2 s, and then
+    // either names what was added or, when the million new names fill the similarity sketch
+    // (they outnumber the sealed ones), finds no seal like this tree. Either way: blocked, and
+    // never past the deadline.
     assert!(
         line.contains("exceeded its deadline")
             || line.contains("exceeded its 10s deadline")
-            || line.contains("/var/base added (regular file) but not in seal"),
+            || line.contains("/var/base added (regular file) but not in seal")
+            || line.contains("no seal in"),
         "{line}"
     );
     assert!(took < Duration::from_secs(13), "{took:?}");
