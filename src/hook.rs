@@ -388,7 +388,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         match r {
             Ok(mut v) => {
                 if let (Some((overlay, lowers)), Some((memo, skeleton))) = (&layer_set, v.memo.take()) {
-                    if let Some(rec) = layers::record_for(overlay, lowers.clone(), &skeleton, &v.exclusions, memo) {
+                    if let Some(rec) = layers::record_for(overlay, lowers.clone(), skeleton, &v.exclusions, memo) {
                         if let Err(e) = layers::save(&cfg.cache_dir, &rec) {
                             d.warnings.push(e.to_string());
                         }

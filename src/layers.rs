@@ -37,7 +37,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const MAX_RECORD_BYTES: u64 = 64 << 20;
 const MAX_MOUNTINFO_BYTES: u64 = 16 << 20;
 /// An upper directory with more entries than this is not "only mount points".
@@ -125,9 +125,11 @@ pub struct Record {
     pub seal: SealMemo,
     /// The mount destinations (resolved, hex) the verifying walk did not compare.
     pub excluded: Vec<String>,
-    /// The verified tree's directories and symlinks (canonical manifest text): to resolve
-    /// mount destinations and to check directories in the upper layer.
-    pub skeleton: String,
+    /// The verified tree's directories and symlinks ([`skeleton`]): to resolve mount
+    /// destinations and to check directories in the upper layer. Stored after the JSON line in
+    /// a compact binary form (parsing it as manifest text cost a millisecond per start).
+    #[serde(skip)]
+    pub skeleton: Manifest,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,14 +259,16 @@ pub fn load(cache_dir: &Path, lowers: &[Layer]) -> Result<Record, String> {
     let mut bytes = Vec::new();
     f.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let key = crate::cache::key(cache_dir).map_err(|e| e.to_string())?;
-    let (body, mac) = match bytes.iter().rposition(|&b| b == b'\n') {
-        Some(i) => (&bytes[..i], &bytes[i + 1..]),
-        None => return Err(format!("{} has no MAC", path.display())),
+    // JSON line, '\n', binary skeleton, then the HMAC of all that (64 hex digits).
+    let Some(split) = bytes.len().checked_sub(64) else {
+        return Err(format!("{} has no MAC", path.display()));
     };
+    let (body, mac) = bytes.split_at(split);
     if mac != hex(&crate::cache::hmac(&key, body)).as_bytes() {
         return Err(format!("{}: integrity check failed (edited, truncated or from another node)", path.display()));
     }
-    let r: Record = serde_json::from_slice(body).map_err(|e| format!("{}: {e}", path.display()))?;
+    let nl = body.iter().position(|&b| b == b'\n').ok_or_else(|| format!("{}: no header line", path.display()))?;
+    let mut r: Record = serde_json::from_slice(&body[..nl]).map_err(|e| format!("{}: {e}", path.display()))?;
     if r.version != VERSION {
         return Err(format!("{}: version {} is not {VERSION}", path.display(), r.version));
     }
@@ -274,6 +278,7 @@ pub fn load(cache_dir: &Path, lowers: &[Layer]) -> Result<Record, String> {
     if r.lowers != lowers {
         return Err(format!("{}: the lower directories are not the same directories now", path.display()));
     }
+    r.skeleton = decode_skeleton(&body[nl + 1..]).map_err(|e| format!("{}: skeleton: {e}", path.display()))?;
     Ok(r)
 }
 
@@ -290,8 +295,9 @@ pub fn save(cache_dir: &Path, r: &Record) -> Result<(), LayersError> {
             .map_err(|source| LayersError::Io { path: dir.clone(), source })?;
     }
     let mut body = serde_json::to_vec(r).expect("a record serializes");
-    let mac = hex(&crate::cache::hmac(&key, &body));
     body.push(b'\n');
+    encode_skeleton(&r.skeleton, &mut body);
+    let mac = hex(&crate::cache::hmac(&key, &body));
     body.extend_from_slice(mac.as_bytes());
     let path = record_path(cache_dir, &r.lowers);
     crate::atomic::write(&path, &body, 0o600).map_err(|source| LayersError::Write { path, source })
@@ -319,12 +325,12 @@ pub fn skeleton(found: &Manifest, ex: &Exclusions, sealed: &Manifest) -> Manifes
 pub fn record_for(
     overlay: &Overlay,
     lowers: Vec<Layer>,
-    skeleton: &Manifest,
+    skeleton: Manifest,
     ex: &Exclusions,
     seal: SealMemo,
 ) -> Option<Record> {
     // The same check a later start makes, against what this walk saw.
-    upper_holds_only_mount_points(overlay, ex, skeleton).ok()?;
+    upper_holds_only_mount_points(overlay, ex, &skeleton).ok()?;
     let excluded = ex.destinations().map(hex).collect();
     Some(Record {
         version: VERSION,
@@ -333,7 +339,7 @@ pub fn record_for(
         lowers,
         seal,
         excluded,
-        skeleton: String::from_utf8(skeleton.to_canonical()).ok()?,
+        skeleton,
     })
 }
 
@@ -361,8 +367,8 @@ pub fn reusable(
     if file_key(&seal_file(&digest)).ok() != Some(r.seal.file) {
         return Err(format!("seal {} changed or is gone since it verified", digest.short()));
     }
-    let skeleton = Manifest::parse(r.skeleton.as_bytes()).map_err(|e| format!("record skeleton: {e}"))?;
-    let ex = Exclusions::new(destinations, &skeleton).with_artifacts(artifacts);
+    let skeleton = &r.skeleton;
+    let ex = Exclusions::new(destinations, skeleton).with_artifacts(artifacts);
     if ex.destinations().any(|d| d.is_empty()) {
         return Err("a mount over /".into());
     }
@@ -375,7 +381,7 @@ pub fn reusable(
             ));
         }
     }
-    upper_holds_only_mount_points(overlay, &ex, &skeleton)?;
+    upper_holds_only_mount_points(overlay, &ex, skeleton)?;
     Ok(r)
 }
 
@@ -461,6 +467,100 @@ fn check_upper_dir(
     Ok(())
 }
 
+/// The skeleton as records of: kind (u8), mode, uid, gid (u32 LE), path (u32 LE length, bytes),
+/// then per kind: a symlink's target (length, bytes); a file's size (u64 LE), SHA-256 and
+/// capability (length, bytes; u32::MAX for none); a device's major and minor (u64 LE).
+fn encode_skeleton(m: &Manifest, out: &mut Vec<u8>) {
+    let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    for e in m.entries() {
+        let tag: u8 = match e.kind {
+            Kind::Dir => 0,
+            Kind::Symlink { .. } => 1,
+            Kind::File { .. } => 2,
+            Kind::CharDev { .. } => 3,
+            Kind::BlockDev { .. } => 4,
+            Kind::Fifo => 5,
+            Kind::Socket => 6,
+        };
+        out.push(tag);
+        for v in [e.mode, e.uid, e.gid] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes(out, &e.path);
+        match &e.kind {
+            Kind::Symlink { target } => bytes(out, target),
+            Kind::File { size, sha256, cap } => {
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(sha256);
+                match cap {
+                    Some(c) => bytes(out, c),
+                    None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+                }
+            }
+            Kind::CharDev { major, minor } | Kind::BlockDev { major, minor } => {
+                out.extend_from_slice(&major.to_le_bytes());
+                out.extend_from_slice(&minor.to_le_bytes());
+            }
+            Kind::Dir | Kind::Fifo | Kind::Socket => {}
+        }
+    }
+}
+
+/// Reads [`encode_skeleton`]'s records back; the paths must ascend strictly, as in any
+/// manifest. Only authenticated bytes (the record's HMAC) reach it; bounded all the same.
+fn decode_skeleton(mut b: &[u8]) -> Result<Manifest, String> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if b.len() < n {
+            return Err("truncated".into());
+        }
+        let (head, rest) = b.split_at(n);
+        *b = rest;
+        Ok(head)
+    }
+    fn u32_(b: &mut &[u8]) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(take(b, 4)?.try_into().expect("4 bytes")))
+    }
+    fn u64_(b: &mut &[u8]) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(take(b, 8)?.try_into().expect("8 bytes")))
+    }
+    fn bytes(b: &mut &[u8]) -> Result<Vec<u8>, String> {
+        let n = u32_(b)? as usize;
+        Ok(take(b, n)?.to_vec())
+    }
+    let mut entries: Vec<crate::manifest::Entry> = Vec::new();
+    while !b.is_empty() {
+        let tag = take(&mut b, 1)?[0];
+        let (mode, uid, gid) = (u32_(&mut b)?, u32_(&mut b)?, u32_(&mut b)?);
+        let path = bytes(&mut b)?;
+        let kind = match tag {
+            0 => Kind::Dir,
+            1 => Kind::Symlink { target: bytes(&mut b)? },
+            2 => {
+                let size = u64_(&mut b)?;
+                let sha256: [u8; 32] = take(&mut b, 32)?.try_into().expect("32 bytes");
+                let cap = match u32_(&mut b)? {
+                    u32::MAX => None,
+                    n => Some(take(&mut b, n as usize)?.to_vec()),
+                };
+                Kind::File { size, sha256, cap }
+            }
+            3 => Kind::CharDev { major: u64_(&mut b)?, minor: u64_(&mut b)? },
+            4 => Kind::BlockDev { major: u64_(&mut b)?, minor: u64_(&mut b)? },
+            5 => Kind::Fifo,
+            6 => Kind::Socket,
+            t => return Err(format!("unknown kind {t}")),
+        };
+        if entries.last().is_some_and(|l| l.path >= path) {
+            return Err("paths out of order".into());
+        }
+        entries.push(crate::manifest::Entry { path, mode, uid, gid, kind });
+    }
+    Ok(Manifest::from_entries(entries))
+}
+
 fn display(p: &[u8]) -> String {
     crate::manifest::display_path(p)
 }
@@ -516,7 +616,30 @@ mod tests {
                 file: [0; 7],
             },
             excluded: vec![hex(b"/proc")],
-            skeleton: String::from_utf8(Manifest::default().to_canonical()).unwrap(),
+            skeleton: Manifest::from_entries(vec![
+                crate::manifest::Entry { path: b"/etc".to_vec(), mode: 0o755, uid: 0, gid: 0, kind: Kind::Dir },
+                crate::manifest::Entry {
+                    path: b"/etc/mtab".to_vec(),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    kind: Kind::File { size: 3, sha256: [7; 32], cap: Some(vec![1, 2]) },
+                },
+                crate::manifest::Entry {
+                    path: b"/var/run".to_vec(),
+                    mode: 0o777,
+                    uid: 1,
+                    gid: 2,
+                    kind: Kind::Symlink { target: b"/run".to_vec() },
+                },
+                crate::manifest::Entry {
+                    path: b"/z".to_vec(),
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                    kind: Kind::CharDev { major: 1, minor: 3 },
+                },
+            ]),
         };
         save(&cache, &r).unwrap();
         assert_eq!(load(&cache, &lowers).unwrap(), r);
@@ -524,10 +647,21 @@ mod tests {
         assert!(load(&cache, &other).unwrap_err().contains("not the same directories"));
         let path = record_path(&cache, &lowers);
         let mut bytes = std::fs::read(&path).unwrap();
+        // A byte of the header, then a byte of the binary skeleton.
         let i = bytes.windows(5).position(|w| w == b"\"app\"").unwrap();
         bytes[i + 1] = b'b';
         std::fs::write(&path, &bytes).unwrap();
         assert!(load(&cache, &lowers).unwrap_err().contains("integrity"));
+        save(&cache, &r).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = bytes.windows(4).position(|w| w == b"/run").unwrap();
+        bytes[i + 1] = b'x';
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(load(&cache, &lowers).unwrap_err().contains("integrity"));
+        let mut short = std::fs::read(&path).unwrap();
+        short.truncate(short.len() - 70);
+        std::fs::write(&path, &short).unwrap();
+        assert!(load(&cache, &lowers).is_err());
         save(&cache, &r).unwrap();
         std::fs::write(cache.join("key"), [9u8; 32]).unwrap();
         assert!(load(&cache, &lowers).unwrap_err().contains("integrity"));

@@ -560,7 +560,7 @@ impl Monitor {
                         .zip(w.exclusions.as_ref())
                         .and_then(|(memo, ex)| {
                             let skeleton = crate::layers::skeleton(&walked.manifest, ex, &seal.manifest);
-                            crate::layers::record_for(overlay, lowers.clone(), &skeleton, ex, memo)
+                            crate::layers::record_for(overlay, lowers.clone(), skeleton, ex, memo)
                         })
                         .map(|rec| crate::layers::save(&cache_dir, &rec))
                 } else {
