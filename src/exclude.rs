@@ -26,6 +26,9 @@ pub struct Exclusions {
     roots: BTreeSet<Vec<u8>>,
     /// Proper ancestors of those, which a runtime may have created as empty directories.
     ancestors: BTreeSet<Vec<u8>>,
+    /// The first component of every root (`/proc` for `/proc/sys`): a path under none of them
+    /// is excluded by none, which most paths of a tree are (a quick answer for every walk).
+    tops: BTreeSet<Vec<u8>>,
     /// Entries a runtime creates outside any mount, ignored on the disk side only when the
     /// seal has nothing at that path and the entry is exactly this (path, kind).
     artifacts: Vec<(Vec<u8>, Kind)>,
@@ -56,6 +59,7 @@ impl Exclusions {
                 ex.ancestors.insert(resolved[..i + pos].to_vec());
                 i += pos + 1;
             }
+            ex.tops.insert(top(&resolved).to_vec());
             ex.roots.insert(resolved);
         }
         ex
@@ -85,7 +89,13 @@ impl Exclusions {
     pub fn is_excluded(&self, path: &[u8]) -> bool {
         // Every root that is a prefix of `path` sorts at or before it; check the candidates
         // that share the first component cheaply by walking path's own ancestors instead.
-        if self.roots.contains(path) || self.roots.contains(&Vec::new()) {
+        if self.roots.contains(&Vec::new()) {
+            return true;
+        }
+        if !self.tops.contains(top(path)) {
+            return false;
+        }
+        if self.roots.contains(path) {
             return true;
         }
         let mut end = path.len();
@@ -135,6 +145,14 @@ impl Exclusions {
 
     fn is_runtime_ancestor(&self, e: &Entry, sealed: &Manifest) -> bool {
         e.kind == Kind::Dir && self.ancestors.contains(&e.path) && sealed.get(&e.path).is_none()
+    }
+}
+
+/// The first component of an absolute path, with its slash (`/usr` of `/usr/bin/ls`).
+fn top(path: &[u8]) -> &[u8] {
+    match path.iter().skip(1).position(|&b| b == b'/') {
+        Some(i) => &path[..i + 1],
+        None => path,
     }
 }
 
@@ -275,6 +293,19 @@ mod tests {
         assert!(ex.is_excluded(b"/proc/1/status"));
         assert!(!ex.is_excluded(b"/procfs"));
         assert!(!ex.is_excluded(b"/etc"));
+    }
+
+    #[test]
+    fn is_excluded_is_exactly_at_or_below_a_destination() {
+        let ex = Exclusions::new(&["/a/b", "/c", "/d/e/f"], &Manifest::default());
+        let naive = |p: &[u8]| ex.destinations().any(|r| p == r || (p.starts_with(r) && p.get(r.len()) == Some(&b'/')));
+        for p in [
+            "/a", "/a/b", "/a/b/x", "/a/bc", "/ab/b", "/c", "/c/x/y", "/cc", "/d", "/d/e", "/d/e/f", "/d/e/f/g",
+            "/d/e/fg", "/x", "/x/a/b",
+        ] {
+            assert_eq!(ex.is_excluded(p.as_bytes()), naive(p.as_bytes()), "{p}");
+        }
+        assert!(Exclusions::new(&["/"], &Manifest::default()).is_excluded(b"/anything"));
     }
 
     #[test]

@@ -488,10 +488,9 @@ fn reuse_layers(
             return Err(format!("annotation {} names another seal", policy::SEAL_ANNOTATION));
         }
     }
-    let (signers, effective) = policy_for(cfg, &r.seal.name, &digest, image_rule, |min| {
-        verify::check_memo(digest, &r.seal.keyids, r.seal.expires(), trust, now, min)
-    })
-    .map_err(|v| v.message)?;
+    let (signers, effective) =
+        memo_policy(cfg, &r.seal.name, &digest, &r.seal.keyids, r.seal.expires(), trust, image_rule, now)
+            .map_err(|v| v.message)?;
     let info = SealInfo {
         digest: digest.to_string(),
         name: r.seal.name.clone(),
@@ -643,6 +642,22 @@ pub fn seal_policy(
     now: SystemTime,
 ) -> Result<(Vec<verify::Signer>, Effective), Violation> {
     policy_for(cfg, &seal.name, &seal.digest, image_rule, |min| verify::check_seal(seal, trust, now, min))
+}
+
+/// [`seal_policy`] for a seal whose signatures verified earlier for the keys `verifying`
+/// ([`verify::check_memo`]): trust, revocation, expiry and the rules judged now.
+#[allow(clippy::result_large_err, clippy::too_many_arguments)]
+pub fn memo_policy(
+    cfg: &Config,
+    name: &str,
+    digest: &TreeDigest,
+    verifying: &[String],
+    expires: Option<SystemTime>,
+    trust: &Trust,
+    image_rule: Option<&policy::Rule>,
+    now: SystemTime,
+) -> Result<(Vec<verify::Signer>, Effective), Violation> {
+    policy_for(cfg, name, digest, image_rule, |min| verify::check_memo(*digest, verifying, expires, trust, now, min))
 }
 
 /// [`seal_policy`] for a seal known by its signed name and digest; `check` judges its

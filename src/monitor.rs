@@ -108,6 +108,10 @@ struct Watched {
     signers: Vec<String>,
     /// The signers' keyids (for layer records, `verify = "layers"`).
     signer_keyids: Vec<String>,
+    /// For the loaded seal and the trust store's keys (by keyid) at the time: the keys whose
+    /// signatures verify. Scans judge trust, revocation and expiry from it without verifying
+    /// the signatures again; a new seal file or another set of keys verifies them again.
+    sig_memo: Option<(Vec<String>, Vec<String>)>,
     exclusions: Option<Exclusions>,
     watches: Vec<WatchDescriptor>,
     due: Instant,
@@ -278,6 +282,7 @@ impl Monitor {
                         seal: None,
                         signers: Vec::new(),
                         signer_keyids: Vec::new(),
+                        sig_memo: None,
                         exclusions: None,
                         watches: Vec::new(),
                         due: Instant::now(),
@@ -470,14 +475,37 @@ impl Monitor {
             }
             w.seal = Some((seal, stamp));
             w.exclusions = None;
+            w.sig_memo = None;
         }
         // Every scan, the same trust and policy checks as at start (keys, revocation, expiry,
         // rules): a key revoked or a seal expired since the start is a scan failure now.
         {
             let seal = &w.seal.as_ref().expect("loaded above").0;
             let image_rule = policy::rule(&cfg.rules, w.rec.image.as_deref());
-            let (signers, _) =
-                crate::hook::seal_policy(cfg, seal, &trust, image_rule, SystemTime::now()).map_err(|v| v.message)?;
+            let now = SystemTime::now();
+            let keys: Vec<String> = trust.keys.iter().map(|k| k.key.keyid.clone()).collect();
+            let memo = w.sig_memo.as_ref().filter(|(k, _)| *k == keys).and_then(|(_, verifying)| {
+                crate::hook::memo_policy(
+                    cfg,
+                    &seal.name,
+                    &seal.digest,
+                    verifying,
+                    seal.expires,
+                    &trust,
+                    image_rule,
+                    now,
+                )
+                .ok()
+            });
+            // Anything but a pass from the memo is judged in full, for the full reason.
+            let (signers, _) = match memo {
+                Some(pass) => pass,
+                None => {
+                    let pass = crate::hook::seal_policy(cfg, seal, &trust, image_rule, now).map_err(|v| v.message)?;
+                    w.sig_memo = Some((keys, verify::verifying_keys(seal, &trust)));
+                    pass
+                }
+            };
             w.signer_keyids = signers.iter().map(|s| s.keyid.clone()).collect();
             w.signers = signers.into_iter().map(|s| s.name).collect();
         }

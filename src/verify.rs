@@ -119,6 +119,24 @@ pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usiz
     conclude(digest, signers, revoked, &claimed, min_signers, seal.expires, now)
 }
 
+/// The trusted keys (revoked or not) whose signatures over this seal verify, by keyid: what
+/// [`check_memo`] needs to judge the same, unchanged seal again without the signatures.
+pub fn verifying_keys(seal: &Seal, trust: &Trust) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (claimed, sig) in &seal.signatures {
+        let candidates: Vec<&crate::trust::TrustedKey> = match trust.by_keyid(claimed) {
+            Some(k) => vec![k],
+            None => trust.keys.iter().collect(),
+        };
+        if let Some(k) = candidates.into_iter().find(|k| k.key.key.verify_strict(&seal.pae, sig).is_ok()) {
+            if !out.contains(&k.key.keyid) {
+                out.push(k.key.keyid.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Steps 2 to 4 for a seal whose signatures verified earlier (src/layers.rs): `keyids` are the
 /// keys whose signatures verified over the same, unchanged seal file. Trust, revocation,
 /// threshold and expiry are judged now, exactly as [`check_seal`] would.
@@ -325,6 +343,20 @@ mod tests {
         let trust = trust_of(&[("ci", &ci)]);
         assert_eq!(check_seal(&s, &trust, SystemTime::now(), 1).unwrap().len(), 1);
         assert_eq!(check_seal(&s, &trust, SystemTime::now(), 2).unwrap_err().code(), "threshold");
+        // The memo of the verifying keys judges the same.
+        let keys = verifying_keys(&s, &trust);
+        assert_eq!(keys.len(), 1);
+        let memo = |trust: &Trust, min| check_memo(s.digest, &keys, s.expires, trust, SystemTime::now(), min);
+        assert_eq!(memo(&trust, 1).unwrap(), check_seal(&s, &trust, SystemTime::now(), 1).unwrap());
+        assert_eq!(memo(&trust, 2).unwrap_err().code(), "threshold");
+        assert_eq!(memo(&Trust::default(), 1).unwrap_err().code(), "untrusted");
+        let mut revoked = trust_of(&[("ci", &ci)]);
+        revoked.revoked.keys.push(keys[0].clone());
+        assert_eq!(memo(&revoked, 1).unwrap_err().code(), "key-revoked");
+        assert_eq!(check_seal(&s, &revoked, SystemTime::now(), 1).unwrap_err().code(), "key-revoked");
+        let mut gone = trust_of(&[("ci", &ci)]);
+        gone.revoked.digests.push(s.digest.to_string());
+        assert_eq!(memo(&gone, 1).unwrap_err().code(), "digest-revoked");
     }
 
     #[test]
