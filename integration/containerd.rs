@@ -89,6 +89,23 @@ impl Containerd {
     }
 
     /// The committed snapshot directories (layers), oldest first.
+    /// `ctr run -d --read-only` through rootseal-runtime: `sleep 300` in the background.
+    fn run_detached(&self, image: &str, id: &str) {
+        let w = wrapper();
+        let o = self.ctr(&[
+            OsStr::new("run"),
+            OsStr::new("-d"),
+            OsStr::new("--read-only"),
+            OsStr::new("--runc-binary"),
+            w.as_os_str(),
+            OsStr::new(image),
+            OsStr::new(id),
+            OsStr::new("sleep"),
+            OsStr::new("300"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+
     fn snapshot_dirs(&self) -> Vec<PathBuf> {
         let base = self.dir.join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
         let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(&base)
@@ -474,19 +491,7 @@ fn the_monitor_sees_a_snapshot_change_in_a_running_containerd_container() {
     let n = node("monitored");
     n.env.write_config("[monitor]\ninterval = \"1s\"");
     let id = crate::harness::container_id("ctrmon");
-    let w = wrapper();
-    let o = n.containerd.ctr(&[
-        OsStr::new("run"),
-        OsStr::new("-d"),
-        OsStr::new("--read-only"),
-        OsStr::new("--runc-binary"),
-        w.as_os_str(),
-        OsStr::new(&n.reference),
-        OsStr::new(&id),
-        OsStr::new("sleep"),
-        OsStr::new("300"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    n.containerd.run_detached(&n.reference, &id);
     let mon = crate::monitor::MonitorProc::start(&n.env);
     let status = || {
         let out = n.env.run(["status", "--json"]);
@@ -578,19 +583,7 @@ fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
 
     // A running container, a snapshot changed under it: the monitor's scan drops the record.
     let id = crate::harness::container_id("ctrlayers");
-    let w = wrapper();
-    let o = n.containerd.ctr(&[
-        OsStr::new("run"),
-        OsStr::new("-d"),
-        OsStr::new("--read-only"),
-        OsStr::new("--runc-binary"),
-        w.as_os_str(),
-        OsStr::new(&n.reference),
-        OsStr::new(&id),
-        OsStr::new("sleep"),
-        OsStr::new("300"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    n.containerd.run_detached(&n.reference, &id);
     let motd = n
         .containerd
         .snapshot_dirs()

@@ -29,7 +29,6 @@ use crate::exclude::Exclusions;
 use crate::manifest::{hex, Kind, Manifest, TreeDigest};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
@@ -414,24 +413,26 @@ fn check_upper_dir(
             return Err(format!("upper {} has {}", shown(), String::from_utf8_lossy(&name)));
         }
     }
-    for entry in crate::sys::read_dir(dir, MAX_UPPER_ENTRIES).map_err(|e| format!("upper {}: {e}", shown()))? {
+    let mut names = crate::sys::DirNames::default();
+    names.read(dir, MAX_UPPER_ENTRIES).map_err(|e| format!("upper {}: {e}", shown()))?;
+    for i in 0..names.len() {
+        let (name, _) = names.get(i);
         *seen += 1;
         if *seen > MAX_UPPER_ENTRIES {
             return Err(format!("upper has more than {MAX_UPPER_ENTRIES} entries"));
         }
         let mut child = path.to_vec();
         child.push(b'/');
-        child.extend_from_slice(&entry.name);
+        child.extend_from_slice(name.to_bytes());
         if ex.is_excluded(&child) {
             continue; // hidden by a mount in the container, as the walk's compare excludes it
         }
-        let name = CString::new(entry.name.clone()).map_err(|_| "upper entry name has a NUL byte".to_string())?;
-        let st = crate::sys::lstatat(dir, &name).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+        let st = crate::sys::lstatat(dir, name).map_err(|e| format!("upper {}: {e}", display(&child)))?;
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK && skeleton.get(&child).is_none() {
             // What the runtime itself creates outside any mount (podman's /etc/mtab), where
             // the seal has nothing: the walk's compare ignores exactly that too.
             let target =
-                crate::sys::readlinkat(dir, &name, 4096).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+                crate::sys::readlinkat(dir, name, 4096).map_err(|e| format!("upper {}: {e}", display(&child)))?;
             let e = crate::manifest::Entry {
                 path: child.clone(),
                 mode: st.st_mode & 0o7777,
@@ -453,7 +454,7 @@ fn check_upper_dir(
         }
         let fd: OwnedFd = crate::sys::openat2(
             dir,
-            &name,
+            name,
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             crate::sys::RESOLVE_STRICT,
         )

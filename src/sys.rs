@@ -131,53 +131,6 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usiz
     }
 }
 
-/// One directory entry as getdents64 reports it.
-pub struct DirEntry {
-    pub name: Vec<u8>,
-    pub d_type: u8,
-}
-
-/// Reads every entry of an open directory (except `.` and `..`), at most `max` of them.
-pub fn read_dir(dir: BorrowedFd<'_>, max: usize) -> io::Result<Vec<DirEntry>> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    loop {
-        // SAFETY: buf is writable for buf.len() bytes; the kernel writes whole linux_dirent64
-        // records into it and returns how many bytes it wrote.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(err);
-        }
-        if n == 0 {
-            return Ok(out);
-        }
-        let n = n as usize;
-        let mut off = 0;
-        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-        while off + 19 <= n {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen < 19 || off + reclen > n {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record"));
-            }
-            let d_type = buf[off + 18];
-            let name_area = &buf[off + 19..off + reclen];
-            let len = name_area.iter().position(|&b| b == 0).unwrap_or(name_area.len());
-            let name = &name_area[..len];
-            if name != b"." && name != b".." {
-                if out.len() >= max {
-                    return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many entries"));
-                }
-                out.push(DirEntry { name: name.to_vec(), d_type });
-            }
-            off += reclen;
-        }
-    }
-}
-
 /// The entries of one directory, listed into buffers that are reused from one directory to
 /// the next: the tree walk lists thousands of directories and would otherwise allocate (and
 /// zero) a getdents buffer per directory and a `Vec` per name.
