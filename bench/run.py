@@ -64,6 +64,25 @@ def files_bytes(root):
     return n, uniq
 
 
+def alternate(kinds, bundle_for, tag):
+    """`runc run` of bundle_for(kind, round) for each kind, RUNS + 1 rounds in alternating order;
+    round 0 warms up and is dropped. Wall seconds per kind."""
+    times = {k: [] for k in kinds}
+    for i in range(RUNS + 1):
+        for k in kinds if i % 2 == 0 else list(reversed(kinds)):
+            b = bundle_for(k, i)
+            cid = f"bench-{tag}-{k}-{os.getpid()}-{i}"
+            t0 = time.perf_counter()
+            r = subprocess.run(["runc", "run", "--bundle", b, cid], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            dt = time.perf_counter() - t0
+            subprocess.run(["runc", "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if r.returncode != 0:
+                sys.exit(f"bench: {tag} {k} run failed: {r.stderr.decode()}")
+            if i > 0:
+                times[k].append(dt)
+    return times
+
+
 def warm_cache(root):
     subprocess.run(f"find '{root}' -type f -print0 | xargs -0 cat > /dev/null", shell=True, check=True)
 
@@ -148,19 +167,7 @@ try:
     # --- hook ----------------------------------------------------------------------------------
     bundles = {"bare": bundle("bare", BIG), "cold": bundle("cold", BIG, nodes["full"][1]),
                "warm": bundle("warm", BIG, nodes["cached"][1])}
-    times = {k: [] for k in bundles}
-    for i in range(RUNS + 1):
-        order = list(bundles) if i % 2 == 0 else list(reversed(bundles))
-        for k in order:
-            cid = f"bench-{k}-{os.getpid()}-{i}"
-            t0 = time.perf_counter()
-            r = subprocess.run(["runc", "run", "--bundle", bundles[k], cid], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            dt = time.perf_counter() - t0
-            subprocess.run(["runc", "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if r.returncode != 0:
-                sys.exit(f"bench: {k} run failed: {r.stderr.decode()}")
-            if i > 0:
-                times[k].append(dt)
+    times = alternate(list(bundles), lambda k, i: bundles[k], "plain")
     bare = statistics.median(times["bare"])
     row("hook", "bare runc run, 1 GiB bundle", f"{bare * 1000:.1f} ms")
     for k, target in (("cold", ""), ("warm", "<= 25% (stretch 10%)")):
@@ -187,22 +194,9 @@ try:
         ovs.append(merged)
         return bundle(f"ov-{k}-{i}", merged, cfg)
 
-    ov_times = {"bare": [], "layers": [], "cached": []}
     ov_cfg = {"bare": None, "layers": cfg_l, "cached": nodes["cached"][1]}
     try:
-        for i in range(RUNS + 1):
-            order = list(ov_times) if i % 2 == 0 else list(reversed(ov_times))
-            for k in order:
-                b = overlay_bundle(k, i, ov_cfg[k])
-                cid = f"bench-ov-{k}-{os.getpid()}-{i}"
-                t0 = time.perf_counter()
-                r = subprocess.run(["runc", "run", "--bundle", b, cid], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                dt = time.perf_counter() - t0
-                subprocess.run(["runc", "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                if r.returncode != 0:
-                    sys.exit(f"bench: overlay {k} run failed: {r.stderr.decode()}")
-                if i > 0:
-                    ov_times[k].append(dt)
+        ov_times = alternate(list(ov_cfg), lambda k, i: overlay_bundle(k, i, ov_cfg[k]), "overlay")
     finally:
         for m in ovs:
             subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)

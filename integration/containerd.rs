@@ -106,6 +106,16 @@ impl Containerd {
         assert!(o.status.success(), "{}", text(&o));
     }
 
+    /// The topmost committed snapshot's copy of `rel` (a lower directory of every container).
+    fn top_snapshot_file(&self, rel: &str) -> PathBuf {
+        self.snapshot_dirs()
+            .into_iter()
+            .rev()
+            .map(|d| d.join(rel))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("a snapshot holds {rel}"))
+    }
+
     fn snapshot_dirs(&self) -> Vec<PathBuf> {
         let base = self.dir.join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
         let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(&base)
@@ -144,6 +154,19 @@ impl Drop for Containerd {
             let _ = Command::new("umount").args(["-l", p]).status();
         }
     }
+}
+
+/// `podman run --rm --read-only IMAGE cat /etc/motd` through runc, with the test's hooks.d.
+fn podman_cat_motd(hooks: &Path, image: &str) -> Output {
+    Command::new("timeout")
+        .args(["-k", "5", "120", "podman", "--hooks-dir"])
+        .arg(hooks)
+        .args(["run", "--rm", "--read-only", "--runtime", "runc"])
+        .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000"])
+        .arg(image)
+        .args(["cat", "/etc/motd"])
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -229,24 +252,7 @@ fn a_sealed_multi_layer_image_runs_under_containerd_and_podman() {
     let load = Command::new("podman").arg("load").arg("-i").arg(&n.archive).output().unwrap();
     assert!(load.status.success(), "{}", text(&load));
     let hooks = crate::harness::hooks_dir(&n.env);
-    let o = Command::new("timeout")
-        .args(["-k", "5", "120", "podman", "--hooks-dir"])
-        .arg(&hooks)
-        .args([
-            "run",
-            "--rm",
-            "--read-only",
-            "--runtime",
-            "runc",
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=1000:1000",
-        ])
-        .arg(&name)
-        .args(["cat", "/etc/motd"])
-        .output()
-        .unwrap();
+    let o = podman_cat_motd(&hooks, &name);
     let _ = Command::new("podman").args(["rmi", "-f", &name]).output();
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hello from layer 2"),
@@ -261,14 +267,7 @@ fn a_file_changed_in_a_snapshot_blocks_the_next_start() {
     let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
     assert!(o.status.success(), "{}", text(&o));
     // The top layer's copy of /etc/motd, in containerd's committed snapshot (a lower dir).
-    let motd = n
-        .containerd
-        .snapshot_dirs()
-        .into_iter()
-        .rev()
-        .map(|d| d.join("etc/motd"))
-        .find(|p| p.exists())
-        .expect("a snapshot holds etc/motd");
+    let motd = n.containerd.top_snapshot_file("etc/motd");
     std::fs::write(&motd, b"changed in the snapshot\n").unwrap();
     let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -502,14 +501,7 @@ fn the_monitor_sees_a_snapshot_change_in_a_running_containerd_container() {
         assert!(start.elapsed() < Duration::from_secs(15), "no clean scan: {}", status());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let motd = n
-        .containerd
-        .snapshot_dirs()
-        .into_iter()
-        .rev()
-        .map(|d| d.join("etc/motd"))
-        .find(|p| p.exists())
-        .expect("a snapshot holds etc/motd");
+    let motd = n.containerd.top_snapshot_file("etc/motd");
     std::fs::write(&motd, b"changed under a running container\n").unwrap();
     let start = Instant::now();
     loop {
@@ -561,20 +553,9 @@ fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
     let load = Command::new("podman").arg("load").arg("-i").arg(&n.archive).output().unwrap();
     assert!(load.status.success(), "{}", text(&load));
     let hooks = crate::harness::hooks_dir(&n.env);
-    let podman = || {
-        Command::new("timeout")
-            .args(["-k", "5", "120", "podman", "--hooks-dir"])
-            .arg(&hooks)
-            .args(["run", "--rm", "--read-only", "--runtime", "runc", "--ulimit", "nofile=20000:20000"])
-            .args(["--ulimit", "nproc=1000:1000"])
-            .arg(&n.reference)
-            .args(["cat", "/etc/motd"])
-            .output()
-            .unwrap()
-    };
-    let first = podman();
+    let first = podman_cat_motd(&hooks, &n.reference);
     let first_msg = message(&n);
-    let second = podman();
+    let second = podman_cat_motd(&hooks, &n.reference);
     let second_msg = message(&n);
     let _ = Command::new("podman").args(["rmi", "-f", &n.reference]).output();
     assert!(first.status.success() && second.status.success(), "{}\n{}", text(&first), text(&second));
@@ -584,14 +565,7 @@ fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
     // A running container, a snapshot changed under it: the monitor's scan drops the record.
     let id = crate::harness::container_id("ctrlayers");
     n.containerd.run_detached(&n.reference, &id);
-    let motd = n
-        .containerd
-        .snapshot_dirs()
-        .into_iter()
-        .rev()
-        .map(|d| d.join("etc/motd"))
-        .find(|p| p.exists())
-        .expect("a snapshot holds etc/motd");
+    let motd = n.containerd.top_snapshot_file("etc/motd");
     std::fs::write(&motd, b"changed in the snapshot\n").unwrap();
     let out = n.env.run(["monitor", "--once"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));

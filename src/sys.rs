@@ -84,23 +84,6 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Ve
     Ok(buf)
 }
 
-/// fgetxattr(2): `Ok(None)` when the attribute is absent or the filesystem has no xattrs.
-pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; max];
-    // SAFETY: buf has buf.len() writable bytes, name is NUL-terminated.
-    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
-            Some(libc::ERANGE) => Err(io::Error::new(io::ErrorKind::InvalidData, "xattr value larger than allowed")),
-            _ => Err(err),
-        };
-    }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
-}
-
 /// read(2) once, retrying EINTR.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {

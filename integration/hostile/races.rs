@@ -103,15 +103,22 @@ fn a_symlink_swapped_with_a_directory_never_leads_the_walk_to_the_host() {
     canary.assert_untouched("the symlink/directory exchange race");
 }
 
-#[test]
-fn a_file_appended_to_and_truncated_while_hashed_never_passes_changed() {
-    let f = Fixture::new();
+/// `/var/data`, 256 KiB of `A`, sealed into the fixture (state records kept): its path, its
+/// sealed content and the tree digest.
+fn sealed_data_file(f: &Fixture) -> (std::path::PathBuf, Vec<u8>, String) {
     let p = f.rootfs.join("var/data");
     let sealed = vec![b'A'; 256 << 10];
     std::fs::write(&p, &sealed).unwrap();
-    reseal(&f);
-    keep_state_records(&f);
-    let digest = digest_now(&f);
+    reseal(f);
+    keep_state_records(f);
+    let digest = digest_now(f);
+    (p, sealed, digest)
+}
+
+#[test]
+fn a_file_appended_to_and_truncated_while_hashed_never_passes_changed() {
+    let f = Fixture::new();
+    let (p, sealed, digest) = sealed_data_file(&f);
     let file = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
     let tail = vec![b'B'; 64 << 10];
     let mut seed = 1u64;
@@ -140,12 +147,7 @@ fn a_file_appended_to_and_truncated_while_hashed_never_passes_changed() {
 #[test]
 fn a_file_rewritten_in_place_while_hashed_never_passes_changed() {
     let f = Fixture::new();
-    let p = f.rootfs.join("var/data");
-    let sealed = vec![b'A'; 256 << 10];
-    std::fs::write(&p, &sealed).unwrap();
-    reseal(&f);
-    keep_state_records(&f);
-    let digest = digest_now(&f);
+    let (p, sealed, digest) = sealed_data_file(&f);
     let file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
     let other = vec![b'Z'; 16 << 10];
     let mut at = 0u64;
