@@ -187,11 +187,18 @@ struct Node {
 }
 
 fn node(tag: &str) -> Node {
+    node_with(tag, "hello from layer 2\n")
+}
+
+/// A node whose image's top layer has this /etc/motd. Tests that load the image into podman
+/// need their own content: podman's `rmi -f` of one name removes an image with the same id
+/// under every name, from under a test running in parallel.
+fn node_with(tag: &str, motd: &str) -> Node {
     let env = Env::new();
     let (key, public) = env.keygen("ci-2026");
     env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
     let reference = format!("test.local/rootseal/{tag}:{}", std::process::id());
-    let archive = multi_layer_archive(env.tmp.path(), &reference, "hello from layer 2\n");
+    let archive = multi_layer_archive(env.tmp.path(), &reference, motd);
     let seal = env.path("image.seal.json");
     env.expect(
         0,
@@ -531,7 +538,7 @@ fn the_monitor_sees_a_snapshot_change_in_a_running_containerd_container() {
 /// the start after that walks and blocks.
 #[test]
 fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
-    let n = node("layers");
+    let n = node_with("layers", "hello from the layers test\n");
     let d = n.env.tmp.path().display();
     std::fs::write(
         n.env.config_path(),
@@ -545,7 +552,11 @@ fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
     assert!(o.status.success(), "{}\ncontainerd: {}", text(&o), n.containerd.log());
     assert!(!message(&n).contains("not walked"), "{}", message(&n));
     let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hello from layer 2"), "{}", text(&o));
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hello from the layers test"),
+        "{}",
+        text(&o)
+    );
     let m = message(&n);
     assert!(m.contains("not walked") && m.contains("io.containerd.snapshotter.v1.overlayfs/snapshots/"), "{m}");
 
