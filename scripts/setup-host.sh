@@ -4,7 +4,7 @@ set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "setup-host: run as root (sudo $0)" >&2; exit 2; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time lintian; do
+for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time lintian python3-cryptography; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -98,15 +98,21 @@ pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf, PublicKey), KeyError> 
         }
     }
     let sk = SigningKey::generate(&mut rand_core::OsRng);
-    let pem = sk
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .expect("ed25519 PKCS#8 encoding cannot fail");
+    let pem = private_key_pem(&sk);
     let public = PublicKey::new(sk.verifying_key());
     atomic::write_new(&key_path, pem.as_bytes(), 0o600)
         .map_err(|e| KeyError::Write { path: key_path.clone(), source: e })?;
     atomic::write_new(&pub_path, public.to_pem().as_bytes(), 0o644)
         .map_err(|e| KeyError::Write { path: pub_path.clone(), source: e })?;
     Ok((key_path, pub_path, public))
+}
+
+/// PKCS#8 v1 (RFC 5208: the seed only, no embedded public key), as `openssl genpkey -algorithm
+/// ed25519` writes it. ed25519-dalek's own encoder writes v2 (RFC 5958, the public key embedded),
+/// which OpenSSL 3.0 and Python `cryptography` refuse; both versions are read.
+fn private_key_pem(sk: &SigningKey) -> ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing<String> {
+    let v1 = ed25519_dalek::pkcs8::KeypairBytes { secret_key: sk.to_bytes(), public_key: None };
+    v1.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).expect("ed25519 PKCS#8 encoding cannot fail")
 }
 
 fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
@@ -134,5 +140,24 @@ mod tests {
         assert!(matches!(keygen(&prefix), Err(KeyError::Exists { .. })));
         assert!(matches!(PublicKey::load(&k), Err(KeyError::PrivateGivenAsPublic { .. })));
         assert!(matches!(load_signing_key(&p), Err(KeyError::PublicGivenAsPrivate { .. })));
+    }
+
+    /// OpenSSL 3.0 and Python `cryptography` read only v1 (a 48-byte DER: version 0, the
+    /// algorithm, the 32-byte seed); v2 keys written by earlier releases are still read.
+    #[test]
+    fn keygen_writes_pkcs8_v1_and_v2_keys_still_load() {
+        let t = tempfile::tempdir().unwrap();
+        let (k, _, _) = keygen(&t.path().join("ci")).unwrap();
+        let text = std::fs::read_to_string(&k).unwrap();
+        let (label, der) = ed25519_dalek::pkcs8::spki::der::pem::decode_vec(text.as_bytes()).unwrap();
+        assert_eq!(label, "PRIVATE KEY");
+        assert_eq!(der.len(), 48, "v1 has no public key");
+        assert_eq!(&der[..7], &[0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05], "version 0 (v1)");
+
+        let sk = load_signing_key(&k).unwrap();
+        let v2 = sk.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).unwrap();
+        let v2_path = t.path().join("v2.key");
+        std::fs::write(&v2_path, v2.as_bytes()).unwrap();
+        assert_eq!(load_signing_key(&v2_path).unwrap().to_bytes(), sk.to_bytes());
     }
 }

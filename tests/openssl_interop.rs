@@ -91,3 +91,51 @@ fn a_seal_signed_by_openssl_over_a_rootseal_statement_verifies() {
     let (out, _) = env.verify(0, &root, &seal, &public, &[]);
     assert!(out.contains("registry.example/app@sha256:abc"), "{out}");
 }
+
+/// `rootseal keygen` writes PKCS#8 v1, as `openssl genpkey` does: OpenSSL 3.0 and Python
+/// `cryptography` (which both refuse v2, "unsupported" / "extra data") load it, and a seal they
+/// sign with it over a rootseal statement verifies.
+#[test]
+fn a_keygen_key_loads_in_openssl_and_python_cryptography_and_their_signatures_verify() {
+    let env = Env::new();
+    let root = env.path("rootfs");
+    small_tree(&root);
+    let (key, public) = env.keygen("ci");
+    let m = rootseal::walk::walk(&root, &Default::default()).unwrap();
+    let payload = rootseal::seal::statement(&rootseal::seal::SealRequest {
+        manifest: &m,
+        name: "registry.example/app:1",
+        created: std::time::SystemTime::now(),
+        expires: None,
+        image: None,
+    });
+    let pae = env.path("pae");
+    std::fs::write(&pae, rootseal::seal::pae(rootseal::seal::PAYLOAD_TYPE, &payload)).unwrap();
+
+    // OpenSSL reads the key, derives the same public key, and signs.
+    let derived = sh(openssl().args(["pkey", "-pubout", "-in"]).arg(&key));
+    assert_eq!(derived, std::fs::read_to_string(&public).unwrap(), "openssl derives the keygen public key");
+    sh(openssl()
+        .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
+        .arg(&key)
+        .arg("-in")
+        .arg(&pae)
+        .arg("-out")
+        .arg(env.path("sig.openssl")));
+
+    // Python cryptography reads the key and signs.
+    let py = "import sys\n\
+              from cryptography.hazmat.primitives.serialization import load_pem_private_key\n\
+              k = load_pem_private_key(open(sys.argv[1], 'rb').read(), password=None)\n\
+              open(sys.argv[3], 'wb').write(k.sign(open(sys.argv[2], 'rb').read()))\n";
+    sh(Command::new("python3").arg("-c").arg(py).arg(&key).arg(&pae).arg(env.path("sig.python")));
+
+    for signer in ["openssl", "python"] {
+        let sig = std::fs::read(env.path(&format!("sig.{signer}"))).unwrap();
+        assert_eq!(sig.len(), 64, "{signer} signature");
+        let seal = env.path(&format!("{signer}.seal.json"));
+        std::fs::write(&seal, rootseal::seal::envelope(&payload, &[(String::new(), sig)])).unwrap();
+        let (out, _) = env.verify(0, &root, &seal, &public, &[]);
+        assert!(out.contains("registry.example/app:1"), "{signer}: {out}");
+    }
+}
