@@ -79,6 +79,9 @@ pub struct Event {
     /// What the monitor did about it (kill, freeze), when it did something.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// What a rule allowed that policy would otherwise refuse, with the rule's reason.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub allowances: Vec<String>,
 }
 
 impl Event {
@@ -230,6 +233,7 @@ mod tests {
             }],
             message: "rootseal: blocked container abc: \"quoted\" ]".into(),
             action: None,
+            allowances: Vec::new(),
         }
     }
 

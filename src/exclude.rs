@@ -156,6 +156,34 @@ fn top(path: &[u8]) -> &[u8] {
     }
 }
 
+/// Why a mount destination is not already clean, or None when it is: absolute, single
+/// slashes, no `.` or `..` component, no trailing slash (`/` itself is clean).
+///
+/// Such a destination is refused rather than cleaned: runc 1.1.x, 1.2.0-1.2.7 and 1.3.0-1.3.2
+/// resolve it with securejoin, which applies `..` *after* following symlinks, so in a
+/// merged-/usr image (`/bin -> usr/bin`) `/bin/../usr` lands on /usr/usr while a lexical clean
+/// says /usr: the exclusion would hide all of /usr from the comparison.
+pub fn unclean(dest: &[u8]) -> Option<&'static str> {
+    if dest.first() != Some(&b'/') {
+        return Some("is relative");
+    }
+    if dest == b"/" {
+        return None;
+    }
+    if dest.ends_with(b"/") {
+        return Some("ends with a slash");
+    }
+    for c in dest[1..].split(|&b| b == b'/') {
+        match c {
+            b"" => return Some("has an empty component (//)"),
+            b"." => return Some("has a `.` component"),
+            b".." => return Some("has a `..` component"),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Lexically cleans an absolute path: no `.`, no `..` above the root, single slashes, no
 /// trailing slash. The root is the empty path.
 pub fn clean(p: &[u8]) -> Vec<u8> {
@@ -184,6 +212,15 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
 /// Resolves a clean path through the manifest's symlinks, never leaving the root (a `..` at
 /// the root stays at the root, an absolute target restarts at the root).
 pub fn resolve(path: &[u8], m: &Manifest) -> Vec<u8> {
+    resolve_with(path, |p| match m.get(p).map(|e| &e.kind) {
+        Some(Kind::Symlink { target }) => Some(target.clone()),
+        _ => None,
+    })
+}
+
+/// [`resolve`] over any tree: `link(path)` is the symlink target at a symlink-free `path`, or
+/// None when it is not a symlink (the disk side uses [`crate::walk::symlink_at`]).
+pub fn resolve_with(path: &[u8], link: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Vec<u8> {
     let mut done: Vec<Vec<u8>> = Vec::new();
     let mut todo: Vec<Vec<u8>> =
         path.split(|&b| b == b'/').filter(|c| !c.is_empty()).rev().map(|c| c.to_vec()).collect();
@@ -200,8 +237,8 @@ pub fn resolve(path: &[u8], m: &Manifest) -> Vec<u8> {
         let mut cand: Vec<&[u8]> = done.iter().map(|v| v.as_slice()).collect();
         cand.push(&c);
         let cand = join(&cand);
-        match m.get(&cand).map(|e| &e.kind) {
-            Some(Kind::Symlink { target }) if links < MAX_LINKS => {
+        match link(&cand) {
+            Some(target) if links < MAX_LINKS => {
                 links += 1;
                 if target.first() == Some(&b'/') {
                     done.clear();
@@ -228,6 +265,25 @@ mod tests {
     }
     fn link(path: &str, target: &str) -> Entry {
         entry(path, Kind::Symlink { target: target.as_bytes().to_vec() })
+    }
+
+    #[test]
+    fn only_clean_absolute_destinations_pass() {
+        for ok in ["/", "/proc", "/etc/hosts", "/run/secrets/kubernetes.io/serviceaccount", "/a..b/.c"] {
+            assert_eq!(unclean(ok.as_bytes()), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("/bin/../usr", "`..`"),
+            ("/usr/./bin", "`.`"),
+            ("//usr", "empty"),
+            ("/usr//bin", "empty"),
+            ("/usr/", "slash"),
+            ("usr", "relative"),
+            ("", "relative"),
+            ("/..", "`..`"),
+        ] {
+            assert!(unclean(bad.as_bytes()).is_some_and(|w| w.contains(why)), "{bad}");
+        }
     }
 
     #[test]

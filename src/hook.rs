@@ -155,6 +155,9 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// How a pass was reached without a walk (`verify = "layers"`), for the summary line.
     pub via: Option<String>,
+    /// What policy allowed that it would otherwise refuse, with the rule's reason (logged in
+    /// the event).
+    pub allowances: Vec<String>,
 }
 
 impl Decision {
@@ -173,6 +176,7 @@ impl Decision {
             violations: Vec::new(),
             warnings: Vec::new(),
             via: None,
+            allowances: Vec::new(),
         }
     }
 
@@ -251,6 +255,7 @@ impl Decision {
                 .collect(),
             message: self.summary(),
             action: None,
+            allowances: self.allowances.clone(),
         }
     }
 }
@@ -287,11 +292,63 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     let eff = effective(cfg, &image_rule.into_iter().collect::<Vec<_>>());
     d.mode = eff.mode;
     d.rule = eff.names.first().cloned();
-    for v in readonly::check(&bundle.spec, &cfg.readonly, &readonly::host_submounts) {
-        d.violations.push(Violation::new(v.code, v.message));
-    }
+    mount_policy(cfg, &bundle, image_rule, &mut d);
     integrity(cfg, &bundle, image_rule, deadline, &mut d);
     d
+}
+
+/// Step 5: the mounts and the root as the runtime will make them: clean destinations, the
+/// read-only policy for where each mount lands, and no capability that undoes a read-only root.
+fn mount_policy(cfg: &Config, bundle: &Bundle, rule: Option<&policy::Rule>, d: &mut Decision) {
+    for dest in bundle.mount_destinations() {
+        if let Some(why) = crate::exclude::unclean(&dest) {
+            d.violations.push(Violation::new(
+                "mount-unclean",
+                format!(
+                    "mount destination {:?} {why}: runc applies `..` after following the image's symlinks, so it may mount elsewhere than the path reads; write it as a clean absolute path",
+                    display_path(&dest)
+                ),
+            ));
+        }
+    }
+    if !cfg.readonly.enabled {
+        return;
+    }
+    // Where each destination lands, through the symlinks on disk. The integrity check then
+    // requires the disk's symlinks on the way to every destination to be the sealed ones
+    // (mount-redirect), so this is also where the seal says it lands.
+    let root = walk::open_root(&bundle.root).ok();
+    let landing = |dest: &Path| -> Option<PathBuf> {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let dest = dest.as_os_str().as_bytes();
+        if crate::exclude::unclean(dest).is_some() {
+            return None;
+        }
+        let root = root.as_ref()?;
+        let p = crate::exclude::resolve_with(dest, |p| walk::symlink_at(root.as_fd(), p));
+        Some(if p.is_empty() { PathBuf::from("/") } else { PathBuf::from(std::ffi::OsString::from_vec(p)) })
+    };
+    let facts = readonly::Facts { submounts: &readonly::host_submounts, landing: &landing };
+    for v in readonly::check(&bundle.spec, &cfg.readonly, &facts) {
+        d.violations.push(Violation::new(v.code, v.message));
+    }
+    let capable = readonly::remount_capable(&bundle.spec);
+    if !capable.is_empty() {
+        match rule.and_then(|r| r.allow_remount.as_ref().map(|why| (r, why))) {
+            Some((r, why)) => d.allowances.push(format!(
+                "{} allowed by rule {:?} (allow_remount: {why})",
+                capable.join(", "),
+                r.name
+            )),
+            None => d.violations.push(Violation::new(
+                "remount-capable",
+                format!(
+                    "the process holds {} and can remount the read-only root read-write; drop CAP_SYS_ADMIN (no --privileged), or give the image's rule allow_remount = \"REASON\"",
+                    capable.join(", ")
+                ),
+            )),
+        }
+    }
 }
 
 /// `ROOTSEAL_TRACE=1`: phase timings, with the resident and peak memory after each phase, on
@@ -478,6 +535,7 @@ fn reuse_layers(
         lowers,
         &bundle.mount_destinations(),
         runtime_artifacts(bundle),
+        |landing| cfg.readonly.may_shadow(landing),
         |d| store.path_for(d),
         cfg.hook.layer_ttl(),
         now,
@@ -520,7 +578,7 @@ fn reuse_layers(
 /// otherwise the first reason.
 fn keep_best(best: &mut Option<Violation>, v: Violation) {
     let rank = |code: &str| match code {
-        "rollback" | "rollback-store" => 2,
+        "rollback" | "rollback-store" | "shadowed" => 2,
         "tampered" => 1,
         _ => 0,
     };
@@ -770,6 +828,7 @@ fn check_candidate(
     }
     let diffs = verify::compare(&seal, found, Some(&ex));
     if diffs.is_empty() {
+        shadowing(cfg, bundle, &seal, &info, &path)?;
         // A watermark to raise on a pass: only for a seal newer than the node's (or the first).
         let raise =
             cfg.hook.rollback_protection && check_rollback(cfg, &seal.name, seal.created, &seal.digest, &info, &path)?;
@@ -785,6 +844,43 @@ fn check_candidate(
         diffs,
         seal: Some((info, path)),
     })
+}
+
+/// A mount that hides sealed content (a non-empty sealed directory, or a sealed non-empty
+/// file, at its destination as the seal resolves it) runs content no seal covers: a read-only
+/// bind of a host directory at /bin passes the read-only policy and is excluded from the
+/// comparison. Only `[readonly] shadow_destinations` may do that.
+#[allow(clippy::result_large_err)]
+fn shadowing(cfg: &Config, bundle: &Bundle, seal: &Seal, info: &SealInfo, path: &Path) -> Result<(), Violation> {
+    for dest in bundle.mount_destinations() {
+        let landing = crate::exclude::resolve(&crate::exclude::clean(&dest), &seal.manifest);
+        if landing.is_empty() || cfg.readonly.may_shadow(&landing) {
+            continue;
+        }
+        let hidden = match seal.manifest.get(&landing).map(|e| &e.kind) {
+            Some(crate::manifest::Kind::Dir) => seal.manifest.has_below(&landing),
+            Some(crate::manifest::Kind::File { size, .. }) => *size > 0,
+            _ => false,
+        };
+        if hidden {
+            let via = if landing == crate::exclude::clean(&dest) {
+                String::new()
+            } else {
+                format!(" (mount destination {})", display_path(&dest))
+            };
+            return Err(Violation {
+                code: "shadowed",
+                message: format!(
+                    "a mount at {}{via} hides sealed content of seal {}, so the container would run files no seal covers; mount it elsewhere, or allow the path in [readonly] shadow_destinations",
+                    display_path(&landing),
+                    seal.digest.short()
+                ),
+                diffs: Vec::new(),
+                seal: Some((info.clone(), path.to_path_buf())),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A seal older than the newest one this node accepted for the same image name is refused
@@ -946,7 +1042,7 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
 fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
     let mut stderr = std::io::stderr().lock();
     let alert = d.exemption.is_some() || !d.violations.is_empty();
-    if !alert && cfg.alerts.verified && d.seal.is_some() {
+    if !alert && (cfg.alerts.verified || !d.allowances.is_empty()) && d.seal.is_some() {
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }

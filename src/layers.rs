@@ -351,6 +351,7 @@ pub fn reusable(
     lowers: &[Layer],
     destinations: &[Vec<u8>],
     artifacts: Vec<(Vec<u8>, Kind)>,
+    may_shadow: impl Fn(&[u8]) -> bool,
     seal_file: impl Fn(&TreeDigest) -> PathBuf,
     ttl: Duration,
     now: SystemTime,
@@ -377,6 +378,16 @@ pub fn reusable(
             return Err(format!(
                 "{} was not verified (a mount destination then) and is not hidden now",
                 crate::manifest::display_path(&root)
+            ));
+        }
+    }
+    // A mount that may not hide sealed content was checked against the whole seal by the
+    // verifying walk only if it was a destination then (the skeleton has no files to check).
+    for d in ex.destinations() {
+        if !may_shadow(d) && !r.excluded.contains(&hex(d)) {
+            return Err(format!(
+                "the mount at {} was not a destination when the layers verified (it may hide sealed content)",
+                crate::manifest::display_path(d)
             ));
         }
     }

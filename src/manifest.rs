@@ -119,6 +119,14 @@ impl Manifest {
         self.entries.binary_search_by(|e| e.path.as_slice().cmp(path)).ok().map(|i| &self.entries[i])
     }
 
+    /// True when any entry lies strictly below `path` (a non-empty directory).
+    pub fn has_below(&self, path: &[u8]) -> bool {
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        let i = self.entries.partition_point(|e| e.path.as_slice() < prefix.as_slice());
+        self.entries.get(i).is_some_and(|e| e.path.starts_with(&prefix))
+    }
+
     /// Keeps only the entries for which `keep` says true.
     pub fn filtered(&self, mut keep: impl FnMut(&Entry) -> bool) -> Manifest {
         Manifest { entries: self.entries.iter().filter(|e| keep(e)).cloned().collect() }

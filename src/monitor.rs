@@ -804,6 +804,7 @@ fn event(
         violations,
         message,
         action,
+        allowances: Vec::new(),
     }
 }
 

@@ -43,6 +43,11 @@ pub struct Rule {
     /// What the drift monitor does on drift (default: `[monitor] action`).
     #[serde(default)]
     pub drift_action: Option<Action>,
+    /// Why these images may run with CAP_SYS_ADMIN (which can remount a read-only root
+    /// read-write): without it such a container is a `remount-capable` violation. The reason is
+    /// logged in every event for the container.
+    #[serde(default)]
+    pub allow_remount: Option<String>,
 }
 
 /// An exemption: a container whose image matches one of `images`, or whose annotations
@@ -116,6 +121,7 @@ mod tests {
             mode: Some(Mode::Enforce),
             min_signers: None,
             drift_action: None,
+            allow_remount: None,
         }];
         assert_eq!(rule(&rules, Some("registry.example/prod/team/app:1")).unwrap().name, "prod");
         assert!(rule(&rules, Some("registry.example/dev/app:1")).is_none());

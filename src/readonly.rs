@@ -27,6 +27,10 @@ pub struct ReadonlyPolicy {
     pub writable_destinations: Vec<String>,
     /// Bind-mount sources (on the host) that may be writable; `*` and `**` patterns.
     pub writable_sources: Vec<String>,
+    /// Where a mount may hide sealed content (a non-empty sealed directory or file at or below
+    /// its destination, after the image's symlinks); `*` and `**` patterns. Anywhere else such a
+    /// mount is a `shadowed` violation: it would run content no seal covers.
+    pub shadow_destinations: Vec<String>,
 }
 
 impl Default for ReadonlyPolicy {
@@ -55,6 +59,26 @@ impl Default for ReadonlyPolicy {
                 "/var/lib/containers/storage/overlay-containers/*/userdata/**",
                 "/run/containers/storage/overlay-containers/*/userdata/**",
             ]),
+            // What runc, crun, containerd, podman and kubelet mount over an image: kernel
+            // filesystems, device nodes, runtime scratch space and the files a runtime or the
+            // kubelet writes for the container.
+            shadow_destinations: s(&[
+                "/proc",
+                "/proc/**",
+                "/sys",
+                "/sys/**",
+                "/dev",
+                "/dev/**",
+                "/run",
+                "/run/**",
+                "/tmp",
+                "/var/tmp",
+                "/etc/hosts",
+                "/etc/hostname",
+                "/etc/resolv.conf",
+                "/var/run/secrets/kubernetes.io/serviceaccount",
+                "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+            ]),
         }
     }
 }
@@ -66,9 +90,60 @@ pub struct Violation {
     pub message: String,
 }
 
-/// Checks a spec; `submounts` lists host mount points strictly below a path (from
-/// /proc/self/mountinfo in production, injectable for tests).
-pub fn check(spec: &Spec, policy: &ReadonlyPolicy, submounts: &dyn Fn(&Path) -> Vec<PathBuf>) -> Vec<Violation> {
+/// What the check needs from the host, gathered at the edge (injectable for tests).
+pub struct Facts<'a> {
+    /// Host mount points strictly below a path (/proc/self/mountinfo in production).
+    pub submounts: &'a dyn Fn(&Path) -> Vec<PathBuf>,
+    /// Where in the rootfs the runtime will mount a destination: the destination resolved
+    /// through the image's symlinks, confined to the root (None: it cannot be resolved).
+    pub landing: &'a dyn Fn(&Path) -> Option<PathBuf>,
+}
+
+impl ReadonlyPolicy {
+    /// May a mount at the resolved destination `landing` hide sealed content?
+    pub fn may_shadow(&self, landing: &[u8]) -> bool {
+        let p = String::from_utf8_lossy(landing);
+        self.shadow_destinations.iter().any(|g| glob::matches(g, &p))
+    }
+}
+
+/// Capabilities with which a process can undo a read-only root: `mount -o remount,rw /` and
+/// friends need CAP_SYS_ADMIN (mount(2)). Any set counts: the bounding set is what the process
+/// (or a setuid or file-capability binary it runs) can reach.
+pub const REMOUNT_CAPS: [caps::Capability; 1] = [caps::Capability::CAP_SYS_ADMIN];
+
+/// The capability sets of the spec's process that hold a [`REMOUNT_CAPS`] capability, as
+/// "effective CAP_SYS_ADMIN" strings; empty when none does. A name that the `caps` crate does
+/// not know cannot be a remount capability.
+pub fn remount_capable(spec: &Spec) -> Vec<String> {
+    use std::str::FromStr;
+    let Some(c) = spec.process().as_ref().and_then(|p| p.capabilities().as_ref()) else {
+        return Vec::new();
+    };
+    let sets = [
+        ("bounding", c.bounding()),
+        ("effective", c.effective()),
+        ("permitted", c.permitted()),
+        ("inheritable", c.inheritable()),
+        ("ambient", c.ambient()),
+    ];
+    let mut out = Vec::new();
+    for (set, caps) in sets {
+        for cap in caps.iter().flatten() {
+            let name = cap.to_string();
+            let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
+            if caps::Capability::from_str(&name).is_ok_and(|c| REMOUNT_CAPS.contains(&c)) {
+                out.push(format!("{set} {name}"));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Checks a spec against the policy.
+pub fn check(spec: &Spec, policy: &ReadonlyPolicy, facts: &Facts<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     if !policy.enabled {
         return out;
@@ -125,21 +200,34 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, submounts: &dyn Fn(&Path) -> 
             });
             continue;
         }
-        let allowed = policy.writable_destinations.iter().any(|d| Path::new(d) == m.destination())
-            || policy.writable_sources.iter().any(|p| glob::matches(p, &source.to_string_lossy()));
+        // A destination is allowed for where the runtime mounts it, not for its name: an image
+        // with `/etc/hosts -> /usr/bin/tool` would get a writable host file over /usr/bin/tool.
+        let landing = (facts.landing)(m.destination());
+        let by_destination =
+            landing.as_deref().is_some_and(|l| policy.writable_destinations.iter().any(|d| Path::new(d) == l));
+        let allowed =
+            by_destination || policy.writable_sources.iter().any(|p| glob::matches(p, &source.to_string_lossy()));
         if allowed {
             continue;
         }
         if !ro {
+            let named = policy.writable_destinations.iter().any(|d| Path::new(d) == m.destination());
+            let redirect = match (&landing, named) {
+                (Some(l), true) if l != m.destination() => {
+                    format!(" (through the image's symlinks it lands on {}, which policy does not allow)", l.display())
+                }
+                (None, true) => " (where it lands in the rootfs cannot be resolved)".to_string(),
+                _ => String::new(),
+            };
             out.push(Violation {
                 code: "writable-mount",
                 message: format!(
-                    "bind mount of {} at {dest} is writable; mount it read-only or allow it in [readonly] writable_sources",
+                    "bind mount of {} at {dest} is writable{redirect}; mount it read-only or allow it in [readonly] writable_sources",
                     source.display()
                 ),
             });
         } else if recursive && !rro {
-            let subs = submounts(&source);
+            let subs = (facts.submounts)(&source);
             if let Some(first) = subs.first() {
                 out.push(Violation {
                     code: "writable-mount",
@@ -193,7 +281,64 @@ mod tests {
     }
 
     fn codes(s: &Spec, subs: Vec<PathBuf>) -> Vec<String> {
-        check(s, &ReadonlyPolicy::default(), &|_| subs.clone()).into_iter().map(|v| v.message).collect()
+        let submounts = |_: &Path| subs.clone();
+        let facts = Facts { submounts: &submounts, landing: &|d| Some(d.to_path_buf()) };
+        check(s, &ReadonlyPolicy::default(), &facts).into_iter().map(|v| v.message).collect()
+    }
+
+    #[test]
+    fn a_writable_destination_is_allowed_for_where_it_lands() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"mounts":[
+            {"destination":"/etc/hosts","type":"bind","source":"/somewhere/hosts","options":["rbind","rw"]}
+            ]}"#,
+        );
+        let none = |_: &Path| Vec::new();
+        let elsewhere = |_: &Path| Some(PathBuf::from("/usr/bin/tool"));
+        let v = check(&s, &ReadonlyPolicy::default(), &Facts { submounts: &none, landing: &elsewhere });
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0]
+            .message
+            .contains("at /etc/hosts is writable (through the image's symlinks it lands on /usr/bin/tool"));
+        let unresolved = |_: &Path| None;
+        let v = check(&s, &ReadonlyPolicy::default(), &Facts { submounts: &none, landing: &unresolved });
+        assert_eq!(v.len(), 1, "an unresolvable landing is not allowed by name: {v:?}");
+        let same = |d: &Path| Some(d.to_path_buf());
+        assert!(check(&s, &ReadonlyPolicy::default(), &Facts { submounts: &none, landing: &same }).is_empty());
+    }
+
+    #[test]
+    fn sys_admin_in_any_set_can_remount_the_root() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"process":{"cwd":"/","user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_SYS_ADMIN","CAP_KILL"],"effective":["CAP_KILL"]}}}"#,
+        );
+        assert_eq!(remount_capable(&s), ["bounding CAP_SYS_ADMIN"]);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"process":{"cwd":"/","user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_KILL","CAP_NET_BIND_SERVICE"]}}}"#,
+        );
+        assert!(remount_capable(&s).is_empty());
+        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true}}"#);
+        assert!(remount_capable(&s).is_empty());
+    }
+
+    #[test]
+    fn runtime_and_kubelet_mounts_may_shadow_and_others_may_not() {
+        let p = ReadonlyPolicy::default();
+        for ok in [
+            "/proc",
+            "/dev/shm",
+            "/sys/fs/cgroup",
+            "/etc/hosts",
+            "/run/secrets/x",
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+        ] {
+            assert!(p.may_shadow(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["/bin", "/usr", "/etc", "/usr/bin/tool", "/etc/passwd"] {
+            assert!(!p.may_shadow(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

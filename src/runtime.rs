@@ -90,9 +90,24 @@ pub fn parse_args(args: &[OsString]) -> Invocation {
     inv
 }
 
-/// True for the verbs whose spec the wrapper rewrites.
+/// True for the verbs whose spec the wrapper rewrites: every verb that makes a container from
+/// a bundle (`restore` too: a checkpoint restores into a new container from the bundle's spec).
 pub fn modifies(inv: &Invocation) -> bool {
-    matches!(inv.verb.as_deref(), Some("create") | Some("run"))
+    matches!(inv.verb.as_deref(), Some("create") | Some("run") | Some("restore"))
+}
+
+/// True when a hook entry runs the rootseal binary `ours`: the same path, or (through another
+/// path, a symlink, `..`) the same file.
+fn runs_binary(entry: &Value, ours: &Path) -> bool {
+    let Some(path) = entry.get("path").and_then(Value::as_str) else { return false };
+    if Path::new(path) == ours {
+        return true;
+    }
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata(ours)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Step 2: the new spec, as data. Returns the spec and whether anything changed.
@@ -122,18 +137,23 @@ pub fn modify_spec(
     };
     let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
     let hooks = hooks.as_object_mut().ok_or("config.json hooks is not an object")?;
+    // Every entry for the rootseal binary, in any stage, is replaced by the canonical ones: an
+    // entry the spec brought (`hook poststart`, another --config, ROOTSEAL_CONFIG in its env)
+    // must never stand in for the verifying hook.
+    let before = Value::Object(hooks.clone());
+    for (st, list) in hooks.iter_mut() {
+        let list = list.as_array_mut().ok_or_else(|| format!("config.json hooks.{st} is not an array"))?;
+        list.retain(|h| !runs_binary(h, hook_binary));
+    }
     for st in [stage, "poststop"] {
         let list = hooks.entry(st).or_insert_with(|| json!([]));
         let list = list.as_array_mut().ok_or_else(|| format!("config.json hooks.{st} is not an array"))?;
-        let present = list.iter().any(|h| {
-            h.get("path").and_then(Value::as_str) == Some(&hook_binary.display().to_string())
-                && h.get("args").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "hook"))
-        });
-        if !present {
-            // Ours first: nothing else should run before the rootfs is verified.
-            list.insert(0, hook(st));
-            changed = true;
-        }
+        // Ours first: nothing else should run before the rootfs is verified.
+        list.insert(0, hook(st));
+    }
+    hooks.retain(|_, list| list.as_array().is_none_or(|l| !l.is_empty()));
+    if Value::Object(hooks.clone()) != before {
+        changed = true;
     }
     if settings.make_readonly {
         let root = obj.entry("root").or_insert_with(|| json!({"path": "rootfs"}));
@@ -308,5 +328,38 @@ mod tests {
         assert_eq!(dests, ["/run", "/tmp"], "/run was already mounted");
         s.hook_stage = "poststart".into();
         assert!(modify_spec(&spec, &s, bin, None, 10).is_err());
+    }
+
+    #[test]
+    fn every_entry_for_the_hook_binary_is_replaced_by_the_canonical_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let bin = t.path().join("rootseal");
+        std::fs::write(&bin, b"").unwrap();
+        std::os::unix::fs::symlink(&bin, t.path().join("alias")).unwrap();
+        let b = bin.display().to_string();
+        let alias = t.path().join("alias").display().to_string();
+        let spec = json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "hooks": {
+            "createRuntime": [{"path": b, "args": ["rootseal", "--config", "/tmp/evil.toml", "hook", "createRuntime"]}],
+            "poststart": [{"path": b, "args": ["rootseal", "hook", "poststart"]}, {"path": "/bin/true"}],
+            "prestart": [{"path": alias, "args": ["rootseal", "hook", "prestart"], "env": ["ROOTSEAL_CONFIG=/tmp/evil.toml"]}],
+            "poststop": [{"path": b, "args": ["rootseal", "hook", "poststop"]}]
+        }});
+        let s = RuntimeSettings::default();
+        let (out, changed) = modify_spec(&spec, &s, &bin, Some(Path::new("/etc/rootseal/config.toml")), 10).unwrap();
+        assert!(changed);
+        let canonical = |st: &str| json!({"path": b, "args": ["rootseal", "--config", "/etc/rootseal/config.toml", "hook", st], "timeout": 15});
+        assert_eq!(out["hooks"]["createRuntime"], json!([canonical("createRuntime")]));
+        assert_eq!(out["hooks"]["poststop"], json!([canonical("poststop")]));
+        assert_eq!(out["hooks"]["poststart"], json!([{"path": "/bin/true"}]), "other hooks stay");
+        assert_eq!(out["hooks"].get("prestart"), None, "the aliased entry is gone");
+        let (_, again) = modify_spec(&out, &s, &bin, Some(Path::new("/etc/rootseal/config.toml")), 10).unwrap();
+        assert!(!again, "idempotent");
+        let inv = parse_args(&[
+            OsString::from("restore"),
+            OsString::from("--bundle"),
+            OsString::from("/b"),
+            OsString::from("id"),
+        ]);
+        assert!(modifies(&inv) && inv.bundle.as_deref() == Some(Path::new("/b")));
     }
 }

@@ -26,7 +26,7 @@ use crate::sys;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -153,6 +153,18 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, WalkError> {
         }
     })?;
     Ok(fd)
+}
+
+/// The target of the symlink at `path` (absolute, symlink-free, as [`crate::exclude::resolve_with`]
+/// asks) below the directory `root`, or None when there is none there. Never follows a link:
+/// the parent is opened with [`sys::RESOLVE_STRICT`] and the name read with readlinkat.
+pub fn symlink_at(root: BorrowedFd<'_>, path: &[u8]) -> Option<Vec<u8>> {
+    let cut = path.iter().rposition(|&b| b == b'/')?;
+    let (parent, name) = (&path[..cut], &path[cut + 1..]);
+    let name = CString::new(name).ok()?;
+    let rel = if parent.is_empty() { CString::new(".") } else { CString::new(&parent[1..]) }.ok()?;
+    let dir = sys::openat2(root, &rel, libc::O_PATH | libc::O_DIRECTORY, sys::RESOLVE_STRICT).ok()?;
+    sys::readlinkat(dir.as_fd(), &name, 4096).ok()
 }
 
 /// Walks the directory at `root` (which must not be a symlink) into a manifest.

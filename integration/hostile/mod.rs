@@ -15,6 +15,7 @@
 //! | [`protocol`] | the hook protocol: empty, truncated, oversized, nested state; stdin held open; bad bundles and root paths; hostile container ids; a hostile hook environment |
 //! | [`seals`] | hostile seals: duplicate keys (also escaped), payloadType variants, raw-payload and wrong-key signatures, thresholds, non-canonical and small-order ed25519, base64 variants, oversized and over-signed envelopes |
 //! | [`mounts`] | `["rbind","ro"]` over a writable submount, a read-write mount shadowing a read-only one, destinations through image symlinks |
+//! | [`spec`] | capabilities that can remount the root, a spec that brings its own rootseal hook entry to rootseal-runtime |
 //! | [`trust`] | the trust store: unsafe key files, symlinks, empty or unparseable stores |
 //!
 //! Run (as root, runc and busybox-static installed; about a minute on 2 cores, of which the
@@ -35,6 +36,7 @@ mod protocol;
 mod races;
 mod rootfs;
 mod seals;
+mod spec;
 mod trust;
 
 use crate::harness::*;
