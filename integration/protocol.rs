@@ -212,6 +212,28 @@ fn a_failing_candidate_never_relaxes_the_mode() {
     assert_blocked(&r, "differs from seal");
 }
 
+/// Finding 3.8: `rootseal.dev/image` is set by whoever creates the container; it selected an
+/// audit rule (or an exemption by image) for a tampered container, which then ran. A name the
+/// creator sets can only make the decision stricter; the CRI runtimes' own annotation, which
+/// they set from the image they pulled, still selects the audit rule.
+#[test]
+fn a_creator_set_image_name_never_relaxes_the_decision() {
+    let f = Fixture::new();
+    f.env.write_config(
+        "mode = \"enforce\"\n[[rules]]\nname = \"dev\"\nimages = [\"dev.example/**\"]\nmode = \"audit\"\n[[exempt]]\nname = \"tools\"\nimages = [\"tools.example/**\"]",
+    );
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered\n").unwrap();
+    f.annotate("rootseal.dev/image", "dev.example/tool:1");
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c10", &f.bundle))), "/etc/motd");
+    f.annotate("rootseal.dev/image", "tools.example/x:1");
+    assert_blocked(&hook(&f, Some("prestart"), Some(&state("c11", &f.bundle))), "/etc/motd");
+    // The runtime's own name relaxes as configured.
+    f.annotate("io.kubernetes.cri.image-name", "dev.example/tool:1");
+    let r = hook(&f, Some("prestart"), Some(&state("c12", &f.bundle)));
+    assert_eq!(r.code, Some(0), "audit rule by the runtime's image name: {}", r.stderr);
+    assert!(r.stderr.contains("audit: would block"), "{}", r.stderr);
+}
+
 #[test]
 fn a_rule_requiring_another_key_blocks() {
     let f = Fixture::new();

@@ -34,6 +34,27 @@ fn mode_of(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Finding 3.8: watermarks were per signed name, so an old, once-signed *tag* of the same
+/// repository started after a newer one ran. Now the repository is guarded across tags.
+#[test]
+fn an_older_tag_of_the_same_repository_is_a_rollback() {
+    let f = Fixture::new();
+    set_motd(&f, "version two\n");
+    let seal = f.env.path("v2.json");
+    f.env.seal(&f.rootfs, &f.key, &seal, &["--name", "test.local/rootseal/app:2", "--created", V2]);
+    f.env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
+    f.run("runc").assert_ran("version two");
+    set_motd(&f, "version one\n");
+    let old = f.env.path("v1.json");
+    f.env.seal(&f.rootfs, &f.key, &old, &["--name", "test.local/rootseal/app:1", "--created", V1]);
+    f.env.expect(0, [OsStr::new("trust"), OsStr::new("import"), old.as_os_str()]);
+    let line = f.run("runc").assert_blocked();
+    assert!(line.contains("a rollback") && line.contains("2026-06-01T00:00:00Z"), "{line}");
+    // Per tag, on request.
+    f.env.write_config("[hook]\nrollback_scope = \"name\"\n");
+    f.run("runc").assert_ran("version one");
+}
+
 /// v1 runs, v2 runs, v1 again is refused (naming both seals and the override), the operator
 /// allows it, v1 runs, v2 still runs (newer), and the watermark rises back.
 #[test]
@@ -59,7 +80,7 @@ fn an_older_seal_is_refused_after_a_newer_one_ran() {
 
     let (out, _) = f.env.expect(0, ["rollback", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["watermarks"][0]["name"], IMAGE);
+    assert_eq!(v["watermarks"][0]["name"], "test.local/rootseal/app", "one watermark per repository");
     assert_eq!(v["watermarks"][0]["seal"], d2.as_str());
     assert_eq!(v["watermarks"][0]["created"], "2026-06-01T00:00:00Z");
     assert_eq!(v["watermarks"][0]["by"], "start");

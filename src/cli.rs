@@ -488,7 +488,7 @@ fn creation_time(flag: Option<&str>) -> Result<SystemTime, Error> {
 }
 
 fn rollback_command(cmd: RollbackCommand, cfg: &Config) -> Result<ExitCode, Error> {
-    let marks = crate::rollback::Watermarks::new(&cfg.seal_dir);
+    let marks = crate::rollback::Watermarks::new(&cfg.seal_dir, cfg.hook.rollback_scope);
     match cmd {
         RollbackCommand::List { json } => {
             let mut bad = 0;
@@ -770,7 +770,7 @@ fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode, Error> {
                 if replaced { " (replaced the previous seal)" } else { "" }
             );
             if let Ok(crate::rollback::Verdict::RolledBack(w)) =
-                crate::rollback::Watermarks::new(&cfg.seal_dir).check(&s.name, s.created)
+                crate::rollback::Watermarks::new(&cfg.seal_dir, cfg.hook.rollback_scope).check(&s.name, s.created)
             {
                 eprintln!(
                     "rootseal: note: this node already accepted a newer seal of {:?} ({} created {}): containers of this seal will be refused as a rollback unless you run `rootseal rollback allow {:?} --seal {}`",

@@ -113,9 +113,12 @@ pub struct HookSettings {
     pub verify: VerifyMode,
     /// How long a verified layer set is trusted without a walk in `verify = "layers"`.
     pub layer_ttl: String,
-    /// Refuse a seal older than the newest one accepted on this node for the same image name
-    /// (src/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
+    /// Refuse a seal older than the newest one accepted on this node for the same image
+    /// repository (src/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
     pub rollback_protection: bool,
+    /// What one rollback watermark guards: "repository" (default: the signed name without its
+    /// tag or digest, so an old tag cannot roll a repository back) or "name" (each tag apart).
+    pub rollback_scope: crate::rollback::Scope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -142,6 +145,7 @@ impl Default for HookSettings {
             verify: VerifyMode::Cached,
             layer_ttl: "10m".into(),
             rollback_protection: true,
+            rollback_scope: crate::rollback::Scope::Repository,
         }
     }
 }

@@ -282,13 +282,25 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     };
     d.rootfs = Some(bundle.root.clone());
     d.image = policy::image_name(&bundle.annotations);
-    if let Some(e) = policy::exemption(&cfg.exemptions(), d.image.as_deref(), &bundle.annotations) {
+    // A name the container's creator set (`rootseal.dev/image`) may select candidates and a
+    // stricter rule, never an exemption by image nor a rule's audit mode (docs/hook.md).
+    let trusted_name = policy::image_name_from_runtime(&bundle.annotations);
+    let exempt_by = if trusted_name { d.image.as_deref() } else { None };
+    if let Some(e) = policy::exemption(&cfg.exemptions(), exempt_by, &bundle.annotations) {
         d.exemption = Some(e.name.clone());
         return d;
     }
     // Until a seal verifies, only the runtime's image name selects a rule: the subject name of
     // a seal that does not verify must not change the mode.
     let image_rule = policy::rule(&cfg.rules, d.image.as_deref());
+    let image_rule_owned;
+    let image_rule = match image_rule {
+        Some(r) if !trusted_name && r.mode == Some(Mode::Audit) && cfg.mode == Mode::Enforce => {
+            image_rule_owned = policy::Rule { mode: Some(Mode::Enforce), ..r.clone() };
+            Some(&image_rule_owned)
+        }
+        r => r,
+    };
     let eff = effective(cfg, &image_rule.into_iter().collect::<Vec<_>>());
     d.mode = eff.mode;
     d.rule = eff.names.first().cloned();
@@ -895,7 +907,7 @@ fn check_rollback(
     info: &SealInfo,
     path: &Path,
 ) -> Result<bool, Violation> {
-    match Watermarks::new(&cfg.seal_dir).check(name, created) {
+    match Watermarks::new(&cfg.seal_dir, cfg.hook.rollback_scope).check(name, created) {
         Ok(rollback::Verdict::Newer) => Ok(true),
         Ok(rollback::Verdict::Current) => Ok(false),
         Ok(rollback::Verdict::RolledBack(w)) => Err(Violation {
@@ -1064,7 +1076,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
     if let (true, Some((name, created)), Some(seal)) = (d.violations.is_empty(), &d.accepted, &d.seal) {
         // Not recording weakens rollback protection for later starts but does not make this
         // start wrong: warn, do not block.
-        if let Err(e) = Watermarks::new(&cfg.seal_dir).accept(name, *created, &seal.digest) {
+        if let Err(e) = Watermarks::new(&cfg.seal_dir, cfg.hook.rollback_scope).accept(name, *created, &seal.digest) {
             let _ = writeln!(
                 stderr,
                 "rootseal: warning: container {}: rollback watermark for {name:?} not recorded: {e}",

@@ -84,6 +84,15 @@ pub fn image_name(annotations: &HashMap<String, String>) -> Option<String> {
     IMAGE_ANNOTATIONS.iter().find_map(|k| annotations.get(*k)).filter(|v| !v.is_empty()).cloned()
 }
 
+/// True when the image name comes from a CRI runtime's own annotation (containerd and CRI-O
+/// set it from the image they pulled; a pod spec cannot), false when from `rootseal.dev/image`,
+/// which whoever creates the container sets. Only a runtime-reported name may select a rule
+/// that relaxes (audit) or an exemption by image: a creator-set name can only make the
+/// decision stricter.
+pub fn image_name_from_runtime(annotations: &HashMap<String, String>) -> bool {
+    IMAGE_ANNOTATIONS[..2].iter().any(|k| annotations.get(*k).is_some_and(|v| !v.is_empty()))
+}
+
 /// The first exemption that applies.
 pub fn exemption<'a>(
     exemptions: &'a [Exemption],

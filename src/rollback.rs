@@ -77,25 +77,74 @@ pub enum Verdict {
     RolledBack(Watermark),
 }
 
-pub struct Watermarks {
-    dir: PathBuf,
+/// What one watermark guards (`[hook] rollback_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The image repository: the signed name without its tag or digest. Seals of
+    /// `registry.example/app:1.2` and `registry.example/app:1.1` share one watermark, so an old,
+    /// once-signed tag cannot roll the repository back.
+    #[default]
+    Repository,
+    /// The whole signed name: each tag has a watermark of its own.
+    Name,
 }
 
+impl Scope {
+    /// The watermark key of a seal's signed subject name.
+    pub fn key(self, name: &str) -> String {
+        match self {
+            Scope::Name => name.to_string(),
+            Scope::Repository => repository(name).to_string(),
+        }
+    }
+}
+
+/// An image reference without its `@digest` and its `:tag` (a colon before the last slash is
+/// a registry port: `localhost:5000/app:1` is `localhost:5000/app`).
+pub fn repository(name: &str) -> &str {
+    let name = name.split_once('@').map_or(name, |(n, _)| n);
+    match (name.rfind(':'), name.rfind('/')) {
+        (Some(colon), Some(slash)) if colon > slash => &name[..colon],
+        (Some(colon), None) => &name[..colon],
+        _ => name,
+    }
+}
+
+pub struct Watermarks {
+    dir: PathBuf,
+    scope: Scope,
+}
+
+/// Watermark times keep the seal's fractional seconds: a seal created at 10:00:00.2 is older
+/// than one created at 10:00:00.7, and truncating both to 10:00:00 would let it pass.
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let whole = t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|d| d.subsec_nanos() == 0);
+    if whole {
+        humantime::format_rfc3339_seconds(t).to_string()
+    } else {
+        humantime::format_rfc3339_nanos(t).to_string()
+    }
 }
 
 impl Watermarks {
-    pub fn new(seal_dir: &Path) -> Watermarks {
-        Watermarks { dir: seal_dir.join("accepted") }
+    pub fn new(seal_dir: &Path, scope: Scope) -> Watermarks {
+        Watermarks { dir: seal_dir.join("accepted"), scope }
+    }
+
+    /// The key a seal's signed subject name is guarded under.
+    pub fn key(&self, name: &str) -> String {
+        self.scope.key(name)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The record for a seal's signed subject name (filed under its [`Scope`] key).
     pub fn path_for(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", crate::manifest::hex(&Sha256::digest(name.as_bytes()))))
+        let key = self.key(name);
+        self.dir.join(format!("{}.json", crate::manifest::hex(&Sha256::digest(key.as_bytes()))))
     }
 
     /// The directory must be root's and closed to others: whoever can write it can lower a
@@ -121,7 +170,7 @@ impl Watermarks {
         if !self.check_dir()? {
             return Ok(None);
         }
-        self.read(&self.path_for(name), Some(name))
+        self.read(&self.path_for(name), Some(&self.key(name)))
     }
 
     fn read(&self, path: &Path, name: Option<&str>) -> Result<Option<Watermark>, RollbackError> {
@@ -212,7 +261,7 @@ impl Watermarks {
                     return Ok(false);
                 }
             }
-            self.write(&Watermark::new(name, created, digest, "start"))?;
+            self.write(&Watermark::new(&self.key(name), created, digest, "start"))?;
             Ok(true)
         })
     }
@@ -222,7 +271,7 @@ impl Watermarks {
         self.locked(|| {
             // A corrupt record is replaced: this is the operator's explicit decision.
             let before = self.get(name).ok().flatten();
-            self.write(&Watermark::new(name, created, digest, "allow"))?;
+            self.write(&Watermark::new(&self.key(name), created, digest, "allow"))?;
             Ok(before)
         })
     }
@@ -291,9 +340,46 @@ mod tests {
     }
 
     #[test]
+    fn repositories_drop_tags_and_digests_but_keep_registry_ports() {
+        assert_eq!(repository("registry.example/team/app:1.2"), "registry.example/team/app");
+        assert_eq!(repository("registry.example/app@sha256:abc"), "registry.example/app");
+        assert_eq!(repository("registry.example/app:1@sha256:abc"), "registry.example/app");
+        assert_eq!(repository("localhost:5000/app:1"), "localhost:5000/app");
+        assert_eq!(repository("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(repository("app:1"), "app");
+        assert_eq!(repository("rootfs"), "rootfs");
+    }
+
+    /// An old, once-signed tag cannot roll the repository back (the default scope), and a
+    /// seal created a fraction of a second before the watermark is older.
+    #[test]
+    fn one_watermark_guards_a_repository_across_tags_to_the_nanosecond() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Watermarks::new(d.path(), Scope::Repository);
+        assert!(w.accept("registry.example/app:2.0", t(100), "sha256:new").unwrap());
+        match w.check("registry.example/app:1.9", t(50)).unwrap() {
+            Verdict::RolledBack(m) => {
+                assert_eq!((m.seal.as_str(), m.name.as_str()), ("sha256:new", "registry.example/app"))
+            }
+            v => panic!("an older tag rolls the repository back: {v:?}"),
+        }
+        assert_eq!(w.check("registry.example/other:1.9", t(50)).unwrap(), Verdict::Newer);
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + 200_000 + ms);
+        assert!(w.accept("registry.example/app:2.1", at(700), "sha256:b").unwrap());
+        assert!(
+            matches!(w.check("registry.example/app:2.1", at(200)).unwrap(), Verdict::RolledBack(_)),
+            "0.2 s < 0.7 s"
+        );
+        assert_eq!(w.check("registry.example/app:2.1", at(700)).unwrap(), Verdict::Current);
+        assert_eq!(w.check("registry.example/app:2.2", at(900)).unwrap(), Verdict::Newer);
+        let tags = Watermarks::new(d.path(), Scope::Name);
+        assert_eq!(tags.check("registry.example/app:1.9", t(50)).unwrap(), Verdict::Newer, "per tag");
+    }
+
+    #[test]
     fn watermarks_only_rise_and_older_seals_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watermarks::new(d.path());
+        let w = Watermarks::new(d.path(), Scope::Name);
         assert_eq!(w.check("app:1", t(0)).unwrap(), Verdict::Newer);
         assert!(w.accept("app:1", t(100), "sha256:b").unwrap());
         assert!(!w.accept("app:1", t(100), "sha256:b").unwrap(), "same seal: no write");
@@ -314,7 +400,7 @@ mod tests {
     #[test]
     fn allow_lowers_and_forget_clears() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watermarks::new(d.path());
+        let w = Watermarks::new(d.path(), Scope::Name);
         w.accept("app", t(100), "sha256:new").unwrap();
         let before = w.allow("app", t(10), "sha256:old").unwrap().unwrap();
         assert_eq!(before.seal, "sha256:new");
@@ -328,7 +414,7 @@ mod tests {
     #[test]
     fn corrupt_foreign_and_unsafe_records_are_errors() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watermarks::new(d.path());
+        let w = Watermarks::new(d.path(), Scope::Name);
         w.accept("app", t(100), "sha256:x").unwrap();
         let p = w.path_for("app");
         std::fs::write(&p, b"{\"version\":1,").unwrap();
@@ -353,7 +439,7 @@ mod tests {
             .map(|i| {
                 let dir = dir.clone();
                 std::thread::spawn(move || {
-                    let w = Watermarks::new(&dir);
+                    let w = Watermarks::new(&dir, Scope::Name);
                     for k in 0..20u64 {
                         w.accept("app", t((k * 8 + i) % 97), &format!("sha256:{i}-{k}")).unwrap();
                     }
@@ -363,7 +449,7 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
-        let w = Watermarks::new(&dir).get("app").unwrap().unwrap();
+        let w = Watermarks::new(&dir, Scope::Name).get("app").unwrap().unwrap();
         assert_eq!(w.created_time().unwrap(), t(96));
         assert_eq!(std::fs::read_dir(dir.join("accepted")).unwrap().count(), 2, "the record and the lock only");
     }
