@@ -195,7 +195,10 @@ fn a_record_is_used_only_when_intact_fresh_and_covering() {
 /// not hide the same paths is walked.
 #[test]
 fn a_record_covers_only_what_its_walk_compared() {
-    let f = layers_fixture("");
+    // The operator lets a volume hide the image's /usr (else the mount is `shadowed`).
+    let f = layers_fixture(
+        "[readonly]\nshadow_destinations = [\"/proc\", \"/proc/**\", \"/sys\", \"/sys/**\", \"/dev\", \"/dev/**\", \"/usr\"]",
+    );
     let with_volume = |on: bool| {
         f.patch(|c| {
             let mounts = c["mounts"].as_array_mut().unwrap();
@@ -222,6 +225,27 @@ fn a_record_covers_only_what_its_walk_compared() {
     let _o = Overlay::mount(&f, "c");
     let line = f.run("runc").assert_blocked();
     assert!(line.contains("/usr/sbin/ping"), "/usr is visible now and was never verified: {line}");
+}
+
+/// A record made without a mount at /bin never vouches for a container that mounts over the
+/// sealed /bin: the record holds no files to check shadowing against, so the walk decides.
+#[test]
+fn a_new_mount_over_sealed_content_is_not_reused_and_is_blocked() {
+    let f = layers_fixture("");
+    {
+        let _o = Overlay::mount(&f, "a");
+        f.run("runc").assert_ran("hello from a sealed rootfs");
+    }
+    let other = f.env.path("other");
+    busybox_rootfs(&other);
+    f.patch(|c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            serde_json::json!({"destination": "/bin", "type": "bind", "source": other.join("bin"), "options": ["rbind", "ro"]}),
+        )
+    });
+    let _o = Overlay::mount(&f, "b");
+    let line = f.run("runc").assert_blocked();
+    assert!(line.contains("a mount at /bin hides sealed content"), "{line}");
 }
 
 /// Trust is judged at every start: a seal revoked after its layers were recorded blocks the
