@@ -11,6 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const IMAGE: &str = "test.local/rootseal/app:1";
 
+/// How long a hook run may take before a test calls it a hang. Tests bound time only to catch
+/// hangs (a loaded 2-core CI machine misses tight limits); how fast things are is measured by
+/// bench/, not asserted here.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A unique container id for this process.
 pub fn container_id(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);

@@ -929,6 +929,15 @@ fn check_rollback(
     }
 }
 
+/// The walk's share of the hook's budget: it stops first, so that the hook still has time to
+/// say why, alert and exit before the watchdog ends it. The reserve is at least a tenth of the
+/// budget and up to half of it or 1 s: a loaded machine needs an absolute margin to finish the
+/// decision, which a tenth of a short budget is not.
+pub fn walk_budget(budget: Duration) -> Duration {
+    let reserve = (budget / 10).max((budget / 2).min(Duration::from_secs(1)));
+    budget.saturating_sub(reserve)
+}
+
 static CONTAINER_FOR_WATCHDOG: OnceLock<String> = OnceLock::new();
 
 /// Step 1: a thread that ends the process at the deadline, whatever the hook is doing. In
@@ -993,7 +1002,7 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
     };
     arm_watchdog(budget, strictest, Some(cfg.alerts.clone()));
     // The walk's own deadline comes first, so that it ends with a reason and an alert.
-    let deadline = start + budget.mul_f64(0.9);
+    let deadline = start + walk_budget(budget);
 
     let fail = |cfg: &Config, id: &str, bundle: &Path, code: &'static str, msg: String| -> ExitCode {
         let mut d = Decision::new(id, bundle, cfg.mode);

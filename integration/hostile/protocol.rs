@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::harness::*;
-use std::time::Duration;
 
 fn id() -> String {
     container_id("proto")
@@ -41,7 +40,7 @@ fn an_oversized_state_is_blocked_unread() {
     .unwrap();
     let r = prestart_with(&f, &big);
     r.assert_blocked("OCI state on stdin is larger than 1048576 bytes");
-    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    assert!(r.elapsed < HANG, "never hangs the start: {:?}", r.elapsed);
 }
 
 #[test]
@@ -77,8 +76,8 @@ fn stdin_held_open_is_blocked_well_before_the_deadline() {
     config(&f, "[hook]\ndeadline = \"2s\"");
     let r = hook(&f, "prestart", None, &[]);
     r.assert_blocked("OCI state on stdin did not end within 1s (stdin held open)");
-    // stdin gets half the budget: the block comes at about 1 s, not at the watchdog's 2 s.
-    assert!(r.elapsed < Duration::from_millis(1800), "{:?}", r.elapsed);
+    // stdin gets half the budget: the reason is stdin's ("within 1s"), not the watchdog's.
+    assert!(r.elapsed < HANG, "never hangs the start: {:?}", r.elapsed);
 }
 
 #[test]
@@ -118,7 +117,7 @@ fn a_fifo_config_json_never_hangs_the_hook() {
     nix::unistd::mkfifo(&f.bundle.join("config.json"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     let r = prestart(&f);
     r.assert_blocked("config.json: not a valid OCI config");
-    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    assert!(r.elapsed < HANG, "never hangs the start: {:?}", r.elapsed);
 }
 
 #[test]
@@ -128,7 +127,7 @@ fn a_sparse_1tib_config_json_is_refused_unread() {
     std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(1 << 40).unwrap();
     let r = prestart(&f);
     r.assert_blocked("config.json is larger than 16777216 bytes");
-    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    assert!(r.elapsed < HANG, "never hangs the start: {:?}", r.elapsed);
 }
 
 #[test]
@@ -159,7 +158,7 @@ fn a_root_path_climbing_to_the_host_root_is_blocked() {
     let r = prestart(&f);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.starts_with("rootseal: blocked container") && r.stderr.lines().count() == 1, "{}", r.stderr);
-    assert!(r.elapsed < Duration::from_secs(3), "{:?}", r.elapsed);
+    assert!(r.elapsed < HANG, "never hangs the start: {:?}", r.elapsed);
 }
 
 #[test]
