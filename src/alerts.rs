@@ -79,6 +79,9 @@ pub struct Event {
     /// What the monitor did about it (kill, freeze), when it did something.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// How long the hook took to decide, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub elapsed_ms: Option<u64>,
     /// What a rule allowed that policy would otherwise refuse, with the rule's reason.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub allowances: Vec<String>,
@@ -234,6 +237,7 @@ mod tests {
             message: "rootseal: blocked container abc: \"quoted\" ]".into(),
             action: None,
             allowances: Vec::new(),
+            elapsed_ms: None,
         }
     }
 
@@ -242,8 +246,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let sock_path = t.path().join("log.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-        let alerts =
-            Alerts { syslog_socket: sock_path, events_file: t.path().join("ev/events.jsonl"), verified: false };
+        let alerts = Alerts {
+            syslog_socket: sock_path,
+            events_file: t.path().join("ev/events.jsonl"),
+            verified: false,
+            verified_sample: 1,
+        };
         assert!(emit(&alerts, &event()).is_empty());
         let mut buf = [0u8; 4096];
         let n = sock.recv(&mut buf).unwrap();
@@ -259,12 +267,17 @@ mod tests {
     #[test]
     fn a_missing_or_full_syslog_socket_never_blocks() {
         let t = tempfile::tempdir().unwrap();
-        let alerts = Alerts { syslog_socket: t.path().join("none.sock"), events_file: PathBuf::new(), verified: false };
+        let alerts = Alerts {
+            syslog_socket: t.path().join("none.sock"),
+            events_file: PathBuf::new(),
+            verified: false,
+            verified_sample: 1,
+        };
         assert_eq!(emit(&alerts, &event()).len(), 1);
         // A bound socket nobody reads: fill its queue, then one more must return at once.
         let p = t.path().join("full.sock");
         let _sock = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
-        let alerts = Alerts { syslog_socket: p, events_file: PathBuf::new(), verified: false };
+        let alerts = Alerts { syslog_socket: p, events_file: PathBuf::new(), verified: false, verified_sample: 1 };
         let start = std::time::Instant::now();
         let mut failures = 0;
         for _ in 0..2000 {

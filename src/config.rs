@@ -168,8 +168,11 @@ pub struct Alerts {
     /// The JSON-lines events file; empty disables it.
     pub events_file: PathBuf,
     /// Also raise an event (severity info) for every verified start, saying how it verified
-    /// (walked, or layers reused): an audit trail of every start. Off by default.
+    /// (walked, or layers reused) and how long it took: the audit trail of every start.
     pub verified: bool,
+    /// Keep about one `verified` event in this many starts (chosen by container id, so a
+    /// container's events are all kept or all not); 1 keeps every one.
+    pub verified_sample: u32,
 }
 
 impl Default for Alerts {
@@ -177,7 +180,8 @@ impl Default for Alerts {
         Alerts {
             syslog_socket: "/dev/log".into(),
             events_file: "/var/log/rootseal/events.jsonl".into(),
-            verified: false,
+            verified: true,
+            verified_sample: 1,
         }
     }
 }

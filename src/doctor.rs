@@ -142,14 +142,22 @@ pub fn run(config: Result<(Config, Option<PathBuf>), crate::config::ConfigError>
         )),
     }
 
-    // 6. Runtime integration.
-    let mut found = Vec::new();
-    if let Result::Ok(text) = std::fs::read_to_string(&places.containerd_config) {
-        if text.contains("rootseal-runtime") {
-            found.push(format!("containerd runtime entry in {}", places.containerd_config.display()));
-        }
+    // 6. Runtime integration: which runtimes on this node are covered, and which are not.
+    let containerd_installed = crate::install::which("containerd");
+    let containerd_text = std::fs::read_to_string(&places.containerd_config).ok();
+    let mut covered = Vec::new();
+    let mut uncovered = Vec::new();
+    let entry = containerd_text.as_deref().map(containerd_entry).unwrap_or_default();
+    match (&entry, containerd_installed) {
+        (Some(e), _) => covered.push(format!("containerd ({e} in {})", places.containerd_config.display())),
+        (None, true) => uncovered.push(format!(
+            "containerd (no rootseal runtime entry in {}: its containers start unverified)",
+            places.containerd_config.display()
+        )),
+        (None, false) => {}
     }
     let mut masked = Vec::new();
+    let mut hook_files = Vec::new();
     for (i, dir) in places.hooks_dirs.iter().enumerate() {
         let Result::Ok(rd) = std::fs::read_dir(dir) else { continue };
         for e in rd.flatten() {
@@ -161,22 +169,67 @@ pub fn run(config: Result<(Config, Option<PathBuf>), crate::config::ConfigError>
                 .map(|d| d.join(e.file_name()))
                 .find(|m| m.exists() && !std::fs::read_to_string(m).map(|t| t.contains("rootseal")).unwrap_or(false));
             match (ours, masked_by) {
-                (true, None) => found.push(format!("OCI hook {}", p.display())),
+                (true, None) => hook_files.push(p.display().to_string()),
                 (true, Some(m)) => masked.push(format!("{} is masked by {}", p.display(), m.display())),
                 _ => {}
             }
         }
     }
-    out.push(match (found.is_empty(), masked.is_empty()) {
-        (false, _) => check("runtime integration", Ok, found.join("; "), None),
-        (true, false) => check("runtime integration", Fail, masked.join("; "), Some("remove the masking file, or make it call rootseal")),
-        (true, true) => check(
+    for rt in ["podman", "crio"] {
+        let installed = crate::install::which(rt);
+        match (hook_files.first(), installed) {
+            (Some(f), true) => covered.push(format!("{rt} (OCI hook {f})")),
+            (None, true) => uncovered.push(format!("{rt} (no hooks.d file calls rootseal)")),
+            _ => {}
+        }
+    }
+    if covered.is_empty() && !hook_files.is_empty() {
+        covered.push(format!("OCI hook {} (podman, CRI-O)", hook_files.join(", ")));
+    }
+    let fix = "containerd: rootseal install containerd, then run pods with runtimeClassName: rootseal (make it the default with --set-default once audit mode is clean, docs/containerd.md); podman and CRI-O: the package's /usr/share/containers/oci/hooks.d/rootseal.json";
+    out.push(match (covered.is_empty(), uncovered.is_empty()) {
+        (false, true) => check("runtime integration", Ok, format!("covered: {}", covered.join("; ")), None),
+        (false, false) => check(
             "runtime integration",
-            Fail,
-            "no containerd runtime entry and no OCI hooks.d file calls rootseal: nothing verifies containers",
-            Some("rootseal install containerd --set-default (containerd), or install hooks/rootseal.json into /usr/share/containers/oci/hooks.d (podman, CRI-O)"),
+            Warn,
+            format!("covered: {}; NOT covered: {}", covered.join("; "), uncovered.join("; ")),
+            Some(fix),
         ),
+        (true, _) => {
+            let mut why = vec!["nothing verifies containers".to_string()];
+            why.extend(masked.iter().cloned());
+            why.extend(uncovered.iter().map(|u| format!("not covered: {u}")));
+            check("runtime integration", Fail, why.join("; "), Some(fix))
+        }
     });
+    // 6b. containerd's CRI plugin must still load on the node's config (a runtimes table
+    // without the default runtime's entry takes the kubelet's runtime away).
+    if let (Some(text), true, true) = (&containerd_text, containerd_installed, crate::install::which("ctr")) {
+        out.push(match crate::install::cri_status(text) {
+            Result::Ok(crate::install::CriStatus::Loaded) => check(
+                "containerd CRI",
+                Ok,
+                format!("the CRI plugin loads on {} (tested on a throwaway containerd)", places.containerd_config.display()),
+                None,
+            ),
+            Result::Ok(crate::install::CriStatus::Skipped) => check(
+                "containerd CRI",
+                Ok,
+                format!("{} does not load the CRI plugin (disabled)", places.containerd_config.display()),
+                None,
+            ),
+            Result::Ok(crate::install::CriStatus::Failed(why)) => check(
+                "containerd CRI",
+                Fail,
+                format!(
+                    "containerd's CRI plugin fails to load on {}: {why}; the kubelet has no runtime",
+                    places.containerd_config.display()
+                ),
+                Some("rootseal install containerd (it adds the runtimes.runc entry the default needs), then systemctl restart containerd"),
+            ),
+            Err(why) => check("containerd CRI", Warn, format!("could not test the CRI plugin: {why}"), None),
+        });
+    }
 
     // 7. Monitor.
     let interval = cfg.monitor.interval();
@@ -231,13 +284,24 @@ pub fn run(config: Result<(Config, Option<PathBuf>), crate::config::ConfigError>
             Some("set [alerts] syslog_socket = \"/dev/log\""),
         )
     } else {
+        let events = &cfg.alerts.events_file;
+        let events_ok = !events.as_os_str().is_empty()
+            && std::fs::OpenOptions::new().append(true).create(true).open(events).is_ok();
         match std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(sock)) {
             Result::Ok(()) => check("syslog", Ok, format!("{} accepts datagrams", sock.display()), None),
+            // Nodes without systemd or a syslog daemon (a container image, a minimal VM) still
+            // keep every event in the events file: a warning, not a failure.
+            Err(e) if events_ok => check(
+                "syslog",
+                Warn,
+                format!("{}: {e}: alerts go to the events file {} only", sock.display(), events.display()),
+                Some("start a syslog daemon (rsyslogd, busybox syslogd, systemd-journald), or set [alerts] syslog_socket = \"\" to rely on the events file; without systemd, run `rootseal monitor` under your supervisor (s6, runit, supervisord, or the DaemonSet in packaging/kubernetes)"),
+            ),
             Err(e) => check(
                 "syslog",
                 Fail,
-                format!("{}: {e}: alerts reach only the events file", sock.display()),
-                Some("start a syslog daemon (rsyslog, systemd-journald) or fix [alerts] syslog_socket"),
+                format!("{}: {e}, and no writable events file: alerts reach nobody", sock.display()),
+                Some("start a syslog daemon (rsyslog, systemd-journald) or set [alerts] events_file"),
             ),
         }
     });
@@ -253,6 +317,38 @@ pub fn run(config: Result<(Config, Option<PathBuf>), crate::config::ConfigError>
         ),
     });
     out
+}
+
+/// How the containerd config runs containers through rootseal-runtime, if it does: the runtime
+/// entry's name, and whether it is the CRI default.
+fn containerd_entry(text: &str) -> Option<String> {
+    let doc: toml_edit::DocumentMut = text.parse().ok()?;
+    for base in [
+        &["plugins", "io.containerd.grpc.v1.cri", "containerd"][..],
+        &["plugins", "cri", "containerd"],
+        &["plugins", "io.containerd.cri.v1.runtime", "containerd"],
+    ] {
+        let mut item = doc.as_item();
+        for k in base {
+            match item.get(k) {
+                Some(i) => item = i,
+                None => break,
+            }
+        }
+        let Some(runtimes) = item.get("runtimes").and_then(|r| r.as_table_like()) else { continue };
+        for (name, rt) in runtimes.iter() {
+            let binary = rt.get("options").and_then(|o| o.get("BinaryName")).and_then(|b| b.as_str()).unwrap_or("");
+            if binary.ends_with("rootseal-runtime") {
+                let default = item.get("default_runtime_name").and_then(|d| d.as_str()) == Some(name);
+                return Some(if default {
+                    format!("runtime {name:?}, the CRI default: every pod")
+                } else {
+                    format!("runtime {name:?} for pods with runtimeClassName: {name}, not the default; ctr bypasses the CRI runtimes: `ctr run --runc-binary /usr/bin/rootseal-runtime`")
+                });
+            }
+        }
+    }
+    None
 }
 
 /// The node is protected when no check failed.

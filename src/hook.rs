@@ -158,6 +158,8 @@ pub struct Decision {
     /// What policy allowed that it would otherwise refuse, with the rule's reason (logged in
     /// the event).
     pub allowances: Vec<String>,
+    /// How long the decision took (the hook's start to its verdict).
+    pub elapsed: Option<Duration>,
 }
 
 impl Decision {
@@ -177,6 +179,7 @@ impl Decision {
             warnings: Vec::new(),
             via: None,
             allowances: Vec::new(),
+            elapsed: None,
         }
     }
 
@@ -256,6 +259,7 @@ impl Decision {
             message: self.summary(),
             action: None,
             allowances: self.allowances.clone(),
+            elapsed_ms: self.elapsed.map(|e| e.as_millis() as u64),
         }
     }
 }
@@ -1052,10 +1056,25 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
             if let Err(e) = state::check_id(st.id()) {
                 return fail(&cfg, st.id(), st.bundle(), "state", e.to_string());
             }
-            let d = decide(&cfg, st.id(), st.bundle(), deadline);
+            let mut d = decide(&cfg, st.id(), st.bundle(), deadline);
+            d.elapsed = Some(start.elapsed());
             finish(&cfg, &d, Some(stage), *st.pid())
         }
         _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Whether container `id` is in the `verified` events' sample of one in `every` (by a hash of
+/// the id: stateless across hook processes, and all or none of one container's events).
+fn sampled(id: &str, every: u32) -> bool {
+    use sha2::Digest as _;
+    match every {
+        0 => false,
+        1 => true,
+        n => {
+            let h = sha2::Sha256::digest(id.as_bytes());
+            u32::from_le_bytes([h[0], h[1], h[2], h[3]]) % n == 0
+        }
     }
 }
 
@@ -1063,24 +1082,26 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
 fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
     let mut stderr = std::io::stderr().lock();
     let alert = d.exemption.is_some() || !d.violations.is_empty();
-    if !alert && (cfg.alerts.verified || !d.allowances.is_empty()) && d.seal.is_some() {
+    if !alert
+        && d.seal.is_some()
+        && (!d.allowances.is_empty() || (cfg.alerts.verified && sampled(&d.id, cfg.alerts.verified_sample)))
+    {
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
     }
-    // Exactly one line when there is something to say: runc and containerd show a hook's
-    // whole stderr, podman only one line of it. Warnings ride at the end of that line.
+    // The decision's line comes first and says only the reason: runc and containerd show a
+    // hook's whole stderr, podman only its first line. Warnings (a cache not written, an alert
+    // not delivered) follow on lines of their own.
     let mut warnings = d.warnings.clone();
     if alert {
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             warnings.push(format!("alert not delivered: {e}"));
         }
-        let tail = if warnings.is_empty() { String::new() } else { format!(" (warning: {})", warnings.join("; ")) };
-        let _ = writeln!(stderr, "{}{tail}", d.summary());
-    } else {
-        for w in &warnings {
-            let _ = writeln!(stderr, "rootseal: warning: {w}");
-        }
+        let _ = writeln!(stderr, "{}", d.summary());
+    }
+    for w in &warnings {
+        let _ = writeln!(stderr, "rootseal: warning: container {}: {w}", short_id(&d.id));
     }
     if let (true, Some((name, created)), Some(seal)) = (d.violations.is_empty(), &d.accepted, &d.seal) {
         // Not recording weakens rollback protection for later starts but does not make this

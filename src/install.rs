@@ -174,7 +174,72 @@ pub fn plan_install(req: &Request<'_>) -> Result<Change, InstallError> {
     if options.get("BinaryName").and_then(|v| v.as_str()) != Some(binary.as_str()) {
         options.insert("BinaryName", value(binary));
     }
+    // containerd's CRI plugin falls back to a built-in `runc` runtime only while no `runtimes`
+    // table exists: once ours is there, the runtime that `default_runtime_name` names (runc
+    // unless set) must have an entry too, or the plugin fails to load ("no corresponding
+    // runtime configured in containerd.runtimes for containerd default_runtime_name = runc")
+    // and the kubelet loses its runtime, while `containerd config dump` still succeeds.
+    let cri = cri_table(&mut doc, version, req.config)?;
+    let default = cri.get("default_runtime_name").and_then(|v| v.as_str()).unwrap_or("runc").to_string();
+    let runtimes = cri.get_mut("runtimes").and_then(Item::as_table_mut).expect("inserted above");
+    if !runtimes.contains_key(&default) {
+        if default != "runc" {
+            return Err(InstallError::Config {
+                path: req.config.into(),
+                what: format!(
+                    "default_runtime_name = {default:?} names no runtimes.{default} entry, so containerd's CRI plugin cannot load; add that entry or set the default to runc"
+                ),
+            });
+        }
+        let mut runc = Table::new();
+        runc.insert("runtime_type", value(RUNC_V2));
+        runtimes.insert("runc", Item::Table(runc));
+    }
+    place_beside_cri(&mut doc, version);
     Ok(Change { old, new: doc.to_string(), version })
+}
+
+/// Puts the tables this install created (they have no position yet) right after the last table
+/// of the CRI plugin, where a person reading the file looks for runtimes, instead of at the end
+/// of the file after unrelated plugins.
+fn place_beside_cri(doc: &mut DocumentMut, version: i64) {
+    fn visit(t: &mut Table, f: &mut dyn FnMut(&mut Table)) {
+        for (_, item) in t.iter_mut() {
+            if let Some(sub) = item.as_table_mut() {
+                f(sub);
+                visit(sub, f);
+            }
+        }
+    }
+    let plugin = cri_path(version)[..2].to_vec();
+    let mut under_cri: Option<usize> = None;
+    {
+        let mut t: Option<&mut Table> = Some(doc.as_table_mut());
+        for key in &plugin {
+            t = t.and_then(|t| t.get_mut(key)).and_then(Item::as_table_mut);
+        }
+        if let Some(t) = t {
+            let mut last = t.position();
+            visit(t, &mut |sub| last = last.max(sub.position()));
+            under_cri = last;
+        }
+    }
+    let Some(after) = under_cri else { return };
+    let mut new = 0;
+    visit(doc.as_table_mut(), &mut |t| {
+        if t.position().is_none() && !t.is_implicit() {
+            new += 1;
+        }
+    });
+    let mut next = after + 1;
+    visit(doc.as_table_mut(), &mut |t| match t.position() {
+        Some(p) if p > after => t.set_position(p + new),
+        None if !t.is_implicit() => {
+            t.set_position(next);
+            next += 1;
+        }
+        _ => {}
+    });
 }
 
 /// Computes the uninstalled config: the runtime entry removed, and a default that pointed at it
@@ -198,6 +263,11 @@ pub fn plan_uninstall(config: &Path, name: &str) -> Result<Change, InstallError>
     Ok(Change { old, new, version })
 }
 
+/// True when `cmd --version` runs.
+pub fn which(cmd: &str) -> bool {
+    std::process::Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
 /// Asks containerd itself whether it accepts `text` (when containerd is installed).
 fn validate_with_containerd(path: &Path, text: &str) -> Result<(), InstallError> {
     if std::process::Command::new("containerd").arg("--version").output().is_err() {
@@ -218,6 +288,102 @@ fn validate_with_containerd(path: &Path, text: &str) -> Result<(), InstallError>
     }
 }
 
+/// How a throwaway containerd judged a config's CRI plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CriStatus {
+    /// The CRI plugin loaded.
+    Loaded,
+    /// The config disables or does not load the CRI plugin on purpose (`disabled_plugins`).
+    Skipped,
+    /// The CRI plugin failed to load: containerd's reason.
+    Failed(String),
+}
+
+/// Starts a throwaway containerd on `text` (its own root, state and socket in a private temp
+/// directory, so the node's containerd is untouched) and asks it whether the CRI plugin loaded:
+/// `containerd config dump` accepts configs on which the CRI plugin then fails (a default
+/// runtime without an entry), and that failure takes the kubelet's runtime away. Bounded: 20 s
+/// for the socket, then the daemon is ended.
+pub fn cri_status(text: &str) -> Result<CriStatus, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("rootseal-cri-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let result = (|| {
+        let cfg = dir.join("config.toml");
+        std::fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
+        let sock = dir.join("c.sock");
+        let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new("containerd")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg("--address")
+            .arg(&sock)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start containerd: {e}"))?;
+        let started = std::time::Instant::now();
+        let listed = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break Err(format!("containerd exited ({st}) on this config: {}", last_error(&dir.join("log"))));
+            }
+            if sock.exists() {
+                let out =
+                    std::process::Command::new("ctr").arg("--address").arg(&sock).args(["plugins", "ls"]).output();
+                match out {
+                    Ok(o) if o.status.success() => break Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+                    _ if started.elapsed() > std::time::Duration::from_secs(20) => {
+                        break Err("containerd did not answer `ctr plugins ls` within 20 s".into())
+                    }
+                    _ => {}
+                }
+            } else if started.elapsed() > std::time::Duration::from_secs(20) {
+                break Err("containerd did not open its socket within 20 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM);
+        let stop = std::time::Instant::now();
+        while child.try_wait().ok().flatten().is_none() && stop.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let listed = listed?;
+        // TYPE ID PLATFORMS STATUS
+        let status = listed
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("cri") && l.contains("io.containerd.grpc.v1"))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string));
+        Ok(match status.as_deref() {
+            Some("ok") => CriStatus::Loaded,
+            Some("error") => CriStatus::Failed(last_error(&dir.join("log"))),
+            _ => CriStatus::Skipped,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The CRI plugin's load error from a containerd log, or its last line.
+fn last_error(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("failed to load plugin") && l.contains("cri"))
+        .or_else(|| text.lines().rev().find(|l| l.contains("level=error") || l.contains("level=fatal")))
+        .or_else(|| text.lines().last())
+        .unwrap_or("(no log)");
+    line.split(" error=").nth(1).unwrap_or(line).trim_matches('"').to_string()
+}
+
 /// Writes the change: backup of the old file first (when there was one), then the new text.
 /// Returns the backup path.
 pub fn apply(path: &Path, change: &Change) -> Result<Option<PathBuf>, InstallError> {
@@ -225,6 +391,20 @@ pub fn apply(path: &Path, change: &Change) -> Result<Option<PathBuf>, InstallErr
         return Ok(None);
     }
     validate_with_containerd(path, &change.new)?;
+    if which("containerd") && which("ctr") {
+        match cri_status(&change.new) {
+            Ok(CriStatus::Failed(why)) => {
+                return Err(InstallError::Rejected {
+                    path: path.into(),
+                    detail: format!("containerd's CRI plugin fails to load on it ({why})"),
+                })
+            }
+            Ok(_) => {}
+            // Not being able to start a throwaway containerd (no privileges, a port the config
+            // pins already taken) must not stop an install that config dump accepted.
+            Err(why) => eprintln!("rootseal: warning: could not test the CRI plugin on the new config: {why}"),
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
     let backup = if path.exists() {
@@ -286,6 +466,44 @@ mod tests {
         // Idempotent.
         let again = install(&c.new, false);
         assert!(again.is_noop(), "{}", again.diff(Path::new("x")));
+    }
+
+    /// Debian 12's stock config: version 2, a CRI plugin table that names no runtimes.
+    const DEBIAN_STOCK: &str = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"/var/lib/containerd/opt\"\n";
+
+    #[test]
+    fn the_default_runtime_keeps_an_entry_and_ours_sits_with_the_cri_plugin() {
+        let c = install(DEBIAN_STOCK, false);
+        let doc: DocumentMut = c.new.parse().unwrap();
+        let base = ["plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes"];
+        assert_eq!(
+            get(&doc, &[&base[..], &["runc", "runtime_type"]].concat()).and_then(|i| i.as_str()),
+            Some(RUNC_V2),
+            "the CRI default (runc) needs its entry once runtimes exist: {}",
+            c.new
+        );
+        let ours = c.new.find("runtimes.rootseal]").unwrap();
+        assert!(
+            c.new.find(".cni]").unwrap() < ours && ours < c.new.find("io.containerd.internal.v1.opt").unwrap(),
+            "{}",
+            c.new
+        );
+        assert!(install(&c.new, false).is_noop());
+        // A default naming a runtime without an entry is refused, untouched.
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("config.toml");
+        let text =
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"kata\"\n";
+        std::fs::write(&p, text).unwrap();
+        let err = plan_install(&Request {
+            config: &p,
+            name: "rootseal",
+            binary: Path::new(DEFAULT_BINARY),
+            set_default: false,
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("default_runtime_name = \"kata\" names no runtimes.kata entry"), "{err}");
     }
 
     #[test]

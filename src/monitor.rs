@@ -805,6 +805,7 @@ fn event(
         message,
         action,
         allowances: Vec::new(),
+        elapsed_ms: None,
     }
 }
 
