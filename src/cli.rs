@@ -338,6 +338,24 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let cfg = load_config(cli.config.as_deref())?;
             let bundle =
                 std::path::absolute(&bundle).map_err(|e| Error::Usage(format!("{}: {e}", bundle.display())))?;
+            // A bundle that is not there is a usage error, not a verdict about a container.
+            match std::fs::metadata(bundle.join("config.json")) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => return Err(Error::Usage(format!("{}/config.json is not a regular file", bundle.display()))),
+                Err(_) if !bundle.is_dir() => {
+                    return Err(Error::Usage(format!(
+                        "no bundle at {}: give the directory that holds config.json (containerd: /run/containerd/io.containerd.runtime.v2.task/NAMESPACE/ID; podman: podman inspect --format '{{{{.StaticDir}}}}' NAME)",
+                        bundle.display()
+                    )))
+                }
+                Err(e) => {
+                    return Err(Error::Usage(format!(
+                        "{} is not an OCI bundle: {}/config.json: {e}",
+                        bundle.display(),
+                        bundle.display()
+                    )))
+                }
+            }
             let id = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
             let deadline = std::time::Instant::now() + cfg.hook.deadline();
             let d = crate::hook::decide(&cfg, &id, &bundle, deadline);

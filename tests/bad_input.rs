@@ -289,3 +289,17 @@ fn a_config_others_can_write_is_refused_as_root() {
     std::os::unix::fs::chown(&cfg, Some(0), None).unwrap();
     f.env.expect(0, [OsStr::new("digest"), f.root.as_os_str()]);
 }
+
+/// Issue 14, item 9: a bundle that is not there is a usage error (exit 2) that says so, not a
+/// "blocked container" verdict.
+#[test]
+fn check_of_a_missing_bundle_says_the_bundle_is_missing() {
+    let env = Env::new();
+    let missing = env.path("no-such-bundle");
+    let (_, err) = env.expect(2, [OsStr::new("check"), missing.as_os_str()]);
+    assert!(err.contains(&format!("no bundle at {}", missing.display())) && !err.contains("blocked"), "{err}");
+    let empty = env.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (_, err) = env.expect(2, [OsStr::new("check"), empty.as_os_str()]);
+    assert!(err.contains("is not an OCI bundle") && err.contains("config.json"), "{err}");
+}
