@@ -18,6 +18,17 @@
 //!
 //! "Racily clean" files (mtime or ctime within 2 s of when the cache is written) are not
 //! cached: a write in the same timestamp tick as the hash would otherwise go unseen.
+//!
+//! Writes through a shared writable mapping are the exception to "every change moves ctime":
+//! they move c/mtime only where the filesystem's `page_mkwrite` calls `file_update_time` (on the
+//! first write to a clean page), and a page already dirty takes further writes silently. The
+//! walk therefore (1) caches a file only if it held a read lease on it throughout the hash
+//! (refused while anyone has it open for writing or mapped writable), and (2) uses and builds a
+//! cache only on filesystems where both halves hold ([`fs_cache`]): an allow-list of ext4, xfs
+//! and btrfs. tmpfs, ramfs and hugetlbfs never move a timestamp for a mapped write; on overlay
+//! the lease is taken on the overlay inode, which does not see a host process that opened or
+//! mapped the real lower or upper file, so a page it dirtied before the hash can be rewritten
+//! after it with no ctime change. Overlay is not cached at all (see [`FsCache::LeaseBlind`]).
 
 use crate::manifest::hex;
 use sha2::{Digest as _, Sha256};
@@ -62,6 +73,49 @@ impl StatKey {
         let window = RACY_WINDOW.as_nanos() as i128;
         let ns = |(s, n): (i64, i64)| s as i128 * 1_000_000_000 + n as i128;
         ns(self.mtime) + window >= now || ns(self.ctime) + window >= now
+    }
+}
+
+/// Filesystem magic numbers (linux/magic.h) that [`fs_cache`] knows.
+mod magic {
+    /// ext2, ext3 and ext4 share one magic.
+    pub const EXT4: u32 = 0xEF53;
+    pub const XFS: u32 = 0x5846_5342;
+    pub const BTRFS: u32 = 0x9123_683E;
+    pub const TMPFS: u32 = 0x0102_1994;
+    pub const RAMFS: u32 = 0x8584_58F6;
+    pub const HUGETLBFS: u32 = 0x9584_58F6;
+    pub const OVERLAYFS: u32 = 0x794C_7630;
+}
+
+/// Whether a stat key can stand for a file's content on a filesystem: the decision the walk
+/// makes once per tree (it never crosses a mount) before it uses or builds a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsCache {
+    /// ext4, xfs, btrfs: their `page_mkwrite` moves c/mtime on the first write to a clean
+    /// mapped page (ext4_page_mkwrite, xfs_write_fault, btrfs_page_mkwrite all call
+    /// `file_update_time`), and a read lease on the file sees every writer, so a file leased
+    /// throughout its hash had no page dirtied before it either.
+    Sound,
+    /// tmpfs, ramfs, hugetlbfs: no `page_mkwrite` timestamp update, so a write through a shared
+    /// mapping never moves mtime or ctime.
+    MappedWritesUnseen,
+    /// overlay: the read lease is on the overlay inode, blind to a host process that has the
+    /// real (lower or upper) file open for writing or mapped; the overlay fd gives no way to
+    /// reach and lease the real inode.
+    LeaseBlind,
+    /// Not on the allow-list: not known to move c/mtime on mapped writes.
+    Unknown,
+}
+
+/// The decision for a filesystem type (`statfs.f_type`).
+pub fn fs_cache(f_type: u32) -> FsCache {
+    match f_type {
+        magic::EXT4 | magic::XFS | magic::BTRFS => FsCache::Sound,
+        magic::TMPFS | magic::RAMFS | magic::HUGETLBFS => FsCache::MappedWritesUnseen,
+        magic::OVERLAYFS => FsCache::LeaseBlind,
+        _ => FsCache::Unknown,
     }
 }
 
@@ -566,6 +620,20 @@ mod tests {
         assert_eq!(a, hmac(&[1; 32], b"data"));
         assert_ne!(a, hmac(&[2; 32], b"data"));
         assert_ne!(a, hmac(&[1; 32], b"datA"));
+    }
+
+    #[test]
+    fn only_filesystems_that_time_mapped_writes_are_cached() {
+        assert_eq!(fs_cache(0xEF53), FsCache::Sound);
+        assert_eq!(fs_cache(0x5846_5342), FsCache::Sound);
+        assert_eq!(fs_cache(0x9123_683E), FsCache::Sound);
+        assert_eq!(fs_cache(0x0102_1994), FsCache::MappedWritesUnseen);
+        assert_eq!(fs_cache(0x8584_58F6), FsCache::MappedWritesUnseen);
+        assert_eq!(fs_cache(0x9584_58F6), FsCache::MappedWritesUnseen);
+        assert_eq!(fs_cache(0x794C_7630), FsCache::LeaseBlind);
+        // Anything else (NFS, FUSE, 9p, erofs, ...) is unknown, hence not cached.
+        assert_eq!(fs_cache(0x6969), FsCache::Unknown);
+        assert_eq!(fs_cache(0x6573_5546), FsCache::Unknown);
     }
 
     #[test]

@@ -107,8 +107,9 @@ pub struct Options<'a> {
 /// A walk's result with what the cache needs next time.
 pub struct Walked {
     pub manifest: Manifest,
-    /// Every regular file's stat key and hash: the next cache. None when not asked for, or
-    /// when nothing was hashed (the cache given is still the whole truth).
+    /// Every regular file's stat key and hash: the next cache. None when not asked for, when
+    /// nothing was hashed (the cache given is still the whole truth), or when the tree's
+    /// filesystem cannot be cached ([`cache_sound`]).
     pub cache: Option<crate::cache::Cache>,
     /// Regular files taken from the cache without reading them.
     pub cache_hits: usize,
@@ -130,6 +131,12 @@ fn batch_files(fd_limit: u64, threads: usize, max_depth: u32) -> usize {
 /// (the lease state is polled instead).
 fn ignore_lease_breaks() {
     sys::ignore_signal(libc::SIGIO);
+}
+
+/// Whether stat keys on the filesystem holding `fd` can stand for content (cache.rs,
+/// [`crate::cache::fs_cache`]); a filesystem whose type cannot be read is not trusted.
+pub fn cache_sound(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    sys::fs_type(fd).is_ok_and(|t| crate::cache::fs_cache(t) == crate::cache::FsCache::Sound)
 }
 
 /// Opens `root` as a directory without following a symlink at its last component.
@@ -185,6 +192,24 @@ struct Hashed {
 
 /// Walks an already opened root directory.
 pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
+    // The walk never crosses a mount, so the root's filesystem is every file's: on one where a
+    // stat key cannot see a write through a shared mapping (cache.rs, `fs_cache`), a cache is
+    // neither used nor built, and every file is read.
+    let narrowed;
+    let opts = if (opts.cache.is_some() || opts.want_cache) && !cache_sound(root_fd.as_fd()) {
+        narrowed = Options {
+            limits: opts.limits,
+            prune: opts.prune,
+            deadline: opts.deadline,
+            cancel: opts.cancel.clone(),
+            threads: opts.threads,
+            cache: None,
+            want_cache: false,
+        };
+        &narrowed
+    } else {
+        opts
+    };
     // Files that change within the racy window of this moment are not cached (cache.rs).
     let started = std::time::SystemTime::now();
     // The walk keeps a bounded number of files open, sized to this limit (batch_files).
