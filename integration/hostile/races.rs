@@ -194,10 +194,14 @@ fn a_bind_mount_appearing_mid_walk_never_leads_the_walk_to_the_host() {
     let (results, spins) = while_racing(
         STARTS,
         || {
+            // Mounted half of the time: a mount that came and went within microseconds met
+            // no walk's open of var/mnt in 50 starts.
             overlaps.burst(|| {
                 let _ = mount(&canary.dir, &mnt, "", libc::MS_BIND);
+                std::thread::sleep(Duration::from_millis(1));
                 let _ = umount(&mnt);
-            })
+            });
+            std::thread::sleep(Duration::from_millis(1));
         },
         |i| check_start(&f, i, &digest),
     );
