@@ -106,6 +106,16 @@ impl Containerd {
         assert!(o.status.success(), "{}", text(&o));
     }
 
+    /// Kills a detached container's task and removes it and the container. `task delete
+    /// --force` kills the task and waits for it to exit (WithProcessKill), so no guess at how
+    /// long a kill takes.
+    fn remove(&self, id: &str) {
+        let o = self.ctr(&["task", "delete", "--force", id]);
+        assert!(o.status.success(), "ctr task delete --force {id}: {}", text(&o));
+        let o = self.ctr(&["containers", "delete", id]);
+        assert!(o.status.success(), "ctr containers delete {id}: {}", text(&o));
+    }
+
     /// The topmost committed snapshot's copy of `rel` (a lower directory of every container).
     fn top_snapshot_file(&self, rel: &str) -> PathBuf {
         self.snapshot_dirs()
@@ -522,14 +532,12 @@ fn the_monitor_sees_a_snapshot_change_in_a_running_containerd_container() {
             assert_eq!(e["container"]["id"], id.as_str());
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no drift event (interval 1s) within 60 s: {text}");
+        // Generous on a loaded machine: the event is what is tested, not the scan latency.
+        assert!(start.elapsed() < Duration::from_secs(60), "no drift event within 60 s: {text}");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(mon.stop(), Some(0));
-    let _ = n.containerd.ctr(&["task", "kill", "-s", "KILL", &id]);
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = n.containerd.ctr(&["task", "rm", "-f", &id]);
-    let _ = n.containerd.ctr(&["containers", "rm", &id]);
+    n.containerd.remove(&id);
 }
 
 /// `verify = "layers"` under the real containerd overlayfs snapshotter: the second container of
@@ -580,10 +588,7 @@ fn a_second_containerd_container_of_an_image_reuses_the_verified_snapshots() {
     std::fs::write(&motd, b"changed in the snapshot\n").unwrap();
     let out = n.env.run(["monitor", "--once"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
-    let _ = n.containerd.ctr(&["task", "kill", "-s", "KILL", &id]);
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = n.containerd.ctr(&["task", "delete", "-f", &id]);
-    let _ = n.containerd.ctr(&["container", "delete", &id]);
+    n.containerd.remove(&id);
     let o = n.containerd.run(&n.reference, true, &["cat", "/etc/motd"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("/etc/motd content differs from seal"), "{}", text(&o));

@@ -18,6 +18,17 @@
 //!
 //! "Racily clean" files (mtime or ctime within 2 s of when the cache is written) are not
 //! cached: a write in the same timestamp tick as the hash would otherwise go unseen.
+//!
+//! Writes through a shared writable mapping are the exception to "every change moves ctime":
+//! they move c/mtime only where the filesystem's `page_mkwrite` calls `file_update_time` (on the
+//! first write to a clean page), and a page already dirty takes further writes silently. The
+//! walk therefore (1) caches a file only if it held a read lease on it throughout the hash
+//! (refused while anyone has it open for writing or mapped writable), and (2) uses and builds a
+//! cache only on filesystems where both halves hold ([`fs_cache`]): an allow-list of ext4, xfs
+//! and btrfs. tmpfs, ramfs and hugetlbfs never move a timestamp for a mapped write; on overlay
+//! the lease is taken on the overlay inode, which does not see a host process that opened or
+//! mapped the real lower or upper file, so a page it dirtied before the hash can be rewritten
+//! after it with no ctime change. Overlay is not cached at all (see [`FsCache::LeaseBlind`]).
 
 use crate::manifest::hex;
 use sha2::{Digest as _, Sha256};
@@ -62,6 +73,49 @@ impl StatKey {
         let window = RACY_WINDOW.as_nanos() as i128;
         let ns = |(s, n): (i64, i64)| s as i128 * 1_000_000_000 + n as i128;
         ns(self.mtime) + window >= now || ns(self.ctime) + window >= now
+    }
+}
+
+/// Filesystem magic numbers (linux/magic.h) that [`fs_cache`] knows.
+mod magic {
+    /// ext2, ext3 and ext4 share one magic.
+    pub const EXT4: u32 = 0xEF53;
+    pub const XFS: u32 = 0x5846_5342;
+    pub const BTRFS: u32 = 0x9123_683E;
+    pub const TMPFS: u32 = 0x0102_1994;
+    pub const RAMFS: u32 = 0x8584_58F6;
+    pub const HUGETLBFS: u32 = 0x9584_58F6;
+    pub const OVERLAYFS: u32 = 0x794C_7630;
+}
+
+/// Whether a stat key can stand for a file's content on a filesystem: the decision the walk
+/// makes once per tree (it never crosses a mount) before it uses or builds a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsCache {
+    /// ext4, xfs, btrfs: their `page_mkwrite` moves c/mtime on the first write to a clean
+    /// mapped page (ext4_page_mkwrite, xfs_write_fault, btrfs_page_mkwrite all call
+    /// `file_update_time`), and a read lease on the file sees every writer, so a file leased
+    /// throughout its hash had no page dirtied before it either.
+    Sound,
+    /// tmpfs, ramfs, hugetlbfs: no `page_mkwrite` timestamp update, so a write through a shared
+    /// mapping never moves mtime or ctime.
+    MappedWritesUnseen,
+    /// overlay: the read lease is on the overlay inode, blind to a host process that has the
+    /// real (lower or upper) file open for writing or mapped; the overlay fd gives no way to
+    /// reach and lease the real inode.
+    LeaseBlind,
+    /// Not on the allow-list: not known to move c/mtime on mapped writes.
+    Unknown,
+}
+
+/// The decision for a filesystem type (`statfs.f_type`).
+pub fn fs_cache(f_type: u32) -> FsCache {
+    match f_type {
+        magic::EXT4 | magic::XFS | magic::BTRFS => FsCache::Sound,
+        magic::TMPFS | magic::RAMFS | magic::HUGETLBFS => FsCache::MappedWritesUnseen,
+        magic::OVERLAYFS => FsCache::LeaseBlind,
+        _ => FsCache::Unknown,
     }
 }
 
@@ -305,38 +359,26 @@ pub(crate) fn key(cache_dir: &Path) -> Result<[u8; 32], CacheError> {
     Ok(k)
 }
 
-/// HMAC-SHA256 (RFC 2104).
-pub(crate) fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-    let mut m = Hmac::new(key);
-    m.update(data);
-    m.finalize()
+/// HMAC-SHA256 (RFC 2104) from RustCrypto's `hmac`, which is checked against RFC 4231 and
+/// compares tags in constant time ([`hmac_verify`]).
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn mac_for(key: &[u8]) -> HmacSha256 {
+    <HmacSha256 as hmac::Mac>::new_from_slice(key).expect("HMAC takes a key of any length")
 }
 
-/// HMAC-SHA256 over data given in pieces: H(k^opad || H(k^ipad || data)).
-struct Hmac {
-    key: [u8; 64],
-    inner: Sha256,
+/// HMAC-SHA256 of `data` under `key`.
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut m = mac_for(key);
+    hmac::Mac::update(&mut m, data);
+    hmac::Mac::finalize(m).into_bytes().into()
 }
 
-impl Hmac {
-    fn new(key: &[u8; 32]) -> Hmac {
-        let mut k = [0u8; 64];
-        k[..32].copy_from_slice(key);
-        let mut inner = Sha256::new();
-        inner.update(k.map(|b| b ^ 0x36));
-        Hmac { key: k, inner }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        self.inner.update(data);
-    }
-
-    fn finalize(self) -> [u8; 32] {
-        let mut outer = Sha256::new();
-        outer.update(self.key.map(|b| b ^ 0x5c));
-        outer.update(self.inner.finalize());
-        outer.finalize().into()
-    }
+/// True when `tag` is the HMAC-SHA256 of `data` under `key`, compared in constant time.
+pub(crate) fn hmac_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
+    let mut m = mac_for(key);
+    hmac::Mac::update(&mut m, data);
+    hmac::Mac::verify_slice(m, tag).is_ok()
 }
 
 fn header(rootfs: &Path, root: &RootId, written: SystemTime) -> Vec<u8> {
@@ -387,12 +429,12 @@ struct MacReader<R> {
     pos: usize,
     eof: bool,
     /// None once the MAC was checked.
-    mac: Option<Hmac>,
+    mac: Option<HmacSha256>,
 }
 
 impl<R: std::io::Read> MacReader<R> {
     fn new(inner: R, key: &[u8; 32]) -> MacReader<R> {
-        MacReader { inner, buf: Vec::with_capacity(128 * 1024), pos: 0, eof: false, mac: Some(Hmac::new(key)) }
+        MacReader { inner, buf: Vec::with_capacity(128 * 1024), pos: 0, eof: false, mac: Some(mac_for(key)) }
     }
 
     /// Makes `buf[pos..]` hold more than `n` + 32 bytes, unless the file ends first.
@@ -428,7 +470,7 @@ impl<R: std::io::Read> MacReader<R> {
         }
         let out = &self.buf[self.pos..self.pos + n];
         if let Some(m) = &mut self.mac {
-            m.update(out);
+            hmac::Mac::update(m, out);
         }
         self.pos += n;
         Ok(out)
@@ -447,8 +489,7 @@ impl<R: std::io::Read> MacReader<R> {
     /// The body's HMAC under `key` equals the trailing 32 bytes, and nothing follows them.
     fn mac_ok(&mut self) -> bool {
         let Some(m) = self.mac.take() else { return false };
-        let mac = m.finalize();
-        self.eof && self.buf.len() - self.pos == 32 && mac.as_slice() == &self.buf[self.pos..]
+        self.eof && self.buf.len() - self.pos == 32 && hmac::Mac::verify_slice(m, &self.buf[self.pos..]).is_ok()
     }
 }
 
@@ -558,14 +599,54 @@ pub fn save(cache_dir: &Path, rootfs: &Path, root: &RootId, cache: &Cache) -> Re
 mod tests {
     use super::*;
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
     #[test]
-    fn hmac_matches_rfc_4231_shape() {
-        // RFC 4231 test case 2 uses a short key; ours are always 32 bytes: check determinism
-        // and key sensitivity instead.
-        let a = hmac(&[1; 32], b"data");
-        assert_eq!(a, hmac(&[1; 32], b"data"));
-        assert_ne!(a, hmac(&[2; 32], b"data"));
-        assert_ne!(a, hmac(&[1; 32], b"datA"));
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 section 4: test cases 1, 2, 6 and 7 (HMAC-SHA-256), through our wrappers.
+        let cases: [(Vec<u8>, &[u8], &str); 4] = [
+            (vec![0x0b; 20], b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+            (
+                b"Jefe".to_vec(),
+                b"what do ya want for nothing?",
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                vec![0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First",
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                vec![0xaa; 131],
+                b"This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.",
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ];
+        for (key, data, want) in cases {
+            let want = unhex(want);
+            assert_eq!(hmac(&key, data).to_vec(), want, "{}", String::from_utf8_lossy(data));
+            assert!(hmac_verify(&key, data, &want));
+            let mut bad = want.clone();
+            bad[31] ^= 1;
+            assert!(!hmac_verify(&key, data, &bad));
+            assert!(!hmac_verify(&key, data, &want[..31]), "a truncated tag never verifies");
+        }
+    }
+
+    #[test]
+    fn only_filesystems_that_time_mapped_writes_are_cached() {
+        assert_eq!(fs_cache(0xEF53), FsCache::Sound);
+        assert_eq!(fs_cache(0x5846_5342), FsCache::Sound);
+        assert_eq!(fs_cache(0x9123_683E), FsCache::Sound);
+        assert_eq!(fs_cache(0x0102_1994), FsCache::MappedWritesUnseen);
+        assert_eq!(fs_cache(0x8584_58F6), FsCache::MappedWritesUnseen);
+        assert_eq!(fs_cache(0x9584_58F6), FsCache::MappedWritesUnseen);
+        assert_eq!(fs_cache(0x794C_7630), FsCache::LeaseBlind);
+        // Anything else (NFS, FUSE, 9p, erofs, ...) is unknown, hence not cached.
+        assert_eq!(fs_cache(0x6969), FsCache::Unknown);
+        assert_eq!(fs_cache(0x6573_5546), FsCache::Unknown);
     }
 
     #[test]

@@ -326,7 +326,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 (None, None) => unreachable!("clap requires one of --key, --trust-dir"),
             };
             let seal_bytes = read_seal(&seal)?;
-            let found = walk_cli(&path, &cfg)?;
+            // Sizes first: a file whose size or type differs from the sealed entry is a
+            // difference without reading it (walk::Options::expected). The seal is not checked
+            // yet, but it is the very seal `verify` compares with and rejects if forged, so
+            // trusting its sizes for what not to read changes no verdict.
+            let parsed = Seal::parse(&seal_bytes).ok();
+            let found = walk_cli(&path, &cfg, parsed.as_ref().map(|s| &s.manifest))?;
             let result = verify::verify(&seal_bytes, &found, None, &trust, SystemTime::now());
             report_verify(&path, &seal, &found, result, json)
         }
@@ -567,12 +572,14 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
     Ok(Config::load(explicit)?.0)
 }
 
-fn walk_cli(path: &Path, cfg: &Config) -> Result<Manifest, Error> {
+/// `expected`: the sealed manifest, when the walk is only compared with it (see
+/// [`walk::Options::expected`]).
+fn walk_cli(path: &Path, cfg: &Config, expected: Option<&Manifest>) -> Result<Manifest, Error> {
     // The operator named this path: resolve it (a symlinked directory is fine here), then walk
     // the real directory without following anything inside it.
     let real = std::fs::canonicalize(path)
         .map_err(|source| Error::Walk(walk::WalkError::OpenRoot { root: path.into(), source }))?;
-    Ok(walk::walk(&real, &walk::Options { limits: cfg.limits, ..walk::Options::default() })?)
+    Ok(walk::walk(&real, &walk::Options { limits: cfg.limits, expected, ..walk::Options::default() })?)
 }
 
 /// A rootfs directory is walked; an image is read layer by layer.
@@ -585,7 +592,7 @@ fn tree_cli(path: &Path, select: &ImageSelect, cfg: &Config) -> Result<(Manifest
                 path.display()
             )));
         }
-        return Ok((walk_cli(path, cfg)?, None));
+        return Ok((walk_cli(path, cfg, None)?, None));
     }
     let platform = match &select.platform {
         Some(p) => crate::image::Platform::parse(p)

@@ -263,7 +263,15 @@ pub fn load(cache_dir: &Path, lowers: &[Layer]) -> Result<Record, String> {
         return Err(format!("{} has no MAC", path.display()));
     };
     let (body, mac) = bytes.split_at(split);
-    if mac != hex(&crate::cache::hmac(&key, body)).as_bytes() {
+    // The tag is stored as 64 hex digits; anything that is not hex never verifies.
+    let tag: Option<Vec<u8>> = mac
+        .chunks(2)
+        .map(|d| {
+            let d = std::str::from_utf8(d).ok().filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            u8::from_str_radix(d, 16).ok()
+        })
+        .collect();
+    if !tag.is_some_and(|t| crate::cache::hmac_verify(&key, body, &t)) {
         return Err(format!("{}: integrity check failed (edited, truncated or from another node)", path.display()));
     }
     let nl = body.iter().position(|&b| b == b'\n').ok_or_else(|| format!("{}: no header line", path.display()))?;

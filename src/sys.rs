@@ -275,6 +275,21 @@ pub fn release_lease(fd: BorrowedFd<'_>) {
     }
 }
 
+/// fstatfs(2): the type of the filesystem an open fd lives on (`f_type`, one of the magic
+/// numbers of linux/magic.h, all 32-bit).
+pub fn fs_type(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut sf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `sf` is writable memory of the right size; fstatfs fills it on success.
+    let rc = unsafe { libc::fstatfs(fd.as_raw_fd(), sf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatfs returned 0, so the struct is initialised.
+    let sf = unsafe { sf.assume_init() };
+    // The magic is 32 bits wide; f_type is a signed word whose width depends on the target.
+    Ok(sf.f_type as u32)
+}
+
 /// The directory fd that stands for the current working directory (`AT_FDCWD`).
 pub fn cwd() -> BorrowedFd<'static> {
     // SAFETY: AT_FDCWD is a sentinel the kernel accepts in place of a directory fd; it is

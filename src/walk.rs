@@ -102,18 +102,28 @@ pub struct Options<'a> {
     pub cache: Option<&'a crate::cache::Cache>,
     /// Build the next cache ([`Walked::cache`]); without it the walk keeps no stat keys.
     pub want_cache: bool,
+    /// The sealed manifest, when the seal is known before the walk (`rootseal verify`). A
+    /// regular file whose sealed entry is not a regular file of the same size differs from the
+    /// seal whatever it holds: it is opened only for its capability xattr, never read, and its
+    /// entry carries an all-zero hash ([`Walked::unread`]). Such a manifest is for comparing
+    /// with this seal only: its digest is not the tree's.
+    pub expected: Option<&'a Manifest>,
 }
 
 /// A walk's result with what the cache needs next time.
 pub struct Walked {
     pub manifest: Manifest,
-    /// Every regular file's stat key and hash: the next cache. None when not asked for, or
-    /// when nothing was hashed (the cache given is still the whole truth).
+    /// Every regular file's stat key and hash: the next cache. None when not asked for, when
+    /// nothing was hashed (the cache given is still the whole truth), or when the tree's
+    /// filesystem cannot be cached ([`cache_sound`]).
     pub cache: Option<crate::cache::Cache>,
     /// Regular files taken from the cache without reading them.
     pub cache_hits: usize,
     /// Regular files read and hashed.
     pub hashed: usize,
+    /// Regular files not read because their type or size already differs from
+    /// [`Options::expected`].
+    pub unread: usize,
 }
 
 /// Files per batch so that the open regular files (one batch being filled, `2 * threads`
@@ -130,6 +140,12 @@ fn batch_files(fd_limit: u64, threads: usize, max_depth: u32) -> usize {
 /// (the lease state is polled instead).
 fn ignore_lease_breaks() {
     sys::ignore_signal(libc::SIGIO);
+}
+
+/// Whether stat keys on the filesystem holding `fd` can stand for content (cache.rs,
+/// [`crate::cache::fs_cache`]); a filesystem whose type cannot be read is not trusted.
+pub fn cache_sound(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    sys::fs_type(fd).is_ok_and(|t| crate::cache::fs_cache(t) == crate::cache::FsCache::Sound)
 }
 
 /// Opens `root` as a directory without following a symlink at its last component.
@@ -184,6 +200,8 @@ struct Job {
     size: u64,
     st: libc::stat,
     path: Vec<u8>,
+    /// False: the size already differs from the seal; only the capability xattr is read.
+    content: bool,
 }
 
 struct Hashed {
@@ -193,10 +211,31 @@ struct Hashed {
     /// lease was held throughout. Only such hashes go into the cache, because writes through
     /// an existing shared mapping to an already dirty page do not move ctime.
     cacheable: bool,
+    /// The content was read (false: its size differs from the seal, `sha256` is all zero).
+    read: bool,
 }
 
 /// Walks an already opened root directory.
 pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walked, WalkError> {
+    // The walk never crosses a mount, so the root's filesystem is every file's: on one where a
+    // stat key cannot see a write through a shared mapping (cache.rs, `fs_cache`), a cache is
+    // neither used nor built, and every file is read.
+    let narrowed;
+    let opts = if (opts.cache.is_some() || opts.want_cache) && !cache_sound(root_fd.as_fd()) {
+        narrowed = Options {
+            limits: opts.limits,
+            prune: opts.prune,
+            deadline: opts.deadline,
+            cancel: opts.cancel.clone(),
+            threads: opts.threads,
+            cache: None,
+            want_cache: false,
+            expected: opts.expected,
+        };
+        &narrowed
+    } else {
+        opts
+    };
     // Files that change within the racy window of this moment are not cached (cache.rs).
     let started = std::time::SystemTime::now();
     // The walk keeps a bounded number of files open, sized to this limit (batch_files).
@@ -248,13 +287,18 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
         // The walker dropped its sender: workers finish the queue (or bail if cancelled) and exit.
         let (mut entries, copies, keys, hits) = walked?;
         let mut hashed = 0;
+        let mut unread = 0;
         let mut first_err = None;
         // Indexed by entry; only a walk that builds a cache needs it.
         let mut uncacheable = vec![false; if opts.want_cache { entries.len() } else { 0 }];
         for (index, result) in res_rx.iter().flatten() {
             match result {
                 Ok(h) => {
-                    hashed += 1;
+                    if h.read {
+                        hashed += 1;
+                    } else {
+                        unread += 1;
+                    }
                     if !h.cacheable && opts.want_cache {
                         uncacheable[index] = true;
                     }
@@ -295,7 +339,7 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
             }
             cache
         });
-        Ok(Walked { manifest: Manifest::from_entries(entries), cache, cache_hits: hits, hashed })
+        Ok(Walked { manifest: Manifest::from_entries(entries), cache, cache_hits: hits, hashed, unread })
     })
 }
 
@@ -488,7 +532,14 @@ impl Walker<'_> {
                     self.entries.push(entry);
                     return Ok(());
                 }
-                if st.st_nlink > 1 {
+                // A file that cannot match its sealed entry is a difference already: reading
+                // it (a 32 GiB sparse file where the seal has 10 bytes) would only spend the
+                // deadline. It stays out of `links`, so other names of the inode are judged
+                // (and read) on their own.
+                let content = self.opts.expected.is_none_or(|m| {
+                    m.get(&child).is_none_or(|e| matches!(e.kind, Kind::File { size: s, .. } if s == size))
+                });
+                if st.st_nlink > 1 && content {
                     let index = self.entries.len();
                     // A later name copies the first name's hash only if the inode has not
                     // changed in between (same stat key); otherwise it is read itself.
@@ -503,7 +554,9 @@ impl Walker<'_> {
                         self.links.insert((st.st_dev, st.st_ino), (index, key));
                     }
                 }
-                self.count_bytes(size)?;
+                if content {
+                    self.count_bytes(size)?;
+                }
                 let fd = sys::openat2(
                     dir.as_fd(),
                     name,
@@ -512,8 +565,10 @@ impl Walker<'_> {
                 )
                 .map_err(|e| self.open_err(&child, e))?;
                 self.same_object(&fd, st, &child)?;
-                self.batch.push(Job { index: self.entries.len(), fd, size, st: *st, path: child.clone() });
-                self.batch_bytes += size;
+                self.batch.push(Job { index: self.entries.len(), fd, size, st: *st, path: child.clone(), content });
+                if content {
+                    self.batch_bytes += size;
+                }
                 if self.batch.len() >= self.batch_files || self.batch_bytes >= BATCH_BYTES {
                     self.flush()?;
                 }
@@ -683,6 +738,12 @@ fn hash_file(
     let cap = sys::fgetxattr_into(fd, cap_name, &mut scratch.cap)
         .map_err(|e| io("read capability xattr of", e))?
         .map(|n| scratch.cap[..n].to_vec());
+    if !job.content {
+        if leased {
+            sys::release_lease(fd);
+        }
+        return Ok(Hashed { sha256: [0; 32], cap, cacheable: false, read: false });
+    }
     let buf = &mut scratch.read;
     let mut hasher = Sha256::new();
     let mut left = job.size;
@@ -731,7 +792,7 @@ fn hash_file(
     if leased {
         sys::release_lease(fd);
     }
-    Ok(Hashed { sha256: hasher.finalize().into(), cap, cacheable })
+    Ok(Hashed { sha256: hasher.finalize().into(), cap, cacheable, read: true })
 }
 
 #[cfg(test)]
@@ -835,6 +896,44 @@ mod tests {
         assert_eq!(m.get(b"/a/b").unwrap().mode, 0o1750);
         let opts = Options { limits: Limits { max_entries: 1, ..Limits::default() }, ..Options::default() };
         assert!(walk(t.path(), &opts).unwrap_err().to_string().contains("max_entries"));
+    }
+
+    #[test]
+    fn files_whose_size_or_type_differs_from_the_seal_are_not_read() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let sealed =
+            |path: &str, kind: Kind| Entry { path: path.as_bytes().to_vec(), mode: 0o644, uid: 0, gid: 0, kind };
+        let file = |size| Kind::File { size, sha256: [7; 32], cap: None };
+        let expected = Manifest::from_entries(vec![
+            sealed("/big", file(10)),
+            sealed("/link1", file(3)),
+            sealed("/link2", file(4)),
+            sealed("/same", file(4)),
+            sealed("/was-symlink", Kind::Symlink { target: b"x".to_vec() }),
+        ]);
+        // 1 GiB of hole where the seal has 10 bytes: reading it would break the byte limit.
+        std::fs::File::create(r.join("big")).unwrap().set_len(1 << 30).unwrap();
+        std::fs::write(r.join("same"), b"abcd").unwrap();
+        std::fs::write(r.join("was-symlink"), b"now a file").unwrap();
+        std::fs::write(r.join("added"), b"not in the seal").unwrap();
+        // Two names of one 4-byte inode: /link1 (sealed 3 bytes) is not read, /link2 (sealed
+        // 4 bytes) must be hashed itself, not copy /link1's placeholder.
+        std::fs::write(r.join("link1"), b"wxyz").unwrap();
+        std::fs::hard_link(r.join("link1"), r.join("link2")).unwrap();
+        let limits = Limits { max_total_bytes: 1000, ..Limits::default() };
+        let opts = Options { limits, expected: Some(&expected), ..Options::default() };
+        let w = walk_fd(r, open_root(r).unwrap(), &opts).unwrap();
+        assert_eq!((w.unread, w.hashed), (3, 3), "big, link1, was-symlink unread; same, added, link2 hashed");
+        let kind = |p: &str| w.manifest.get(p.as_bytes()).unwrap().kind.clone();
+        assert_eq!(kind("/big"), Kind::File { size: 1 << 30, sha256: [0; 32], cap: None });
+        let hash = |d: &[u8]| <[u8; 32]>::from(Sha256::digest(d));
+        assert_eq!(kind("/same"), Kind::File { size: 4, sha256: hash(b"abcd"), cap: None });
+        assert_eq!(kind("/link2"), Kind::File { size: 4, sha256: hash(b"wxyz"), cap: None });
+        assert_eq!(kind("/added"), Kind::File { size: 15, sha256: hash(b"not in the seal"), cap: None });
+        // Without the seal, the same tree is read whole: the byte limit stops it.
+        let err = walk(r, &Options { limits, ..Options::default() }).unwrap_err();
+        assert!(err.to_string().contains("max_total_bytes"), "{err}");
     }
 
     #[test]

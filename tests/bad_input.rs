@@ -271,9 +271,7 @@ fn a_bad_config_names_the_file_and_key() {
 /// mode and the trust store.
 #[test]
 fn a_config_others_can_write_is_refused_as_root() {
-    if rootseal::sys::euid() != 0 {
-        return;
-    }
+    assert_eq!(rootseal::sys::euid(), 0, "this test chowns the config and needs root; run the suite as root");
     let f = fixture();
     let cfg = f.env.config_path();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();

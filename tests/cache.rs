@@ -8,17 +8,47 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 struct Node {
+    /// Detached first (fields drop in order), before the temp dir goes.
+    _mount: Option<Mounted>,
     env: Env,
     bundle: PathBuf,
     rootfs: PathBuf,
 }
 
+/// A mount made by a test, lazily detached when dropped (also when the test fails).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The small tree plus a hard link, at `root`.
+fn plain_tree(root: &Path) {
+    small_tree(root);
+    std::fs::hard_link(root.join("etc/passwd"), root.join("etc/passwd.link")).unwrap();
+}
+
+/// A sealed, trusted bundle on the host's filesystem, its cache warm and proven used.
 fn node() -> Node {
+    let n = node_on(|_, rootfs| {
+        plain_tree(rootfs);
+        None
+    });
+    assert!(n.cached_files() >= 5, "the cache holds the files: {}", n.cached_files());
+    n.check_ok();
+    n
+}
+
+/// A sealed, trusted bundle whose rootfs `make_rootfs` creates (and may mount), checked once
+/// past the racy window (so that a cache is written wherever one may be).
+fn node_on(make_rootfs: impl FnOnce(&Env, &Path) -> Option<Mounted>) -> Node {
     let env = Env::new();
     let bundle = env.path("bundle");
     let rootfs = bundle.join("rootfs");
-    small_tree(&rootfs);
-    std::fs::hard_link(rootfs.join("etc/passwd"), rootfs.join("etc/passwd.link")).unwrap();
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mount = make_rootfs(&env, &rootfs);
     std::fs::write(
         bundle.join("config.json"),
         br#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#,
@@ -31,11 +61,66 @@ fn node() -> Node {
     env.expect(0, [OsStr::new("trust"), OsStr::new("import"), seal.as_os_str()]);
     // Files changed in the last 2 s are "racily clean" and never cached: let the tree age.
     std::thread::sleep(std::time::Duration::from_millis(2200));
-    let n = Node { env, bundle, rootfs };
-    n.check_ok();
-    assert!(n.cached_files() >= 5, "the cache holds the files: {}", n.cached_files());
+    let n = Node { _mount: mount, env, bundle, rootfs };
     n.check_ok();
     n
+}
+
+/// `mount -t TYPE -o OPTIONS TYPE target`, asserting it worked (these tests run as root).
+fn mount(fstype: &str, options: &str, target: &Path) -> Mounted {
+    sh(Command::new("mount").args(["-t", fstype, "-o", options, fstype]).arg(target));
+    Mounted(target.into())
+}
+
+/// A shared writable mapping of a whole file, as another process on the host would hold.
+struct Mapping {
+    _file: std::fs::File,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(path: &Path) -> Mapping {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let len = file.metadata().unwrap().len() as usize;
+        // SAFETY: a fresh shared mapping of a file we hold open; unmapped on drop.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        Mapping { _file: file, ptr: map.cast(), len }
+    }
+
+    /// Writes `data` at `at` through the mapping: no write(2), so only the filesystem's
+    /// page_mkwrite (if any) can move a timestamp.
+    fn write(&self, at: usize, data: &[u8]) {
+        assert!(at + data.len() <= self.len);
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: within the mapping (checked above).
+            unsafe { std::ptr::write_volatile(self.ptr.add(at + i), *b) };
+        }
+    }
+
+    fn read(&self, at: usize) -> u8 {
+        assert!(at < self.len);
+        // SAFETY: within the mapping (checked above).
+        unsafe { std::ptr::read_volatile(self.ptr.add(at)) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what was mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
 }
 
 impl Node {
@@ -192,4 +277,51 @@ fn a_cache_dir_owned_by_someone_else_is_not_used() {
     let (c, why) = rootseal::cache::load(&dir, &n.rootfs, &id);
     assert!(c.files.is_empty(), "nothing trusted from a foreign cache dir");
     assert!(why.unwrap_or_default().contains("owned by uid 1000"));
+}
+
+/// Regression (review): on tmpfs (and ramfs, hugetlbfs) a cached hash has nothing to stand on.
+/// There is no `page_mkwrite`; the generic fault path moves c/mtime on a write fault (kernel
+/// 6.18: the first write through a mapping below moves both), but a page that needs no write
+/// fault takes writes with no timestamp at all: tmpfs pages are never written back, so a
+/// writable PTE stays writable, and GUP allows long-term writable pins of shmem (io_uring
+/// fixed buffers) because shmem needs no dirty tracking, after the mapping and its write
+/// count (which the read lease sees) are gone. So no cache is used or built there, and a
+/// mapped change is always found by reading.
+#[test]
+fn a_write_through_a_mapping_on_tmpfs_is_seen_and_nothing_is_cached() {
+    let n = node_on(|_, rootfs| {
+        let m = mount("tmpfs", "mode=0755", rootfs);
+        plain_tree(rootfs);
+        Some(m)
+    });
+    n.check_ok();
+    assert_eq!(n.cached_files(), 0, "nothing is cached on tmpfs");
+    Mapping::new(&n.rootfs.join("etc/passwd")).write(0, b"evil");
+    n.check_blocked("/etc/passwd content differs");
+    assert_eq!(n.cached_files(), 0, "nothing is cached on tmpfs");
+}
+
+/// Regression (review): on overlay the read lease is taken on the overlay inode, which does
+/// not see a host process holding the real lower file mapped writable. A page it dirtied
+/// before the check (moving ctime then) takes later writes without a ctime change; the next
+/// cached verify must still see them: overlay is not cached (cache.rs, `FsCache::LeaseBlind`).
+#[test]
+fn a_page_dirtied_through_the_real_file_under_an_overlay_is_seen() {
+    let n = node_on(|env, rootfs| {
+        let (lower, upper, work) = (env.path("lower"), env.path("upper"), env.path("work"));
+        plain_tree(&lower);
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::create_dir(&work).unwrap();
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+        Some(mount("overlay", &opts, rootfs))
+    });
+    let map = Mapping::new(&n.env.path("lower/etc/passwd"));
+    // Dirty the page with its own content: the first write to a clean page moves ctime.
+    map.write(0, &[map.read(0)]);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    n.check_ok();
+    // The page is still dirty: this write moves no timestamp (unless writeback ran between).
+    map.write(0, b"evil");
+    n.check_blocked("/etc/passwd content differs");
+    assert_eq!(n.cached_files(), 0, "nothing is cached on overlay");
 }

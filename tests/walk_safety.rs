@@ -95,3 +95,34 @@ fn hostile_names_are_escaped_in_messages() {
     assert!(err.contains("/evil%0A%1B[2Jname%FF added"), "{err}");
     assert!(!err.contains('\x1b'));
 }
+
+/// Regression (review): a regular file whose size differs from the sealed one is a difference
+/// before a byte of it is read. `rootseal verify` knows the seal before it walks and must not
+/// read (here: a 256 MiB hole where the seal has 6 bytes; in an image, 32 GiB) what cannot
+/// match. inotify on the file shows any read (IN_ACCESS) the walk makes.
+#[test]
+fn verify_does_not_read_a_file_whose_size_differs_from_the_seal() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let env = Env::new();
+    let root = env.path("rootfs");
+    small_tree(&root);
+    let (key, public) = env.keygen("ci");
+    let seal = env.path("s.json");
+    env.seal(&root, &key, &seal, &[]);
+    let su = root.join("bin/su");
+    std::fs::remove_file(&su).unwrap();
+    std::fs::File::create(&su).unwrap().set_len(256 << 20).unwrap();
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).unwrap();
+    inotify.add_watch(&su, AddWatchFlags::IN_ACCESS).unwrap();
+    let (_, err) = env.verify(1, &root, &seal, &public, &[]);
+    assert!(err.contains("/bin/su content differs"), "{err}");
+    match inotify.read_events() {
+        Err(nix::errno::Errno::EAGAIN) => {}
+        other => panic!("the walk read /bin/su: {other:?}"),
+    }
+    // The same file with the sealed size is read (the watch does see reads).
+    std::fs::File::create(&su).unwrap().set_len(6).unwrap();
+    let (_, err) = env.verify(1, &root, &seal, &public, &[]);
+    assert!(err.contains("/bin/su content differs"), "{err}");
+    assert!(inotify.read_events().is_ok_and(|e| !e.is_empty()), "a same-size file is read");
+}

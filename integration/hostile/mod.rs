@@ -11,7 +11,7 @@
 //! | module | class |
 //! |---|---|
 //! | [`rootfs`] | hostile rootfs content: symlinks out of the root and loops, FIFOs, devices, sockets, names with newlines, escapes and invalid UTF-8, 255-byte names, deep nesting, a million entries, a 1 TiB sparse file |
-//! | [`races`] | the tree changing under the walk: symlink/directory `RENAME_EXCHANGE`, files appended, truncated and rewritten, a bind mount appearing mid-walk, a file mapped writable across the cache; a host canary watched with inotify throughout |
+//! | [`races`] | the tree changing under the walk: symlink/directory `RENAME_EXCHANGE`, files appended, truncated and rewritten, a bind mount appearing mid-walk, a file mapped writable across the cache; a host canary watched with inotify throughout, and each race asserts (with inotify on the raced entries, [`Overlaps`]) that its changes met a walk at least once |
 //! | [`protocol`] | the hook protocol: empty, truncated, oversized, nested state; stdin held open; bad bundles and root paths; hostile container ids; a hostile hook environment |
 //! | [`seals`] | hostile seals: duplicate keys (also escaped), payloadType variants, raw-payload and wrong-key signatures, thresholds, non-canonical and small-order ed25519, base64 variants, oversized and over-signed envelopes |
 //! | [`mounts`] | `["rbind","ro"]` over a writable submount, a read-write mount shadowing a read-only one, destinations through image symlinks |
@@ -173,6 +173,76 @@ impl Canary {
 
     pub fn assert_untouched(&self, when: &str) {
         self.watch.assert_untouched(when);
+    }
+}
+
+/// Counts the racer's bursts of changes that overlapped a walk: the walk had a watched path
+/// (the raced file, or the directory holding the raced entries) open when the burst began, or
+/// opened, read or closed one while it ran. inotify shows the walk's IN_OPEN, IN_ACCESS and
+/// IN_CLOSE of them; the racers themselves cause none of these (they write, truncate, rename
+/// and mount through descriptors opened before the watch). A race whose changes never met a
+/// walk proved nothing, so every race asserts a count > 0.
+pub struct Overlaps {
+    inotify: Inotify,
+    /// Opens minus closes seen so far: > 0 while the walk holds a watched path open.
+    open: std::sync::atomic::AtomicI64,
+    bursts: std::sync::atomic::AtomicU64,
+}
+
+impl Overlaps {
+    pub fn new(paths: &[&Path]) -> Overlaps {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).unwrap();
+        let mask = AddWatchFlags::IN_OPEN
+            | AddWatchFlags::IN_ACCESS
+            | AddWatchFlags::IN_CLOSE_NOWRITE
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_DONT_FOLLOW;
+        for p in paths {
+            inotify.add_watch(*p, mask).unwrap_or_else(|e| panic!("watch {}: {e}", p.display()));
+        }
+        Overlaps { inotify, open: Default::default(), bursts: Default::default() }
+    }
+
+    /// Reads the queued events, keeping the open count; returns how many there were.
+    fn drain(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut n = 0;
+        loop {
+            match self.inotify.read_events() {
+                Ok(events) => {
+                    n += events.len();
+                    for e in events {
+                        assert!(!e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW), "inotify queue overflowed");
+                        if e.mask.contains(AddWatchFlags::IN_OPEN) {
+                            self.open.fetch_add(1, Relaxed);
+                        }
+                        if e.mask.intersects(AddWatchFlags::IN_CLOSE_NOWRITE | AddWatchFlags::IN_CLOSE_WRITE) {
+                            // Never below 0: a close of something opened before the watch.
+                            let _ = self.open.fetch_update(Relaxed, Relaxed, |o| Some((o - 1).max(0)));
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => return n,
+                Err(e) => panic!("inotify: {e}"),
+            }
+        }
+    }
+
+    /// Runs one burst of changes; counts it when it overlapped a walk of the watched paths.
+    pub fn burst(&self, changes: impl FnOnce()) {
+        self.drain();
+        let open_at_start = self.open.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        changes();
+        if self.drain() > 0 || open_at_start {
+            self.bursts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Asserts at least one burst overlapped a walk; returns how many did.
+    pub fn assert_overlapped(&self, race: &str) -> u64 {
+        let n = self.bursts.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n > 0, "{race}: no burst of changes overlapped a walk; the race tested nothing");
+        n
     }
 }
 

@@ -1,7 +1,8 @@
 //! The tree changing while the hook walks it: a racer thread mutates the rootfs in a tight loop
 //! while runc starts the container again and again. Every start must end in a clean pass or a
 //! block with a reason (never a crash, never the deadline); a pass must have verified the
-//! sealed content; and the host outside the rootfs is never read (an inotify canary).
+//! sealed content; the host outside the rootfs is never read (an inotify canary); and the
+//! racer's changes overlapped a walk at least once (inotify on the raced entries, [`Overlaps`]).
 
 use super::*;
 use crate::harness::*;
@@ -57,8 +58,10 @@ fn check_start(f: &Fixture, i: usize, digest: &str) -> (Option<String>, Duration
     }
 }
 
-/// Prints how the starts ended: passes, and blocks by class of reason.
-fn summarize(name: &str, results: &[(Option<String>, Duration)], spins: u64) {
+/// Prints how the starts ended: passes, and blocks by class of reason; asserts that the
+/// racer's changes overlapped a walk at least once.
+fn summarize(name: &str, results: &[(Option<String>, Duration)], spins: u64, overlaps: &Overlaps) {
+    let overlapped = overlaps.assert_overlapped(name);
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for line in results.iter().filter_map(|r| r.0.as_ref()) {
         let class = RACE_REASONS.iter().find(|w| line.contains(*w)).copied().unwrap_or("other");
@@ -70,7 +73,7 @@ fn summarize(name: &str, results: &[(Option<String>, Duration)], spins: u64) {
         eprintln!("{name}: e.g. {l}");
     }
     eprintln!(
-        "{name}: {} starts, {passed} ran, blocked {reasons:?}, racer {spins} iterations, slowest {slowest:?}",
+        "{name}: {} starts, {passed} ran, blocked {reasons:?}, racer {spins} iterations ({overlapped} during a walk), slowest {slowest:?}",
         results.len()
     );
 }
@@ -98,8 +101,9 @@ fn a_symlink_swapped_with_a_directory_never_leads_the_walk_to_the_host() {
     keep_state_records(&f);
     let digest = digest_now(&f);
     let exchange = exchanger(&var, "x", "y");
-    let (results, spins) = while_racing(STARTS, exchange, |i| check_start(&f, i, &digest));
-    summarize("symlink/directory RENAME_EXCHANGE", &results, spins);
+    let overlaps = Overlaps::new(&[&var]);
+    let (results, spins) = while_racing(STARTS, || overlaps.burst(&exchange), |i| check_start(&f, i, &digest));
+    summarize("symlink/directory RENAME_EXCHANGE", &results, spins, &overlaps);
     canary.assert_untouched("the symlink/directory exchange race");
 }
 
@@ -122,23 +126,26 @@ fn a_file_appended_to_and_truncated_while_hashed_never_passes_changed() {
     let file = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
     let tail = vec![b'B'; 64 << 10];
     let mut seed = 1u64;
+    let overlaps = Overlaps::new(&[&p]);
     let (results, spins) = while_racing(
         STARTS,
         || {
             use std::io::Write as _;
             // A burst of changes, then the sealed content left quiet for a while.
-            for _ in 0..10 {
-                (&file).write_all(&tail).unwrap();
-                file.set_len(sealed.len() as u64).unwrap();
-                file.set_len(1).unwrap();
-                file.set_len(0).unwrap();
-                (&file).write_all(&sealed).unwrap();
-            }
+            overlaps.burst(|| {
+                for _ in 0..10 {
+                    (&file).write_all(&tail).unwrap();
+                    file.set_len(sealed.len() as u64).unwrap();
+                    file.set_len(1).unwrap();
+                    file.set_len(0).unwrap();
+                    (&file).write_all(&sealed).unwrap();
+                }
+            });
             pause(&mut seed);
         },
         |i| check_start(&f, i, &digest),
     );
-    summarize("append/truncate", &results, spins);
+    summarize("append/truncate", &results, spins, &overlaps);
     // Quiet again: the sealed content runs.
     std::fs::write(&p, &sealed).unwrap();
     assert_runs(&f);
@@ -152,13 +159,16 @@ fn a_file_rewritten_in_place_while_hashed_never_passes_changed() {
     let other = vec![b'Z'; 16 << 10];
     let mut at = 0u64;
     let mut seed = 2u64;
+    let overlaps = Overlaps::new(&[&p]);
     let (results, spins) = while_racing(
         STARTS,
         || {
             // Same size throughout: only the content (and mtime/ctime) changes, at a moving
             // offset; a pause in the sealed state after each pass over the file.
-            file.write_all_at(&other, at).unwrap();
-            file.write_all_at(&sealed[..other.len()], at).unwrap();
+            overlaps.burst(|| {
+                file.write_all_at(&other, at).unwrap();
+                file.write_all_at(&sealed[..other.len()], at).unwrap();
+            });
             at = (at + (16 << 10)) % (256 << 10);
             if at == 0 {
                 pause(&mut seed);
@@ -166,7 +176,7 @@ fn a_file_rewritten_in_place_while_hashed_never_passes_changed() {
         },
         |i| check_start(&f, i, &digest),
     );
-    summarize("rewrite in place", &results, spins);
+    summarize("rewrite in place", &results, spins, &overlaps);
 }
 
 #[test]
@@ -180,15 +190,22 @@ fn a_bind_mount_appearing_mid_walk_never_leads_the_walk_to_the_host() {
     let digest = digest_now(&f);
     // Detaches whatever the racer left mounted, also if an assertion fails.
     let _guard = Mounted(mnt.clone());
+    let overlaps = Overlaps::new(&[&f.rootfs.join("var")]);
     let (results, spins) = while_racing(
         STARTS,
         || {
-            let _ = mount(&canary.dir, &mnt, "", libc::MS_BIND);
-            let _ = umount(&mnt);
+            // Mounted half of the time: a mount that came and went within microseconds met
+            // no walk's open of var/mnt in 50 starts.
+            overlaps.burst(|| {
+                let _ = mount(&canary.dir, &mnt, "", libc::MS_BIND);
+                std::thread::sleep(Duration::from_millis(1));
+                let _ = umount(&mnt);
+            });
+            std::thread::sleep(Duration::from_millis(1));
         },
         |i| check_start(&f, i, &digest),
     );
-    summarize("bind mount mid-walk", &results, spins);
+    summarize("bind mount mid-walk", &results, spins, &overlaps);
     drop(_guard);
     canary.assert_untouched("the bind-mount race");
 }
@@ -203,8 +220,9 @@ fn a_file_swapped_with_a_fifo_never_hangs_the_start() {
     keep_state_records(&f);
     let digest = digest_now(&f);
     let exchange = exchanger(&var, "file", "fifo");
-    let (results, spins) = while_racing(STARTS, exchange, |i| check_start(&f, i, &digest));
-    summarize("file/FIFO RENAME_EXCHANGE", &results, spins);
+    let overlaps = Overlaps::new(&[&var]);
+    let (results, spins) = while_racing(STARTS, || overlaps.burst(&exchange), |i| check_start(&f, i, &digest));
+    summarize("file/FIFO RENAME_EXCHANGE", &results, spins, &overlaps);
 }
 
 /// A page already dirtied through a shared writable mapping can be written again without the

@@ -369,11 +369,18 @@ fn a_1tib_sparse_file_where_the_seal_has_a_small_file_is_blocked_unread() {
 /// Below max_total_bytes the size alone already says the file is not the sealed one: the hook
 /// should not spend its whole budget reading gigabytes of holes before saying so.
 #[test]
-#[ignore = "finding: a regular file whose size differs from the sealed one is still read and hashed in full before the manifests are compared (src/hook.rs integrity walks first, src/walk.rs hashes every file): a 32 GiB sparse file where the seal has a 10-byte one costs the whole deadline and ends in `walk ... exceeded its deadline` instead of a quick `content differs`"]
+#[ignore = "finding, half fixed: walk::Options::expected skips reading a file whose size or type differs from a known seal, and `rootseal verify` uses it (tests/walk_safety.rs verify_does_not_read_a_file_whose_size_differs_from_the_seal); the hook walks before it knows its seal candidates (src/hook.rs walk_rootfs, then candidates from the walked manifest) and does not pass it yet"]
 fn a_32gib_sparse_file_where_the_seal_has_a_small_file_is_blocked_quickly() {
     let f = Fixture::new();
-    replace_su(&f, |p| std::fs::File::create(p).unwrap().set_len(32 << 30).unwrap());
-    let t = Instant::now();
+    // The bundle names its seal, so the hook knows the sealed sizes before it walks.
+    f.annotate(rootseal::policy::SEAL_ANNOTATION, &sealed_digest(&f).to_string());
+    let su = replace_su(&f, |p| std::fs::File::create(p).unwrap().set_len(32 << 30).unwrap());
+    // Any read of the file shows here (opening it for its capability xattr is fine).
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).unwrap();
+    inotify.add_watch(&su, AddWatchFlags::IN_ACCESS).unwrap();
     assert_blocks(&f, &["/usr/sbin/su content differs from seal"]);
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    match inotify.read_events() {
+        Err(nix::errno::Errno::EAGAIN) => {}
+        other => panic!("the hook read /usr/sbin/su: {other:?}"),
+    }
 }
