@@ -412,7 +412,16 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             Err(why) => trace_note(&format!("layers not reused: {why}")),
         }
     }
-    let found = match walk_rootfs(cfg, &bundle.root, deadline, &mut d.warnings) {
+    // Sizes first (walk::Options::expected): when the bundle names its seal, a file whose size or
+    // type differs from that seal's entry is a difference without reading it.
+    let pinned: Option<Seal> = bundle
+        .annotations
+        .get(policy::SEAL_ANNOTATION)
+        .and_then(|v| TreeDigest::parse(v))
+        .and_then(|digest| SealStore::new(&cfg.seal_dir).get(&digest).ok().flatten())
+        .and_then(|bytes| Seal::parse_owned(bytes).ok());
+    let expected = pinned.as_ref().map(|s| &s.manifest);
+    let (found, unread) = match walk_rootfs(cfg, &bundle.root, deadline, expected, &mut d.warnings) {
         Ok(m) => m,
         Err(e) => {
             d.violations.push(Violation::new("rootfs", e));
@@ -434,6 +443,11 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     let mut best: Option<Violation> = None;
     let mut queue = exact;
     let mut similar_added = false;
+    // Files left unread carry no hash: this walk can be judged against the named seal only.
+    if unread > 0 {
+        queue = pinned.iter().map(|s| s.digest).collect();
+        similar_added = true;
+    }
     let mut i = 0;
     loop {
         if i == queue.len() {
@@ -460,7 +474,9 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         trace("seal parse, checks and compare", &mut t);
         match r {
             Ok(mut v) => {
-                if let (Some((overlay, lowers)), Some((memo, skeleton))) = (&layer_set, v.memo.take()) {
+                // A record describes the tree's content: never from a walk that left files unread.
+                let memo = v.memo.take().filter(|_| unread == 0);
+                if let (Some((overlay, lowers)), Some((memo, skeleton))) = (&layer_set, memo) {
                     if let Some(rec) = layers::record_for(overlay, lowers.clone(), skeleton, &v.exclusions, memo) {
                         if let Err(e) = layers::save(&cfg.cache_dir, &rec) {
                             d.warnings.push(e.to_string());
@@ -622,8 +638,9 @@ pub fn walk_rootfs(
     cfg: &Config,
     rootfs: &Path,
     deadline: Instant,
+    expected: Option<&Manifest>,
     warnings: &mut Vec<String>,
-) -> Result<Manifest, String> {
+) -> Result<(Manifest, usize), String> {
     let fd = walk::open_root(rootfs).map_err(|e| e.to_string())?;
     let cached = cfg.hook.verify.uses_cache();
     let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
@@ -636,6 +653,7 @@ pub fn walk_rootfs(
         deadline: Some(deadline),
         cache: root_id.is_some().then_some(&cache),
         want_cache: root_id.is_some(),
+        expected,
         ..walk::Options::default()
     };
     let w = walk::walk_cached(rootfs, fd, &opts).map_err(|e| e.to_string())?;
@@ -647,7 +665,7 @@ pub fn walk_rootfs(
             warnings.push(e.to_string());
         }
     }
-    Ok(w.manifest)
+    Ok((w.manifest, w.unread))
 }
 
 /// Seal candidates, most specific first: the seal annotation, the content key, the image name,
