@@ -13,14 +13,14 @@ fn wrapper() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rootseal-runtime"))
 }
 
-struct Containerd {
+pub(crate) struct Containerd {
     child: Child,
     dir: PathBuf,
     sock: PathBuf,
 }
 
 impl Containerd {
-    fn start(env: &Env) -> Containerd {
+    pub(crate) fn start(env: &Env) -> Containerd {
         let dir = env.path("containerd");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.toml"), "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
@@ -57,7 +57,12 @@ impl Containerd {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
 
-    fn ctr<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+    /// containerd's --state directory (task bundles under io.containerd.runtime.v2.task/).
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub(crate) fn ctr<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         Command::new("timeout")
             .args(["-k", "5", "120", "ctr", "-a"])
             .arg(&self.sock)
@@ -67,7 +72,7 @@ impl Containerd {
             .unwrap()
     }
 
-    fn import(&self, archive: &Path) {
+    pub(crate) fn import(&self, archive: &Path) {
         let o = self.ctr(&[OsStr::new("images"), OsStr::new("import"), archive.as_os_str()]);
         assert!(o.status.success(), "ctr import: {}", text(&o));
     }

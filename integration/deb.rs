@@ -73,11 +73,21 @@ fn the_debian_package_installs_protects_and_purges() {
     assert_eq!(status("config"), "ok", "{v}");
     assert_eq!(status("mode"), "warn", "installs in audit mode: {v}");
     assert_eq!(status("trust store"), "fail", "no key yet: {v}");
-    assert_eq!(status("runtime integration"), "ok", "the hooks.d file: {v}");
+    // podman is covered by the hooks.d file; containerd is installed here without a rootseal
+    // runtime entry, and doctor says so.
+    assert_eq!(status("runtime integration"), "warn", "{v}");
+    let detail = |name: &str| {
+        v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["detail"].as_str().unwrap().to_string()
+    };
+    assert!(detail("runtime integration").contains("covered: podman (OCI hook"), "{v}");
+    assert!(detail("runtime integration").contains("NOT covered: containerd"), "{v}");
     assert_eq!(status("monitor"), "fail", "no systemd here to start it: {v}");
 
     // The hook through the installed paths: podman reads /usr/share/containers/oci/hooks.d.
-    let result = std::panic::catch_unwind(|| end_to_end(t.path()));
+    let result = std::panic::catch_unwind(|| {
+        end_to_end(t.path());
+        removal_with_tasks_under_the_wrapper_is_refused(t.path());
+    });
 
     ok(Command::new("dpkg").args(["--purge", "rootseal"]));
     for p in INSTALLED.iter().chain(PURGED) {
@@ -127,4 +137,32 @@ fn end_to_end(work: &Path) {
     assert!(!o2.status.success() && err2.contains("/etc/motd content differs from seal"), "tampered: {err2}");
     let events = std::fs::read_to_string("/var/log/rootseal/events.jsonl").unwrap();
     assert!(events.contains("\"event\":\"blocked\""), "{events}");
+}
+
+/// Issue 14, item 2: a containerd task started through rootseal-runtime needs the binary to be
+/// killed and deleted (its shim keeps the path). Removing the package while one exists is
+/// refused, naming the task and what to do; once the task is gone, removal goes ahead.
+fn removal_with_tasks_under_the_wrapper_is_refused(work: &Path) {
+    let env = crate::util::Env::new();
+    env.write_config("mode = \"audit\"");
+    let c = crate::containerd::Containerd::start(&env);
+    let rootfs = work.join("ctr-rootfs");
+    busybox_rootfs(&rootfs);
+    let dir = work.join("ctr-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("test.local/rootseal/deb-ctr:{}", std::process::id());
+    c.import(&crate::podman::oci_archive(&rootfs, &dir, &name));
+    let id = crate::harness::container_id("deb");
+    let o = c.ctr(&["run", "-d", "--runc-binary", "/usr/bin/rootseal-runtime", &name, &id, "sleep", "300"]);
+    assert!(o.status.success(), "ctr run: {}", String::from_utf8_lossy(&o.stderr));
+    let o = run(Command::new("dpkg").args(["-r", "rootseal"]).env("ROOTSEAL_CONTAINERD_STATE", c.state_dir()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "dpkg -r must refuse: {err}");
+    assert!(err.contains(&format!("default/{id}")) && err.contains("removal refused"), "{err}");
+    assert!(Path::new("/usr/bin/rootseal-runtime").exists(), "the wrapper stays");
+    let o = c.ctr(&["task", "delete", "--force", &id]);
+    assert!(o.status.success(), "the task can still be ended: {}", String::from_utf8_lossy(&o.stderr));
+    let o = c.ctr(&["containers", "delete", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(Command::new("dpkg").args(["-r", "rootseal"]).env("ROOTSEAL_CONTAINERD_STATE", c.state_dir()));
 }

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Prepares this machine for rootseal's demo and test suite (Debian 12, as root). Idempotent.
 set -euo pipefail
-if [ "$(id -u)" != 0 ]; then echo "setup-host: run as root (sudo $0)" >&2; exit 2; fi
+# Works as root (a Debian server has no sudo) and for a user with sudo (it elevates itself).
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then exec sudo --preserve-env=PATH "$0" "$@"; fi
+  echo "setup-host: run as root" >&2; exit 2
+fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time lintian python3-cryptography; do
