@@ -77,7 +77,10 @@ fn the_debian_package_installs_protects_and_purges() {
     // runtime entry, and doctor says so.
     assert_eq!(status("runtime integration"), "warn", "{v}");
     let detail = |name: &str| {
-        v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["detail"].as_str().unwrap().to_string()
+        v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     assert!(detail("runtime integration").contains("covered: podman (OCI hook"), "{v}");
     assert!(detail("runtime integration").contains("NOT covered: containerd"), "{v}");

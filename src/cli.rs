@@ -468,7 +468,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 "monitor-unit" => print!("{}", crate::packaging::monitor_unit(&binary)),
                 "man" => {
                     use clap::CommandFactory;
-                    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Error::Stdout)?;
+                    use std::io::Write as _;
+                    let page = crate::packaging::man_page(Cli::command()).map_err(Error::Stdout)?;
+                    std::io::stdout().write_all(&page).map_err(Error::Stdout)?;
                 }
                 "completions-bash" => {
                     use clap::CommandFactory;

@@ -65,6 +65,160 @@ WantedBy=multi-user.target
     )
 }
 
+/// rootseal(1): clap's sections (name, synopsis, description, options, the command list), then
+/// every command with its usage and options, the files, the environment, exit codes and
+/// examples, so that `man rootseal` answers what `--help` cannot.
+pub fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    let cmd = cmd.name("rootseal");
+    let man = clap_mangen::Man::new(cmd.clone()).date("2026-12-04").manual("rootseal manual");
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    out.extend_from_slice(b".SH COMMANDS\n");
+    let mut cmd = cmd;
+    cmd.build();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        command_section(&mut out, &format!("rootseal {}", sub.get_name()), sub);
+        for sub2 in sub.get_subcommands().filter(|s| s.get_name() != "help") {
+            command_section(&mut out, &format!("rootseal {} {}", sub.get_name(), sub2.get_name()), sub2);
+        }
+    }
+    out.extend_from_slice(MAN_TAIL.as_bytes());
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// Escapes text for roff: backslashes, and a leading dot or quote.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+fn command_section(out: &mut Vec<u8>, name: &str, cmd: &clap::Command) {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, ".SS \"{}\"", roff(name));
+    if let Some(about) = cmd.get_long_about().or(cmd.get_about()) {
+        let _ = writeln!(s, "{}", roff(&about.to_string()));
+    }
+    let usage = cmd.clone().bin_name(name).render_usage().to_string();
+    let _ = writeln!(s, ".PP\n.B {}", roff(usage.trim_start_matches("Usage: ")));
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && a.get_id() != "help" && a.get_id() != "version") {
+        let mut names = Vec::new();
+        if let Some(short) = arg.get_short() {
+            names.push(format!("-{short}"));
+        }
+        if let Some(long) = arg.get_long() {
+            names.push(format!("--{long}"));
+        }
+        let value = arg.get_value_names().map(|v| v.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>().join(" "));
+        let head = if names.is_empty() {
+            value.clone().unwrap_or_else(|| format!("<{}>", arg.get_id().as_str().to_uppercase()))
+        } else if arg.get_action().takes_values() {
+            format!("{} {}", names.join(", "), value.unwrap_or_default())
+        } else {
+            names.join(", ")
+        };
+        let help = arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default();
+        let _ = writeln!(s, ".TP\n\\fB{}\\fR\n{}", roff(head.trim()), roff(&help));
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+const MAN_TAIL: &str = r#".SH FILES
+.TP
+\fB/etc/rootseal/config.toml\fR
+The node configuration (mode, stores, alerts, policy); \fB$ROOTSEAL_CONFIG\fR or \fB\-\-config\fR name another.
+.TP
+\fB/etc/rootseal/trust/\fR
+The trust store: trusted public keys (\fINAME\fR.pub) and revocations; root's, closed to others.
+.TP
+\fB/var/lib/rootseal/seals/\fR
+The seal store (\fBrootseal trust import\fR), its indexes and the rollback watermarks (accepted/).
+.TP
+\fB/run/rootseal/\fR
+State records of verified containers (containers/) and the monitor's status (monitor/).
+.TP
+\fB/var/cache/rootseal/\fR
+The verification cache and layer records (HMAC\-protected, bound to this boot).
+.TP
+\fB/var/log/rootseal/events.jsonl\fR
+One JSON event per decision and drift (blocked, audit, exempted, verified, drift, recovered).
+.TP
+\fB/usr/share/containers/oci/hooks.d/rootseal.json\fR
+The OCI hook for podman and CRI\-O.
+.TP
+\fB/lib/systemd/system/rootseal\-monitor.service\fR
+The drift monitor's unit.
+.SH ENVIRONMENT
+.TP
+\fBROOTSEAL_CONFIG\fR
+The config file, when \fB\-\-config\fR is not given (an empty value counts as unset).
+.TP
+\fBSOURCE_DATE_EPOCH\fR
+\fBrootseal seal\fR: the seal's created time, for reproducible builds.
+.TP
+\fBROOTSEAL_TRACE\fR
+\fBrootseal hook\fR: phase timings and memory on stderr.
+.SH EXIT STATUS
+.TP
+\fB0\fR
+Success: verified, allowed (also in audit mode), or the command did what it was asked.
+.TP
+\fB1\fR
+A verdict said no: unsigned, tampered, untrusted, expired, revoked, rolled back, a writable or
+hiding mount, a blocked container (the hook), drift (\fBmonitor \-\-once\fR), or a node that
+\fBdoctor\fR finds unprotected.
+.TP
+\fB2\fR
+Usage, configuration or I/O errors (a missing bundle, an unreadable config).
+.SH EXAMPLES
+In CI, seal an image archive and publish the seal beside it:
+.PP
+.nf
+.RS
+rootseal keygen \-\-out ci
+rootseal seal image.oci.tar \-\-key ci.key \-\-name registry.example/app:1.4 \-\-out app.seal.json
+.RE
+.fi
+.PP
+On a node, trust the CI key, import the seal, and check the node:
+.PP
+.nf
+.RS
+rootseal trust add ci.pub \-\-name ci\-2026
+rootseal trust import app.seal.json
+rootseal doctor
+.RE
+.fi
+.PP
+Why was a container blocked? Re\-run the decision on its bundle:
+.PP
+.nf
+.RS
+rootseal check /run/containerd/io.containerd.runtime.v2.task/k8s.io/ID
+.RE
+.fi
+.PP
+Run containerd pods through rootseal (then \fBruntimeClassName: rootseal\fR):
+.PP
+.nf
+.RS
+rootseal install containerd && systemctl restart containerd
+.RE
+.fi
+.SH SEE ALSO
+.BR rootseal\-runtime (1),
+/usr/share/doc/rootseal/README.md, /usr/share/doc/rootseal/docs/
+"#;
+
 /// `packaging/tmpfiles.d/rootseal.conf`.
 pub fn tmpfiles() -> String {
     let cfg = Config::default();
@@ -90,6 +244,20 @@ d {cache} 0700 root root -
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_man_page_documents_every_command_files_exit_codes_and_examples() {
+        use clap::CommandFactory;
+        let page = String::from_utf8(super::man_page(crate::cli::Cli::command()).unwrap()).unwrap();
+        for section in [".SH COMMANDS", ".SH FILES", ".SH ENVIRONMENT", ".SH EXIT STATUS", ".SH EXAMPLES"] {
+            assert!(page.contains(section), "{section}");
+        }
+        for cmd in
+            ["keygen", "seal", "verify", "check", "hook", "monitor", "doctor", "trust import", "install containerd"]
+        {
+            assert!(page.contains(&format!(".SS \"rootseal {}\"", cmd.replace('-', "\\-"))), "{cmd}");
+        }
+    }
+
     #[test]
     fn committed_files_match_the_generator() {
         assert_eq!(
