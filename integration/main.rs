@@ -15,6 +15,7 @@ mod load;
 mod monitor;
 mod podman;
 mod protocol;
+mod readme;
 mod rollback;
 mod runtimes;
 mod syslog;
