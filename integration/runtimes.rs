@@ -287,3 +287,26 @@ for_runtimes!(
     pause_container_exempted,
     mount_points_created_by_the_runtime_pass,
 );
+
+/// Issue 14, item 6: every decision leaves a trace by default: a verified start writes a
+/// `verified` event with the container, the seal and its signers, the mode and the time taken;
+/// `verified_sample = 0` turns those (and only those) off.
+#[test]
+fn a_verified_start_leaves_an_event_by_default() {
+    let f = crate::harness::Fixture::new();
+    let r = f.run("runc");
+    r.assert_ran("hello from a sealed rootfs");
+    let ev = f.last_event();
+    assert_eq!(ev["event"], "verified", "{ev}");
+    assert_eq!(ev["container"]["id"], r.id.as_str(), "{ev}");
+    assert!(ev["seal"]["digest"].as_str().unwrap().starts_with("sha256:"), "{ev}");
+    assert_eq!(ev["seal"]["signers"][0], "ci-2026", "{ev}");
+    assert_eq!(ev["mode"], "enforce", "{ev}");
+    assert!(ev["elapsed_ms"].as_u64().is_some(), "{ev}");
+    let events = f.env.path("events.jsonl");
+    let before = std::fs::read_to_string(&events).unwrap().lines().count();
+    let text = std::fs::read_to_string(f.env.config_path()).unwrap();
+    std::fs::write(f.env.config_path(), text.replace("[alerts]\n", "[alerts]\nverified_sample = 0\n")).unwrap();
+    f.run("runc").assert_ran("hello from a sealed rootfs");
+    assert_eq!(std::fs::read_to_string(&events).unwrap().lines().count(), before, "sampled out");
+}
