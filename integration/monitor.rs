@@ -41,7 +41,7 @@ pub fn run_detached(f: &Fixture, runtime: &str) -> Running {
     Running { id, runtime: runtime.into() }
 }
 
-fn container_state(runtime: &str, id: &str) -> String {
+pub fn container_state(runtime: &str, id: &str) -> String {
     let o = Command::new(runtime).args(["state", id]).output().unwrap();
     if !o.status.success() {
         return "gone".into();
@@ -98,11 +98,11 @@ impl Drop for MonitorProc {
     }
 }
 
-fn monitor_config(f: &Fixture, extra: &str) -> (UnixDatagram, PathBuf) {
+pub fn monitor_config(f: &Fixture, extra: &str) -> (UnixDatagram, PathBuf) {
     monitor_config_with(f, extra, "")
 }
 
-fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDatagram, PathBuf) {
+pub fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDatagram, PathBuf) {
     let sock_path = f.env.path("syslog.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_nonblocking(true).unwrap();
@@ -118,11 +118,11 @@ fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDa
     (sock, sock_path)
 }
 
-fn monitor_events(f: &Fixture) -> Vec<serde_json::Value> {
+pub fn monitor_events(f: &Fixture) -> Vec<serde_json::Value> {
     f.events().into_iter().filter(|e| e["source"] == "monitor").collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
@@ -130,12 +130,12 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn status(f: &Fixture) -> serde_json::Value {
+pub fn status(f: &Fixture) -> serde_json::Value {
     let out = f.env.run(["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
-fn first_status(f: &Fixture, id: &str) -> serde_json::Value {
+pub fn first_status(f: &Fixture, id: &str) -> serde_json::Value {
     status(f)["containers"].as_array().and_then(|cs| cs.iter().find(|c| c["id"] == id).cloned()).unwrap_or_default()
 }
 
@@ -269,6 +269,9 @@ fn a_reused_pid_is_not_touched() {
         verdict: "verified".into(),
         mode: "enforce".into(),
         time: "t".into(),
+        mount_destinations: None,
+        manager: None,
+        root: None,
     };
     rootseal::state::write(&f.env.path("state"), &rec).unwrap();
     let out = f.env.run(["monitor", "--once"]);
@@ -337,4 +340,128 @@ fn the_freeze_policy_pauses_the_container() {
     });
     let _ = Command::new("runc").args(["resume", &c.id]).output();
     assert_eq!(mon.stop(), Some(0));
+}
+
+fn drift_paths(e: &serde_json::Value) -> Vec<String> {
+    e["violations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v["paths"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["path"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_mount_added_to_config_json_after_start_hides_no_drift() {
+    let f = Fixture::new();
+    monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    // After the start: a mount entry over /etc that runc never made, and a tampered /etc/motd.
+    // A monitor (re)started now must still exclude only what the hook excluded.
+    f.patch(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]}))
+    });
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered under a claimed mount\n").unwrap();
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a drift event naming /etc/motd", Duration::from_secs(15), || {
+        monitor_events(&f).iter().any(|e| e["event"] == "drift" && drift_paths(e).iter().any(|p| p == "/etc/motd"))
+    });
+    assert_eq!(first_status(&f, &c.id)["result"], "drift");
+    assert_eq!(mon.stop(), Some(0));
+}
+
+#[test]
+fn a_rootfs_renamed_away_and_replaced_by_a_clean_copy_is_reported() {
+    let f = Fixture::new();
+    monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+    // A pristine copy at the old path; the tree the container runs in is moved away and tampered.
+    let pristine = f.env.path("pristine");
+    sh(Command::new("cp").arg("-a").arg(&f.rootfs).arg(&pristine));
+    let moved = f.bundle.join("rootfs.moved");
+    std::fs::rename(&f.rootfs, &moved).unwrap();
+    std::fs::rename(&pristine, &f.rootfs).unwrap();
+    std::fs::write(moved.join("etc/motd"), b"tampered where the container runs\n").unwrap();
+    let drift = || monitor_events(&f).into_iter().filter(|e| e["event"] == "drift").collect::<Vec<_>>();
+    wait_for("a drift event naming the replacement and /etc/motd", Duration::from_secs(15), || {
+        drift().iter().any(|e| {
+            let codes: Vec<&str> =
+                e["violations"].as_array().unwrap().iter().filter_map(|v| v["code"].as_str()).collect();
+            codes.contains(&"rootfs-replaced") && drift_paths(e).iter().any(|p| p == "/etc/motd")
+        })
+    });
+    assert_eq!(mon.stop(), Some(0));
+}
+
+/// Processes whose PID namespace is that of `pid` (the container's init included).
+fn pid_namespace_members(pid: u32) -> Vec<(u32, u64)> {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&ns) {
+            if let Some(start) = rootseal::state::pid_start_time(p as i32) {
+                out.push((p, start));
+            }
+        }
+    }
+    out
+}
+
+/// Gone, a zombie, or another process by now.
+fn ended(pid: u32, start: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 2..];
+            rest.starts_with('Z') || rest.starts_with('X') || rootseal::state::pid_start_time(pid as i32) != Some(start)
+        }
+    }
+}
+
+#[test]
+fn the_kill_policy_ends_every_process_of_the_container() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "action = \"kill\"");
+    // The container's init starts a child first, then becomes a sleep itself.
+    f.patch(|c| c["process"]["args"] = serde_json::json!(["sh", "-c", "sleep 1000 & exec sleep 1001"]));
+    let id = container_id("kill");
+    let err_path = f.env.path("kill.stderr");
+    let status = Command::new("timeout")
+        .args(["-k", "5", "60", "runc", "run", "--detach", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "runc run -d: {}", std::fs::read_to_string(&err_path).unwrap_or_default());
+    let c = Running { id, runtime: "runc".into() };
+    let state: serde_json::Value =
+        serde_json::from_slice(&Command::new("runc").args(["state", &c.id]).output().unwrap().stdout).unwrap();
+    let init = state["pid"].as_u64().unwrap() as u32;
+    let mut members = Vec::new();
+    wait_for("the container's init and its background child", Duration::from_secs(10), || {
+        members = pid_namespace_members(init);
+        members.len() >= 2
+    });
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered\n").unwrap();
+    wait_for("a drift event with the kill", Duration::from_secs(10), || {
+        monitor_events(&f)
+            .iter()
+            .any(|e| e["event"] == "drift" && e["action"].as_str().is_some_and(|a| a.starts_with("killed")))
+    });
+    wait_for("every process of the container to end", Duration::from_secs(10), || {
+        members.iter().all(|&(p, start)| ended(p, start))
+    });
+    drop(mon);
 }

@@ -243,8 +243,10 @@ impl Monitor {
                     .map_err(|e| e.to_string())
                     .and_then(|b| crate::json::from_slice_strict::<Record>(&b).map_err(|e| e.to_string()))
                 {
+                    // Keyed by file name: ids are unique only per runc root (src/state.rs).
                     Ok(r) if state::check_id(&r.id).is_ok() => {
-                        records.insert(r.id.clone(), r);
+                        let key = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        records.insert(key, r);
                     }
                     Ok(_) | Err(_) => {
                         if self.dropped_stale.insert(p.display().to_string()) {
@@ -300,7 +302,7 @@ impl Monitor {
                 Err(why) => {
                     // Never watched, never acted on: the pid is gone or belongs to another
                     // process now.
-                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::hook::short_id(&id));
+                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::hook::short_id(&rec.id));
                     self.dropped_stale.insert(id);
                 }
             }
@@ -510,14 +512,26 @@ impl Monitor {
             w.signers = signers.into_iter().map(|s| s.name).collect();
         }
         if w.exclusions.is_none() {
-            let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
             let seal = &w.seal.as_ref().expect("loaded above").0;
-            let artifacts = match bundle.annotations.get("io.container.manager").map(String::as_str) {
+            // The destinations the hook excluded at start, from the record: config.json is
+            // the bundle owner's to edit, and a mount entry added to it afterwards (which runc
+            // never mounted) would otherwise hide drift under its destination. Only a version
+            // 1 record (an older hook) falls back to today's config.json.
+            let (dests, manager): (Vec<Vec<u8>>, Option<String>) = match &w.rec.mount_destinations {
+                Some(d) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    (d.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(), w.rec.manager.clone())
+                }
+                None => {
+                    let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
+                    (bundle.mount_destinations(), bundle.annotations.get("io.container.manager").cloned())
+                }
+            };
+            let artifacts = match manager.as_deref() {
                 Some("libpod") => crate::exclude::libpod_artifacts(),
                 _ => Vec::new(),
             };
-            w.exclusions =
-                Some(Exclusions::new(&bundle.mount_destinations(), &seal.manifest).with_artifacts(artifacts));
+            w.exclusions = Some(Exclusions::new(&dests, &seal.manifest).with_artifacts(artifacts));
         }
         Ok(())
     }
@@ -536,22 +550,40 @@ impl Monitor {
         let seal_dir = self.cfg.seal_dir.clone();
         let layer_ttl = self.cfg.hook.layer_ttl();
         let mut layer_set = None;
+        let mut replaced: Option<String> = None;
         let w = self.watched.get_mut(id).expect("watched");
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
-            let fd = walk::open_root(&w.rec.rootfs).map_err(|e| e.to_string())?;
+            let seen = open_container_root(w)?;
+            replaced = seen.replaced;
+            // Not the verified tree (another root altogether): nothing of it is walked.
+            let Some(fd) = seen.fd else { return Ok(Vec::new()) };
             if layers_mode {
-                layer_set =
-                    crate::layers::overlay_of(fd.as_fd()).and_then(|o| Ok((crate::layers::identify(&o)?, o))).ok();
+                // The layer record describes the host's overlay mount: judged on the host
+                // path, and only when that path is still the directory the container runs in.
+                layer_set = seen.host.as_ref().and_then(|h| {
+                    crate::layers::overlay_of(h.as_fd()).and_then(|o| Ok((crate::layers::identify(&o)?, o))).ok()
+                });
             }
-            let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
+            // The cache is keyed by the host path's identity (the hook's too), which the
+            // container's root matches when `seen.host` is Some.
+            let root_id = match (&seen.host, cached) {
+                (Some(h), true) => crate::cache::RootId::of(h).ok(),
+                _ => None,
+            };
             let cache = match (&root_id, w.cache.take()) {
                 (Some(id), Some((cid, c))) if cid == *id => c,
                 (Some(id), _) => crate::cache::load(&cache_dir, &w.rec.rootfs, id).0,
                 (None, _) => crate::cache::Cache::default(),
             };
+            // The container's view has its mounts on top (proc, sys, dev, binds): the walk does
+            // not cross mounts, so the recorded destinations are pruned, unopened. A mount the
+            // container made itself elsewhere stops the walk (a scan failure, never a pass).
+            let ex = w.exclusions.clone().unwrap_or_default();
+            let prune = move |p: &[u8]| ex.is_excluded(p);
             let opts = walk::Options {
                 limits,
+                prune: Some(&prune),
                 deadline: Some(deadline),
                 cache: root_id.is_some().then_some(&cache),
                 want_cache: root_id.is_some(),
@@ -623,7 +655,7 @@ impl Monitor {
                 }
                 w.last_error = Some(why);
             }
-            Ok(diffs) if diffs.is_empty() => {
+            Ok(diffs) if diffs.is_empty() && replaced.is_none() => {
                 w.last_error = None;
                 if w.reported.take().is_some() {
                     events.push(event(
@@ -641,7 +673,11 @@ impl Monitor {
             Ok(diffs) => {
                 w.last_error = None;
                 w.outcome = Outcome::Drift;
-                let set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
+                let mut set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
+                if let Some(r) = &replaced {
+                    // Not a path: a NUL never occurs in one.
+                    set.insert(format!("\0rootfs-replaced {r}").into_bytes());
+                }
                 if w.reported.as_ref() != Some(&set) {
                     let outcome = if w.action_taken.is_none() { take_action(w, action) } else { None };
                     // A failed kill or freeze is tried again at the next drift change.
@@ -650,7 +686,8 @@ impl Monitor {
                     }
                     let act = outcome.map(|(a, _)| a);
                     self.stats.drift_events += 1;
-                    let first: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
+                    let mut first: Vec<String> = replaced.iter().cloned().collect();
+                    first.extend(diffs.iter().take(5).map(|d| d.to_string()));
                     let more =
                         if diffs.len() > 5 { format!("; and {} more path(s)", diffs.len() - 5) } else { String::new() };
                     let act_text = act.as_ref().map(|a| format!("; action: {a}")).unwrap_or_default();
@@ -659,8 +696,14 @@ impl Monitor {
                         crate::hook::short_id(id),
                         first.join("; ")
                     );
-                    let v = violation("drift", &msg, &diffs, max_paths);
-                    events.push(event(w, "drift", "err", vec![v], msg, act));
+                    let mut vs = Vec::new();
+                    if !diffs.is_empty() {
+                        vs.push(violation("drift", &msg, &diffs, max_paths));
+                    }
+                    if let Some(r) = &replaced {
+                        vs.push(violation("rootfs-replaced", r, &[], max_paths));
+                    }
+                    events.push(event(w, "drift", "err", vs, msg, act));
                     w.reported = Some(set);
                 }
                 w.drift = diffs;
@@ -684,9 +727,9 @@ impl Monitor {
             watch_limited: self.watch_limited,
             containers: self
                 .watched
-                .iter()
-                .map(|(id, w)| ContainerStatus {
-                    id: id.clone(),
+                .values()
+                .map(|w| ContainerStatus {
+                    id: w.rec.id.clone(),
                     image: w.rec.image.clone(),
                     seal_digest: w.rec.seal_digest.clone(),
                     rootfs: w.rec.rootfs.display().to_string(),
@@ -823,6 +866,64 @@ fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
     }
 }
 
+/// The root a scan walks, and what it says about the rootfs path on the host.
+struct Seen {
+    /// The container's root directory as its init sees it (`/proc/PID/root`), when it is the
+    /// directory the hook verified.
+    fd: Option<OwnedFd>,
+    /// The host's rootfs path, opened, when it is still the directory the container runs in.
+    host: Option<OwnedFd>,
+    /// Why the container's root is not the directory the hook verified, if it is not.
+    replaced: Option<String>,
+}
+
+/// Opens what the container actually sees, not what its rootfs path names today.
+///
+/// 1. Open `/proc/PID/root/.` of the recorded init: the root of its mount namespace (runc's
+///    bind mount of the rootfs, with proc, sys, dev and the bind mounts on top; the walk
+///    prunes the recorded mount destinations). A rootfs renamed away on the host and a clean
+///    copy put at its path changes nothing here: the container keeps running in the original.
+/// 2. The pidfd still says the process runs: the pid opened in step 1 was not reused since
+///    `open_process` checked its start time (a pidfd does not stop reuse after an exit).
+/// 3. Compare (st_dev, st_ino) of that root with the identity the hook recorded of the
+///    directory it walked (the bind mount keeps both; the mount id differs, so it is not
+///    compared): a difference means the container does not run in the verified tree. That
+///    root is then reported and not walked (it may be anything, the host's `/` included).
+/// 4. Open the host path and compare it too: a path that names another directory now is a
+///    replaced rootfs (reported); it is then not used for the layer record or the cache.
+fn open_container_root(w: &Watched) -> Result<Seen, String> {
+    let (Some(pid), Some(pidfd)) = (w.rec.pid.filter(|p| *p > 0), w.pidfd.as_ref()) else {
+        return Err("the container's process could not be identified".into());
+    };
+    let path = std::ffi::CString::new(format!("/proc/{pid}/root/.")).expect("no NUL");
+    let fd = sys::openat2(sys::cwd(), &path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .map_err(|e| format!("cannot open the container's root /proc/{pid}/root: {e}"))?;
+    if sys::pidfd_exited(pidfd.as_fd()) {
+        return Err(format!("the container's process {pid} exited"));
+    }
+    let ident = |fd: &OwnedFd| sys::statx_mount(fd.as_fd()).ok().map(|(dev, ino, _)| (dev, ino));
+    let seen = ident(&fd).ok_or_else(|| format!("cannot stat /proc/{pid}/root"))?;
+    // A version 1 record has no identity: the host path as it is now is the reference.
+    let host = walk::open_root(&w.rec.rootfs).ok();
+    let host_id = host.as_ref().and_then(ident);
+    let want = w.rec.root.map(|r| (r.dev, r.ino)).or(host_id);
+    let mut replaced = None;
+    if want != Some(seen) {
+        let why = format!(
+            "the container's root (/proc/{pid}/root, device {} inode {}) is not the directory verified at start; it was replaced or the process changed its root",
+            seen.0, seen.1
+        );
+        return Ok(Seen { fd: None, host: None, replaced: Some(why) });
+    } else if host_id != want {
+        replaced = Some(format!(
+            "rootfs path {} no longer names the directory the container runs in (renamed or replaced on the host); the container's own root was scanned",
+            w.rec.rootfs.display()
+        ));
+    }
+    let host = host.filter(|_| host_id == Some(seen));
+    Ok(Seen { fd: Some(fd), host, replaced })
+}
+
 /// Runs the drift action. Returns what was done, for the event, and whether it worked.
 fn take_action(w: &Watched, action: Action) -> Option<(String, bool)> {
     match action {
@@ -954,7 +1055,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         // One scan, printed: the daemon's status and metrics files are left alone.
         m.refresh();
         m.scan_due(true);
-        for (id, w) in &m.watched {
+        for w in m.watched.values() {
             let what = match w.outcome {
                 Outcome::Clean => "clean".to_string(),
                 Outcome::Drift => {
@@ -963,7 +1064,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
                 Outcome::Failed => format!("scan failed: {}", w.last_error.as_deref().unwrap_or("?")),
                 Outcome::Pending => "not scanned".into(),
             };
-            println!("{}\t{what}", crate::hook::short_id(id));
+            println!("{}\t{what}", crate::hook::short_id(&w.rec.id));
         }
         println!("{} container(s) watched, {} drifted, {} scan failure(s)", m.watched(), m.drifted(), m.failed());
         return Ok(if m.failed() > 0 {
@@ -1039,6 +1140,9 @@ mod tests {
             verdict: "verified".into(),
             mode: "enforce".into(),
             time: "t".into(),
+            mount_destinations: None,
+            manager: None,
+            root: None,
         };
         assert!(open_process(&rec).unwrap().is_some());
         rec.pid_start_time = rec.pid_start_time.map(|t| t + 1);

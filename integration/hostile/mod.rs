@@ -16,6 +16,7 @@
 //! | [`seals`] | hostile seals: duplicate keys (also escaped), payloadType variants, raw-payload and wrong-key signatures, thresholds, non-canonical and small-order ed25519, base64 variants, oversized and over-signed envelopes |
 //! | [`mounts`] | `["rbind","ro"]` over a writable submount, a read-write mount shadowing a read-only one, destinations through image symlinks |
 //! | [`trust`] | the trust store: unsafe key files, symlinks, empty or unparseable stores |
+//! | [`state`] | state records: a blocked container (another runc root) with a running container's id, or id and bundle |
 //!
 //! Run (as root, runc and busybox-static installed; about a minute on 2 cores, of which the
 //! million-entry case is 15 s and each race 5 to 10 s):
@@ -35,6 +36,7 @@ mod protocol;
 mod races;
 mod rootfs;
 mod seals;
+mod state;
 mod trust;
 
 use crate::harness::*;
