@@ -399,19 +399,11 @@ fn a_rootfs_renamed_away_and_replaced_by_a_clean_copy_is_reported() {
     assert_eq!(mon.stop(), Some(0));
 }
 
-/// Processes whose PID namespace is that of `pid` (the container's init included).
-fn pid_namespace_members(pid: u32) -> Vec<(u32, u64)> {
-    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&ns) {
-            if let Some(start) = rootseal::state::pid_start_time(p as i32) {
-                out.push((p, start));
-            }
-        }
-    }
-    out
+/// The container's processes as runc lists them (`runc ps`), with their start times.
+fn container_processes(id: &str) -> Vec<(u32, u64)> {
+    let out = Command::new("runc").args(["ps", "--format", "json", id]).output().unwrap();
+    let pids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    pids.into_iter().filter_map(|p| rootseal::state::pid_start_time(p as i32).map(|s| (p, s))).collect()
 }
 
 /// Gone, a zombie, or another process by now.
@@ -425,12 +417,20 @@ fn ended(pid: u32, start: u64) -> bool {
     }
 }
 
-#[test]
-fn the_kill_policy_ends_every_process_of_the_container() {
+/// A container whose init starts a background child, tampered with `drift_action = "kill"`:
+/// every one of its processes ends. `own_pid_namespace: false` removes the PID namespace from
+/// config.json (as a pod sharing its process namespace does): killing init alone leaves the
+/// child running.
+fn kill_ends_every_process(own_pid_namespace: bool) {
     let f = Fixture::new();
     monitor_config_with(&f, "", "action = \"kill\"");
     // The container's init starts a child first, then becomes a sleep itself.
-    f.patch(|c| c["process"]["args"] = serde_json::json!(["sh", "-c", "sleep 1000 & exec sleep 1001"]));
+    f.patch(|c| {
+        c["process"]["args"] = serde_json::json!(["sh", "-c", "sleep 1000 & exec sleep 1001"]);
+        if !own_pid_namespace {
+            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+        }
+    });
     let id = container_id("kill");
     let err_path = f.env.path("kill.stderr");
     let status = Command::new("timeout")
@@ -444,12 +444,9 @@ fn the_kill_policy_ends_every_process_of_the_container() {
         .unwrap();
     assert!(status.success(), "runc run -d: {}", std::fs::read_to_string(&err_path).unwrap_or_default());
     let c = Running { id, runtime: "runc".into() };
-    let state: serde_json::Value =
-        serde_json::from_slice(&Command::new("runc").args(["state", &c.id]).output().unwrap().stdout).unwrap();
-    let init = state["pid"].as_u64().unwrap() as u32;
     let mut members = Vec::new();
     wait_for("the container's init and its background child", Duration::from_secs(10), || {
-        members = pid_namespace_members(init);
+        members = container_processes(&c.id);
         members.len() >= 2
     });
     let mon = MonitorProc::start(&f.env);
@@ -464,4 +461,14 @@ fn the_kill_policy_ends_every_process_of_the_container() {
         members.iter().all(|&(p, start)| ended(p, start))
     });
     drop(mon);
+}
+
+#[test]
+fn the_kill_policy_ends_every_process_of_the_container() {
+    kill_ends_every_process(true);
+}
+
+#[test]
+fn the_kill_policy_ends_every_process_of_a_container_sharing_a_pid_namespace() {
+    kill_ends_every_process(false);
 }

@@ -928,64 +928,21 @@ fn open_container_root(w: &Watched) -> Result<Seen, String> {
 fn take_action(w: &Watched, action: Action) -> Option<(String, bool)> {
     match action {
         Action::Alert => None,
-        Action::Kill => Some(match &w.pidfd {
-            Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL) {
-                Ok(()) => (
-                    format!(
-                        "killed: SIGKILL sent to the container's init (pid {}) through its pidfd",
-                        w.rec.pid.unwrap_or(0)
-                    ),
-                    true,
-                ),
+        Action::Kill => Some(match (&w.pidfd, w.rec.pid) {
+            (Some(fd), Some(pid)) => match crate::containment::kill(fd.as_fd(), pid) {
+                Ok(what) => (what, true),
                 Err(e) => (format!("kill failed: {e}"), false),
             },
-            None => ("kill not possible: the container's process could not be identified".into(), false),
+            _ => ("kill not possible: the container's process could not be identified".into(), false),
         }),
         Action::Freeze => Some(match w.rec.pid.filter(|_| w.pidfd.is_some()) {
-            Some(pid) => match freeze(pid) {
+            Some(pid) => match crate::containment::freeze(pid) {
                 Ok(p) => (format!("frozen: {} set", p.display()), true),
                 Err(e) => (format!("freeze failed: {e}"), false),
             },
             None => ("freeze not possible: the container's process could not be identified".into(), false),
         }),
     }
-}
-
-/// Freezes the cgroup of `pid` (cgroup v2 `cgroup.freeze`, else the v1 freezer).
-fn freeze(pid: i32) -> Result<PathBuf, String> {
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| e.to_string())?;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mount_of = |pred: &dyn Fn(&str, &str) -> bool| -> Option<PathBuf> {
-        mounts.lines().find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            let opts = post.nth(1).unwrap_or("");
-            pred(fstype, opts).then(|| PathBuf::from(pre.split(' ').nth(4).unwrap_or("")))
-        })
-    };
-    for line in cg.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let rel = path.trim_start_matches('/');
-        if ctrls.split(',').any(|c| c == "freezer") {
-            if let Some(m) = mount_of(&|t, o| t == "cgroup" && o.split(',').any(|x| x == "freezer")) {
-                let f = m.join(rel).join("freezer.state");
-                std::fs::write(&f, "FROZEN").map_err(|e| format!("{}: {e}", f.display()))?;
-                return Ok(f);
-            }
-        }
-    }
-    for line in cg.lines() {
-        if let Some(path) = line.strip_prefix("0::") {
-            if let Some(m) = mount_of(&|t, _| t == "cgroup2") {
-                let f = m.join(path.trim_start_matches('/')).join("cgroup.freeze");
-                std::fs::write(&f, "1").map_err(|e| format!("{}: {e}", f.display()))?;
-                return Ok(f);
-            }
-        }
-    }
-    Err("no cgroup freezer for this process".into())
 }
 
 /// The directories whose changes change a rootfs: an overlay's upper and lower directories,
