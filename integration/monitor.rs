@@ -472,3 +472,33 @@ fn the_kill_policy_ends_every_process_of_the_container() {
 fn the_kill_policy_ends_every_process_of_a_container_sharing_a_pid_namespace() {
     kill_ends_every_process(false);
 }
+
+#[test]
+fn full_rehash_scans_read_every_file_on_their_period_and_zero_turns_them_off() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "[hook]\nverify = \"cached\"", "full_rehash = \"2s\"");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    let full = |f: &Fixture| first_status(f, &c.id)["full_scans"].as_u64().unwrap_or(0);
+    wait_for("two full re-hash scans", Duration::from_secs(20), || full(&f) >= 2);
+    assert_eq!(first_status(&f, &c.id)["result"], "clean");
+    assert!(monitor_events(&f).is_empty(), "{:?}", monitor_events(&f));
+    assert_eq!(mon.stop(), Some(0));
+
+    // Off: many cached scans, not one full one.
+    std::fs::remove_file(f.env.path("syslog.sock")).unwrap();
+    monitor_config_with(&f, "[hook]\nverify = \"cached\"", "full_rehash = \"0\"");
+    let _ = std::fs::remove_file(f.env.path("rootseal.prom"));
+    let mon = MonitorProc::start(&f.env);
+    let scans = || -> u64 {
+        std::fs::read_to_string(f.env.path("rootseal.prom"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("rootseal_monitor_scans_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for("four scans", Duration::from_secs(30), || scans() >= 4);
+    assert_eq!(full(&f), 0);
+    assert_eq!(mon.stop(), Some(0));
+}

@@ -56,6 +56,11 @@ pub struct MonitorSettings {
     pub action: Action,
     /// Most paths listed in one drift event (the total is always given).
     pub max_event_paths: usize,
+    /// Time between scans of a container that re-hash every file, whatever the verification
+    /// cache says; "0" turns them off. A write through a shared writable mapping to a page
+    /// that is already dirty moves neither mtime nor ctime, so a cached scan cannot see it:
+    /// this bounds how long such a change goes unseen.
+    pub full_rehash: String,
 }
 
 impl Default for MonitorSettings {
@@ -68,6 +73,7 @@ impl Default for MonitorSettings {
             max_watches: 8192,
             action: Action::Alert,
             max_event_paths: 100,
+            full_rehash: "1h".into(),
         }
     }
 }
@@ -79,6 +85,25 @@ impl MonitorSettings {
 
     pub fn scan_deadline(&self) -> Duration {
         humantime::parse_duration(&self.scan_deadline).expect("validated at load")
+    }
+
+    /// `full_rehash`: None when off ("0"), else between 1 second and 30 days; Err: why not.
+    pub fn full_rehash_period(&self) -> Result<Option<Duration>, String> {
+        if self.full_rehash.trim() == "0" {
+            return Ok(None);
+        }
+        match humantime::parse_duration(&self.full_rehash) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(30 * 86400) => Ok(Some(d)),
+            _ => Err(format!(
+                "[monitor] full_rehash {:?} must be \"0\" (off) or a duration between 1s and 30 days, e.g. \"1h\"",
+                self.full_rehash
+            )),
+        }
+    }
+
+    pub fn full_rehash(&self) -> Option<Duration> {
+        self.full_rehash_period().expect("validated at load")
     }
 }
 
@@ -123,6 +148,10 @@ struct Watched {
     action_taken: Option<String>,
     /// The verification cache of this rootfs (docs/performance.md), kept between scans.
     cache: Option<(crate::cache::RootId, crate::cache::Cache)>,
+    /// When the last scan that read every file (no cache) ended, or watching began.
+    last_full: Instant,
+    /// Scans that re-hashed every file ([`MonitorSettings::full_rehash`]).
+    full_scans: u64,
 }
 
 #[derive(Default)]
@@ -179,6 +208,9 @@ pub struct ContainerStatus {
     pub error: Option<String>,
     pub action: Option<String>,
     pub notifications: bool,
+    /// Scans of this container that re-hashed every file (`[monitor] full_rehash`).
+    #[serde(default)]
+    pub full_scans: u64,
 }
 
 pub fn status_path(state_dir: &Path) -> PathBuf {
@@ -295,6 +327,8 @@ impl Monitor {
                         last_error: None,
                         action_taken: None,
                         cache: None,
+                        last_full: Instant::now(),
+                        full_scans: 0,
                     };
                     self.add_watches(&id, &mut w);
                     self.watched.insert(id, w);
@@ -551,7 +585,10 @@ impl Monitor {
         let layer_ttl = self.cfg.hook.layer_ttl();
         let mut layer_set = None;
         let mut replaced: Option<String> = None;
+        let full_rehash = self.cfg.monitor.full_rehash();
         let w = self.watched.get_mut(id).expect("watched");
+        // A periodic scan reads every file: the cache is rebuilt, not consulted.
+        let full = cached && full_rehash.is_some_and(|p| w.last_full.elapsed() >= p);
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
             let seen = open_container_root(w)?;
@@ -572,6 +609,7 @@ impl Monitor {
                 _ => None,
             };
             let cache = match (&root_id, w.cache.take()) {
+                _ if full => crate::cache::Cache::default(),
                 (Some(id), Some((cid, c))) if cid == *id => c,
                 (Some(id), _) => crate::cache::load(&cache_dir, &w.rec.rootfs, id).0,
                 (None, _) => crate::cache::Cache::default(),
@@ -601,6 +639,10 @@ impl Monitor {
                     None => cache,
                 };
                 w.cache = Some((id, next.without_racy(SystemTime::now())));
+            }
+            if full {
+                w.last_full = Instant::now();
+                w.full_scans += 1;
             }
             let diffs = verify::compare(seal, &walked.manifest, w.exclusions.as_ref());
             if let Some((lowers, overlay)) = &layer_set {
@@ -740,6 +782,7 @@ impl Monitor {
                     error: w.last_error.clone(),
                     action: w.action_taken.clone(),
                     notifications: !w.watches.is_empty(),
+                    full_scans: w.full_scans,
                 })
                 .collect(),
         };
@@ -1106,6 +1149,19 @@ mod tests {
         assert!(open_process(&rec).unwrap_err().contains("another process"));
         rec.pid = Some(i32::MAX - 1);
         assert!(open_process(&rec).unwrap_err().contains("gone"));
+    }
+
+    #[test]
+    fn full_rehash_is_off_at_zero_and_bounded_otherwise() {
+        let with =
+            |v: &str| MonitorSettings { full_rehash: v.into(), ..MonitorSettings::default() }.full_rehash_period();
+        assert_eq!(with("0"), Ok(None));
+        assert_eq!(with("0s"), Ok(None));
+        assert_eq!(with("1h"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(MonitorSettings::default().full_rehash(), Some(Duration::from_secs(3600)));
+        for bad in ["500ms", "31days", "soon", ""] {
+            assert!(with(bad).unwrap_err().contains("full_rehash"), "{bad:?}");
+        }
     }
 
     #[test]
