@@ -396,6 +396,8 @@ fn a_rootfs_renamed_away_and_replaced_by_a_clean_copy_is_reported() {
             codes.contains(&"rootfs-replaced") && drift_paths(e).iter().any(|p| p == "/etc/motd")
         })
     });
+    let st = first_status(&f, &c.id);
+    assert!(st["rootfs_replaced"].as_str().is_some_and(|r| r.contains("no longer names")), "{st}");
     assert_eq!(mon.stop(), Some(0));
 }
 
@@ -501,4 +503,33 @@ fn full_rehash_scans_read_every_file_on_their_period_and_zero_turns_them_off() {
     wait_for("four scans", Duration::from_secs(30), || scans() >= 4);
     assert_eq!(full(&f), 0);
     assert_eq!(mon.stop(), Some(0));
+}
+
+#[test]
+fn a_process_still_in_the_hosts_root_is_not_judged_before_it_enters_the_rootfs() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "action = \"kill\"");
+    // As between the hook (prestart) and runc's pivot_root: the recorded process's root is
+    // still the host's /. A scan then must neither walk the host nor call it replaced.
+    let mut init = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = init.id() as i32;
+    let hook = |stage: &str, status: &str| {
+        let st = serde_json::to_vec(&serde_json::json!({
+            "ociVersion": "1.0.2", "id": "early", "status": status, "pid": pid, "bundle": f.bundle
+        }))
+        .unwrap();
+        feed_hook(&mut f.env.cmd(["hook", stage]), Some(&st))
+    };
+    let r = hook("prestart", "creating");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = f.env.run(["monitor", "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("early\tnot scanned"), "{text}");
+    assert!(text.contains("1 container(s) watched, 0 drifted, 0 scan failure(s)"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(monitor_events(&f).is_empty(), "{:?}", monitor_events(&f));
+    assert!(init.try_wait().unwrap().is_none(), "the process was not killed");
+    let _ = init.kill();
+    let _ = init.wait();
+    assert_eq!(hook("poststop", "stopped").code, Some(0));
 }

@@ -150,6 +150,10 @@ struct Watched {
     cache: Option<(crate::cache::RootId, crate::cache::Cache)>,
     /// When the last scan that read every file (no cache) ended, or watching began.
     last_full: Instant,
+    /// When watching began.
+    since: Instant,
+    /// The last scan's `rootfs-replaced` finding, if any.
+    replaced: Option<String>,
     /// Scans that re-hashed every file ([`MonitorSettings::full_rehash`]).
     full_scans: u64,
 }
@@ -211,6 +215,9 @@ pub struct ContainerStatus {
     /// Scans of this container that re-hashed every file (`[monitor] full_rehash`).
     #[serde(default)]
     pub full_scans: u64,
+    /// Why its root is not the directory the hook verified (`rootfs-replaced`), if so.
+    #[serde(default)]
+    pub rootfs_replaced: Option<String>,
 }
 
 pub fn status_path(state_dir: &Path) -> PathBuf {
@@ -328,6 +335,8 @@ impl Monitor {
                         action_taken: None,
                         cache: None,
                         last_full: Instant::now(),
+                        since: Instant::now(),
+                        replaced: None,
                         full_scans: 0,
                     };
                     self.add_watches(&id, &mut w);
@@ -456,7 +465,13 @@ impl Monitor {
                 sd_notify("WATCHDOG=1");
             }
             if let Some(w) = self.watched.get_mut(&id) {
-                w.due = Instant::now() + self.cfg.monitor.interval();
+                // A container caught before it entered its root is looked at again soon.
+                let wait = if w.outcome == Outcome::Pending {
+                    Duration::from_millis(250)
+                } else {
+                    self.cfg.monitor.interval()
+                };
+                w.due = Instant::now() + wait;
             }
             for e in ev {
                 for err in alerts::emit(&self.cfg.alerts, &e) {
@@ -585,6 +600,7 @@ impl Monitor {
         let layer_ttl = self.cfg.hook.layer_ttl();
         let mut layer_set = None;
         let mut replaced: Option<String> = None;
+        let mut not_entered = false;
         let full_rehash = self.cfg.monitor.full_rehash();
         let w = self.watched.get_mut(id).expect("watched");
         // A periodic scan reads every file: the cache is rebuilt, not consulted.
@@ -592,6 +608,10 @@ impl Monitor {
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
             let seen = open_container_root(w)?;
+            if seen.not_entered {
+                not_entered = true;
+                return Ok(Vec::new());
+            }
             replaced = seen.replaced;
             // Not the verified tree (another root altogether): nothing of it is walked.
             let Some(fd) = seen.fd else { return Ok(Vec::new()) };
@@ -681,6 +701,10 @@ impl Monitor {
         self.stats.cpu_sum += crate::sys::cpu_seconds() - cpu0;
         w.last_scan = Some(SystemTime::now());
         let mut events = Vec::new();
+        if not_entered && result.is_ok() {
+            // Between the hook (prestart) and runc's pivot_root: nothing to judge yet.
+            return events;
+        }
         match result {
             Err(why) => {
                 self.stats.failures += 1;
@@ -711,6 +735,7 @@ impl Monitor {
                 }
                 w.outcome = Outcome::Clean;
                 w.drift.clear();
+                w.replaced = None;
             }
             Ok(diffs) => {
                 w.last_error = None;
@@ -749,6 +774,7 @@ impl Monitor {
                     w.reported = Some(set);
                 }
                 w.drift = diffs;
+                w.replaced = replaced;
             }
         }
         events
@@ -783,6 +809,7 @@ impl Monitor {
                     action: w.action_taken.clone(),
                     notifications: !w.watches.is_empty(),
                     full_scans: w.full_scans,
+                    rootfs_replaced: w.replaced.clone(),
                 })
                 .collect(),
         };
@@ -909,6 +936,11 @@ fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
     }
 }
 
+/// How long a newly watched container's process may still have the host's `/` as its root
+/// (the runtime between prestart and pivot_root, milliseconds in practice) before that is
+/// reported as a root that is not the verified one.
+const NOT_ENTERED_GRACE: Duration = Duration::from_secs(10);
+
 /// The root a scan walks, and what it says about the rootfs path on the host.
 struct Seen {
     /// The container's root directory as its init sees it (`/proc/PID/root`), when it is the
@@ -918,6 +950,10 @@ struct Seen {
     host: Option<OwnedFd>,
     /// Why the container's root is not the directory the hook verified, if it is not.
     replaced: Option<String>,
+    /// The process's root is still the host's `/`: the runtime ran the hook (prestart) and has
+    /// not yet made the rootfs the container's root (pivot_root). Not a finding: the scan is
+    /// retried shortly, without an event.
+    not_entered: bool,
 }
 
 /// Opens what the container actually sees, not what its rootfs path names today.
@@ -946,6 +982,10 @@ fn open_container_root(w: &Watched) -> Result<Seen, String> {
     }
     let ident = |fd: &OwnedFd| sys::statx_mount(fd.as_fd()).ok().map(|(dev, ino, _)| (dev, ino));
     let seen = ident(&fd).ok_or_else(|| format!("cannot stat /proc/{pid}/root"))?;
+    let host_root = walk::open_root(Path::new("/")).ok().as_ref().and_then(ident);
+    if host_root == Some(seen) && w.outcome == Outcome::Pending && w.since.elapsed() < NOT_ENTERED_GRACE {
+        return Ok(Seen { fd: None, host: None, replaced: None, not_entered: true });
+    }
     // A version 1 record has no identity: the host path as it is now is the reference.
     let host = walk::open_root(&w.rec.rootfs).ok();
     let host_id = host.as_ref().and_then(ident);
@@ -956,7 +996,7 @@ fn open_container_root(w: &Watched) -> Result<Seen, String> {
             "the container's root (/proc/{pid}/root, device {} inode {}) is not the directory verified at start; it was replaced or the process changed its root",
             seen.0, seen.1
         );
-        return Ok(Seen { fd: None, host: None, replaced: Some(why) });
+        return Ok(Seen { fd: None, host: None, replaced: Some(why), not_entered: false });
     } else if host_id != want {
         replaced = Some(format!(
             "rootfs path {} no longer names the directory the container runs in (renamed or replaced on the host); the container's own root was scanned",
@@ -964,7 +1004,7 @@ fn open_container_root(w: &Watched) -> Result<Seen, String> {
         ));
     }
     let host = host.filter(|_| host_id == Some(seen));
-    Ok(Seen { fd: Some(fd), host, replaced })
+    Ok(Seen { fd: Some(fd), host, replaced, not_entered: false })
 }
 
 /// Runs the drift action. Returns what was done, for the event, and whether it worked.
@@ -1058,9 +1098,15 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         for w in m.watched.values() {
             let what = match w.outcome {
                 Outcome::Clean => "clean".to_string(),
-                Outcome::Drift => {
-                    format!("drift: {}", w.drift.iter().take(5).map(|d| d.to_string()).collect::<Vec<_>>().join("; "))
-                }
+                Outcome::Drift => format!(
+                    "drift: {}",
+                    w.replaced
+                        .iter()
+                        .cloned()
+                        .chain(w.drift.iter().take(5).map(|d| d.to_string()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
                 Outcome::Failed => format!("scan failed: {}", w.last_error.as_deref().unwrap_or("?")),
                 Outcome::Pending => "not scanned".into(),
             };
