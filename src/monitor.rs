@@ -607,7 +607,10 @@ impl Monitor {
         let full = cached && full_rehash.is_some_and(|p| w.last_full.elapsed() >= p);
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
-            let seen = open_container_root(w)?;
+            let pidfd = w.pidfd.as_ref().ok_or("the container's process could not be identified")?;
+            let just_watched =
+                w.outcome == Outcome::Pending && w.since.elapsed() < crate::container_root::NOT_ENTERED_GRACE;
+            let seen = crate::container_root::open(&w.rec, pidfd, just_watched)?;
             if seen.not_entered {
                 not_entered = true;
                 return Ok(Vec::new());
@@ -934,77 +937,6 @@ fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
         (Some(_), _) => Err(format!("pid {pid} now belongs to another process (start time differs)")),
         (None, _) => Err(format!("the record has no start time for pid {pid}, so it cannot be identified")),
     }
-}
-
-/// How long a newly watched container's process may still have the host's `/` as its root
-/// (the runtime between prestart and pivot_root, milliseconds in practice) before that is
-/// reported as a root that is not the verified one.
-const NOT_ENTERED_GRACE: Duration = Duration::from_secs(10);
-
-/// The root a scan walks, and what it says about the rootfs path on the host.
-struct Seen {
-    /// The container's root directory as its init sees it (`/proc/PID/root`), when it is the
-    /// directory the hook verified.
-    fd: Option<OwnedFd>,
-    /// The host's rootfs path, opened, when it is still the directory the container runs in.
-    host: Option<OwnedFd>,
-    /// Why the container's root is not the directory the hook verified, if it is not.
-    replaced: Option<String>,
-    /// The process's root is still the host's `/`: the runtime ran the hook (prestart) and has
-    /// not yet made the rootfs the container's root (pivot_root). Not a finding: the scan is
-    /// retried shortly, without an event.
-    not_entered: bool,
-}
-
-/// Opens what the container actually sees, not what its rootfs path names today.
-///
-/// 1. Open `/proc/PID/root/.` of the recorded init: the root of its mount namespace (runc's
-///    bind mount of the rootfs, with proc, sys, dev and the bind mounts on top; the walk
-///    prunes the recorded mount destinations). A rootfs renamed away on the host and a clean
-///    copy put at its path changes nothing here: the container keeps running in the original.
-/// 2. The pidfd still says the process runs: the pid opened in step 1 was not reused since
-///    `open_process` checked its start time (a pidfd does not stop reuse after an exit).
-/// 3. Compare (st_dev, st_ino) of that root with the identity the hook recorded of the
-///    directory it walked (the bind mount keeps both; the mount id differs, so it is not
-///    compared): a difference means the container does not run in the verified tree. That
-///    root is then reported and not walked (it may be anything, the host's `/` included).
-/// 4. Open the host path and compare it too: a path that names another directory now is a
-///    replaced rootfs (reported); it is then not used for the layer record or the cache.
-fn open_container_root(w: &Watched) -> Result<Seen, String> {
-    let (Some(pid), Some(pidfd)) = (w.rec.pid.filter(|p| *p > 0), w.pidfd.as_ref()) else {
-        return Err("the container's process could not be identified".into());
-    };
-    let path = std::ffi::CString::new(format!("/proc/{pid}/root/.")).expect("no NUL");
-    let fd = sys::openat2(sys::cwd(), &path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map_err(|e| format!("cannot open the container's root /proc/{pid}/root: {e}"))?;
-    if sys::pidfd_exited(pidfd.as_fd()) {
-        return Err(format!("the container's process {pid} exited"));
-    }
-    let ident = |fd: &OwnedFd| sys::statx_mount(fd.as_fd()).ok().map(|(dev, ino, _)| (dev, ino));
-    let seen = ident(&fd).ok_or_else(|| format!("cannot stat /proc/{pid}/root"))?;
-    let host_root = walk::open_root(Path::new("/")).ok().as_ref().and_then(ident);
-    if host_root == Some(seen) && w.outcome == Outcome::Pending && w.since.elapsed() < NOT_ENTERED_GRACE {
-        return Ok(Seen { fd: None, host: None, replaced: None, not_entered: true });
-    }
-    // A version 1 record has no identity: the host path as it is now is the reference.
-    let host = walk::open_root(&w.rec.rootfs).ok();
-    let host_id = host.as_ref().and_then(ident);
-    let want = w.rec.root.map(|r| (r.dev, r.ino)).or(host_id);
-    let mut replaced = None;
-    if want != Some(seen) {
-        let why = format!(
-            "the container's root (/proc/{pid}/root, device {} inode {}) is not the directory verified at start; it was replaced or the process changed its root",
-            seen.0, seen.1
-        );
-        return Ok(Seen { fd: None, host: None, replaced: Some(why), not_entered: false });
-    } else if host_id != want {
-        replaced = Some(format!(
-            "rootfs path {} no longer names the directory the container runs in (renamed or replaced on the host); the container's own root was scanned",
-            w.rec.rootfs.display()
-        ));
-    }
-    let host = host.filter(|_| host_id == Some(seen));
-    Ok(Seen { fd: Some(fd), host, replaced, not_entered: false })
 }
 
 /// Runs the drift action. Returns what was done, for the event, and whether it worked.
