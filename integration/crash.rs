@@ -793,8 +793,10 @@ const STATE_KILLS: usize = 100;
 struct Sleeper(Child);
 
 impl Sleeper {
-    fn start() -> Sleeper {
-        Sleeper(Command::new("sleep").arg("600").stdin(Stdio::null()).spawn().unwrap())
+    /// A stand-in for a container's init: a process whose root is the rootfs (the monitor
+    /// scans a container through /proc/PID/root and checks it is the verified directory).
+    fn start(rootfs: &Path) -> Sleeper {
+        Sleeper(Command::new("chroot").arg(rootfs).args(["/bin/sleep", "600"]).stdin(Stdio::null()).spawn().unwrap())
     }
 
     fn pid(&self) -> u32 {
@@ -829,13 +831,16 @@ fn assert_records_whole(state_dir: &Path, when: &str) -> BTreeMap<String, rootse
         if name.starts_with('.') && name.contains(".tmp.") {
             continue;
         }
-        let Some(id) = name.strip_suffix(".json") else {
+        let Some(stem) = name.strip_suffix(".json") else {
             panic!("{when}: unexpected file {name} in the state directory")
         };
+        // `<id>.<bundle hash>.json` (src/state.rs).
+        let id = stem.rsplit_once('.').map_or(stem, |(id, _)| id);
         let bytes = std::fs::read(e.path()).unwrap();
         let rec: rootseal::state::Record = rootseal::json::from_slice_strict(&bytes)
             .unwrap_or_else(|err| panic!("{when}: state record {name} does not parse: {err}"));
         assert_eq!(rec.id, id, "{when}: record {name} names another id");
+        assert_eq!(rootseal::state::path_for(state_dir, id, &rec.bundle).unwrap(), e.path(), "{when}: {name}");
         recs.insert(id.to_string(), rec);
     }
     recs
@@ -861,7 +866,7 @@ fn state_records_survive_sigkill_of_prestart_and_poststop() {
     let started = Instant::now();
     let mut rng = Rng::for_test("state_records");
     let f = Fixture::new();
-    let sleeper = Sleeper::start();
+    let sleeper = Sleeper::start(&f.rootfs);
     let pid = sleeper.pid();
     let state_dir = f.env.path("state");
     let records = state_dir.join("containers");
@@ -928,7 +933,8 @@ fn state_records_survive_sigkill_of_prestart_and_poststop() {
             assert_records_whole(&state_dir, &format!("{when}, then poststop killed"));
         }
         assert_ok(&hook_run(&f.env, "poststop", &stopped), &format!("{when}: poststop"));
-        assert!(!records.join(format!("{id}.json")).exists(), "{when}: poststop left the record");
+        let rec = rootseal::state::path_for(&state_dir, &id, &f.bundle).unwrap();
+        assert!(!rec.exists(), "{when}: poststop left the record");
     }
 
     // The monitor reads the records with the temp files of killed hooks beside them: it
@@ -997,7 +1003,7 @@ fn monitor_status_and_metrics_survive_sigkill_and_it_restarts() {
     std::fs::create_dir(&metrics_dir).unwrap();
     let metrics = metrics_dir.join("rootseal.prom");
     f.env.write_config(&format!("[monitor]\ninterval = \"100ms\"\nmetrics_file = \"{}\"", metrics.display()));
-    let sleeper = Sleeper::start();
+    let sleeper = Sleeper::start(&f.rootfs);
     let id = container_id("crash-mon");
     assert_ok(&hook_run(&f.env, "prestart", &oci_state(&id, "creating", sleeper.pid(), &f.bundle)), "prestart");
     let status_file = rootseal::monitor::status_path(&f.env.path("state"));
@@ -1123,7 +1129,15 @@ fn temp_files_of_killed_writers_do_not_pile_up() {
     let planted = [
         cache_dir.join(format!(".{}.tmp.{dead}.1", cache_file.file_name().unwrap().to_string_lossy())),
         f.env.path("seals").join(format!(".{}.json.tmp.{dead}.1", digest.hex())),
-        records.join(format!(".c1.json.tmp.{dead}.1")),
+        records.join(format!(
+            ".{}.tmp.{dead}.1",
+            rootseal::state::path_for(&f.env.path("state"), "c1", &f.bundle)
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+        )),
     ];
     for p in &planted {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1133,7 +1147,7 @@ fn temp_files_of_killed_writers_do_not_pile_up() {
     // prestart that hashes: the cache is cold), then poststop.
     f.env.expect(0, [OsStr::new("trust"), OsStr::new("import"), f.seal.as_os_str()]);
     assert_ok(&hook_run(&f.env, "prestart", &oci_state("c1", "creating", std::process::id(), &f.bundle)), "prestart");
-    assert!(cache_file.exists() && records.join("c1.json").exists());
+    assert!(cache_file.exists() && rootseal::state::path_for(&f.env.path("state"), "c1", &f.bundle).unwrap().exists());
     assert_ok(&hook_run(&f.env, "poststop", &oci_state("c1", "stopped", std::process::id(), &f.bundle)), "poststop");
     let left: Vec<&PathBuf> = planted.iter().filter(|p| p.exists()).collect();
     assert!(left.is_empty(), "temp files of a dead writer are still there after later writes: {left:?}");

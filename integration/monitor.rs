@@ -41,7 +41,7 @@ pub fn run_detached(f: &Fixture, runtime: &str) -> Running {
     Running { id, runtime: runtime.into() }
 }
 
-fn container_state(runtime: &str, id: &str) -> String {
+pub fn container_state(runtime: &str, id: &str) -> String {
     let o = Command::new(runtime).args(["state", id]).output().unwrap();
     if !o.status.success() {
         return "gone".into();
@@ -98,11 +98,11 @@ impl Drop for MonitorProc {
     }
 }
 
-fn monitor_config(f: &Fixture, extra: &str) -> (UnixDatagram, PathBuf) {
+pub fn monitor_config(f: &Fixture, extra: &str) -> (UnixDatagram, PathBuf) {
     monitor_config_with(f, extra, "")
 }
 
-fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDatagram, PathBuf) {
+pub fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDatagram, PathBuf) {
     let sock_path = f.env.path("syslog.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_nonblocking(true).unwrap();
@@ -118,11 +118,11 @@ fn monitor_config_with(f: &Fixture, extra: &str, monitor_extra: &str) -> (UnixDa
     (sock, sock_path)
 }
 
-fn monitor_events(f: &Fixture) -> Vec<serde_json::Value> {
+pub fn monitor_events(f: &Fixture) -> Vec<serde_json::Value> {
     f.events().into_iter().filter(|e| e["source"] == "monitor").collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
@@ -130,12 +130,12 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn status(f: &Fixture) -> serde_json::Value {
+pub fn status(f: &Fixture) -> serde_json::Value {
     let out = f.env.run(["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
-fn first_status(f: &Fixture, id: &str) -> serde_json::Value {
+pub fn first_status(f: &Fixture, id: &str) -> serde_json::Value {
     status(f)["containers"].as_array().and_then(|cs| cs.iter().find(|c| c["id"] == id).cloned()).unwrap_or_default()
 }
 
@@ -269,6 +269,9 @@ fn a_reused_pid_is_not_touched() {
         verdict: "verified".into(),
         mode: "enforce".into(),
         time: "t".into(),
+        mount_destinations: None,
+        manager: None,
+        root: None,
     };
     rootseal::state::write(&f.env.path("state"), &rec).unwrap();
     let out = f.env.run(["monitor", "--once"]);
@@ -337,4 +340,196 @@ fn the_freeze_policy_pauses_the_container() {
     });
     let _ = Command::new("runc").args(["resume", &c.id]).output();
     assert_eq!(mon.stop(), Some(0));
+}
+
+fn drift_paths(e: &serde_json::Value) -> Vec<String> {
+    e["violations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v["paths"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["path"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_mount_added_to_config_json_after_start_hides_no_drift() {
+    let f = Fixture::new();
+    monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    // After the start: a mount entry over /etc that runc never made, and a tampered /etc/motd.
+    // A monitor (re)started now must still exclude only what the hook excluded.
+    f.patch(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]}))
+    });
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered under a claimed mount\n").unwrap();
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a drift event naming /etc/motd", Duration::from_secs(15), || {
+        monitor_events(&f).iter().any(|e| e["event"] == "drift" && drift_paths(e).iter().any(|p| p == "/etc/motd"))
+    });
+    assert_eq!(first_status(&f, &c.id)["result"], "drift");
+    assert_eq!(mon.stop(), Some(0));
+}
+
+#[test]
+fn a_rootfs_renamed_away_and_replaced_by_a_clean_copy_is_reported() {
+    let f = Fixture::new();
+    monitor_config(&f, "");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+    // A pristine copy at the old path; the tree the container runs in is moved away and tampered.
+    let pristine = f.env.path("pristine");
+    sh(Command::new("cp").arg("-a").arg(&f.rootfs).arg(&pristine));
+    let moved = f.bundle.join("rootfs.moved");
+    std::fs::rename(&f.rootfs, &moved).unwrap();
+    std::fs::rename(&pristine, &f.rootfs).unwrap();
+    std::fs::write(moved.join("etc/motd"), b"tampered where the container runs\n").unwrap();
+    let drift = || monitor_events(&f).into_iter().filter(|e| e["event"] == "drift").collect::<Vec<_>>();
+    wait_for("a drift event naming the replacement and /etc/motd", Duration::from_secs(15), || {
+        drift().iter().any(|e| {
+            let codes: Vec<&str> =
+                e["violations"].as_array().unwrap().iter().filter_map(|v| v["code"].as_str()).collect();
+            codes.contains(&"rootfs-replaced") && drift_paths(e).iter().any(|p| p == "/etc/motd")
+        })
+    });
+    let st = first_status(&f, &c.id);
+    assert!(st["rootfs_replaced"].as_str().is_some_and(|r| r.contains("no longer names")), "{st}");
+    assert_eq!(mon.stop(), Some(0));
+}
+
+/// The container's processes as runc lists them (`runc ps`), with their start times.
+fn container_processes(id: &str) -> Vec<(u32, u64)> {
+    let out = Command::new("runc").args(["ps", "--format", "json", id]).output().unwrap();
+    let pids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    pids.into_iter().filter_map(|p| rootseal::state::pid_start_time(p as i32).map(|s| (p, s))).collect()
+}
+
+/// Gone, a zombie, or another process by now.
+fn ended(pid: u32, start: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 2..];
+            rest.starts_with('Z') || rest.starts_with('X') || rootseal::state::pid_start_time(pid as i32) != Some(start)
+        }
+    }
+}
+
+/// A container whose init starts a background child, tampered with `drift_action = "kill"`:
+/// every one of its processes ends. `own_pid_namespace: false` removes the PID namespace from
+/// config.json (as a pod sharing its process namespace does): killing init alone leaves the
+/// child running.
+fn kill_ends_every_process(own_pid_namespace: bool) {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "action = \"kill\"");
+    // The container's init starts a child first, then becomes a sleep itself.
+    f.patch(|c| {
+        c["process"]["args"] = serde_json::json!(["sh", "-c", "sleep 1000 & exec sleep 1001"]);
+        if !own_pid_namespace {
+            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+        }
+    });
+    let id = container_id("kill");
+    let err_path = f.env.path("kill.stderr");
+    let status = Command::new("timeout")
+        .args(["-k", "5", "60", "runc", "run", "--detach", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "runc run -d: {}", std::fs::read_to_string(&err_path).unwrap_or_default());
+    let c = Running { id, runtime: "runc".into() };
+    let mut members = Vec::new();
+    wait_for("the container's init and its background child", Duration::from_secs(10), || {
+        members = container_processes(&c.id);
+        members.len() >= 2
+    });
+    let mon = MonitorProc::start(&f.env);
+    wait_for("a first clean scan", Duration::from_secs(15), || first_status(&f, &c.id)["result"] == "clean");
+    std::fs::write(f.rootfs.join("etc/motd"), b"tampered\n").unwrap();
+    wait_for("a drift event with the kill", Duration::from_secs(10), || {
+        monitor_events(&f)
+            .iter()
+            .any(|e| e["event"] == "drift" && e["action"].as_str().is_some_and(|a| a.starts_with("killed")))
+    });
+    wait_for("every process of the container to end", Duration::from_secs(10), || {
+        members.iter().all(|&(p, start)| ended(p, start))
+    });
+    drop(mon);
+}
+
+#[test]
+fn the_kill_policy_ends_every_process_of_the_container() {
+    kill_ends_every_process(true);
+}
+
+#[test]
+fn the_kill_policy_ends_every_process_of_a_container_sharing_a_pid_namespace() {
+    kill_ends_every_process(false);
+}
+
+#[test]
+fn full_rehash_scans_read_every_file_on_their_period_and_zero_turns_them_off() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "[hook]\nverify = \"cached\"", "full_rehash = \"2s\"");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    let full = |f: &Fixture| first_status(f, &c.id)["full_scans"].as_u64().unwrap_or(0);
+    wait_for("two full re-hash scans", Duration::from_secs(20), || full(&f) >= 2);
+    assert_eq!(first_status(&f, &c.id)["result"], "clean");
+    assert!(monitor_events(&f).is_empty(), "{:?}", monitor_events(&f));
+    assert_eq!(mon.stop(), Some(0));
+
+    // Off: many cached scans, not one full one.
+    std::fs::remove_file(f.env.path("syslog.sock")).unwrap();
+    monitor_config_with(&f, "[hook]\nverify = \"cached\"", "full_rehash = \"0\"");
+    let _ = std::fs::remove_file(f.env.path("rootseal.prom"));
+    let mon = MonitorProc::start(&f.env);
+    let scans = || -> u64 {
+        std::fs::read_to_string(f.env.path("rootseal.prom"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("rootseal_monitor_scans_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for("four scans", Duration::from_secs(30), || scans() >= 4);
+    assert_eq!(full(&f), 0);
+    assert_eq!(mon.stop(), Some(0));
+}
+
+#[test]
+fn a_process_still_in_the_hosts_root_is_not_judged_before_it_enters_the_rootfs() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "action = \"kill\"");
+    // As between the hook (prestart) and runc's pivot_root: the recorded process's root is
+    // still the host's /. A scan then must neither walk the host nor call it replaced.
+    let mut init = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = init.id() as i32;
+    let hook = |stage: &str, status: &str| {
+        let st = serde_json::to_vec(&serde_json::json!({
+            "ociVersion": "1.0.2", "id": "early", "status": status, "pid": pid, "bundle": f.bundle
+        }))
+        .unwrap();
+        feed_hook(&mut f.env.cmd(["hook", stage]), Some(&st))
+    };
+    let r = hook("prestart", "creating");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = f.env.run(["monitor", "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("early\tnot scanned"), "{text}");
+    assert!(text.contains("1 container(s) watched, 0 drifted, 0 scan failure(s)"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(monitor_events(&f).is_empty(), "{:?}", monitor_events(&f));
+    assert!(init.try_wait().unwrap().is_none(), "the process was not killed");
+    let _ = init.kill();
+    let _ = init.wait();
+    assert_eq!(hook("poststop", "stopped").code, Some(0));
 }

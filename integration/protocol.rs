@@ -39,22 +39,33 @@ fn assert_audit_allowed(f: &Fixture, r: &HookRun, code: &str) {
 #[test]
 fn a_valid_state_passes_and_records_state() {
     let f = Fixture::new();
-    let r = hook(&f, Some("prestart"), Some(&state("c1", &f.bundle)));
+    // The container's init: it stops before poststop runs (poststop removes only the record of
+    // a container whose process is gone, src/state.rs).
+    let mut init = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let st = serde_json::to_vec(&serde_json::json!({
+        "ociVersion": "1.0.2-dev", "id": "c1", "status": "creating", "pid": init.id(), "bundle": f.bundle
+    }))
+    .unwrap();
+    let r = hook(&f, Some("prestart"), Some(&st));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(f.env.path("state/containers/c1.json")).unwrap()).unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(rootseal::state::path_for(&f.env.path("state"), "c1", &f.bundle).unwrap()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(rec["verdict"], "verified");
     assert_eq!(rec["image"], serde_json::Value::Null);
     assert!(rec["seal_digest"].as_str().unwrap().starts_with("sha256:"));
     assert!(rec["pid_start_time"].as_u64().is_some());
-    // Stage inferred from status "stopped": poststop removes the record.
+    // Stage inferred from status "stopped": poststop removes the record (runc names no pid).
+    init.kill().unwrap();
+    init.wait().unwrap();
     let stopped = serde_json::to_vec(
         &serde_json::json!({"ociVersion": "1.0.2", "id": "c1", "status": "stopped", "bundle": f.bundle}),
     )
     .unwrap();
     let r = hook(&f, None, Some(&stopped));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(!f.env.path("state/containers/c1.json").exists());
+    assert!(!rootseal::state::path_for(&f.env.path("state"), "c1", &f.bundle).unwrap().exists());
 }
 
 #[test]

@@ -421,7 +421,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                         crate::monitor::Outcome::Drift => format!(
                             "DRIFT ({} path(s)): {}",
                             c.drift_count,
-                            c.drift_paths.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                            c.rootfs_replaced
+                                .iter()
+                                .chain(c.drift_paths.iter().take(3))
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         ),
                     };
                     println!(

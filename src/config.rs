@@ -286,6 +286,9 @@ impl Config {
                 }
             }
         }
+        if let Err(why) = cfg.monitor.full_rehash_period() {
+            return Err(invalid(why));
+        }
         if cfg.runtime.hook_stage != "createRuntime" && cfg.runtime.hook_stage != "prestart" {
             return Err(invalid(format!(
                 "[runtime] hook_stage {:?} must be \"createRuntime\" or \"prestart\"",

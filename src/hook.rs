@@ -31,6 +31,7 @@ use crate::verify;
 use crate::walk;
 use std::io::Write as _;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -160,6 +161,12 @@ pub struct Decision {
     pub allowances: Vec<String>,
     /// How long the decision took (the hook's start to its verdict).
     pub elapsed: Option<Duration>,
+    /// config.json's mount destinations when the bundle was read: what was excluded.
+    pub mount_destinations: Vec<PathBuf>,
+    /// The `io.container.manager` annotation (runtime artifacts).
+    pub manager: Option<String>,
+    /// The rootfs directory that was walked (or whose layers were reused).
+    pub root_identity: Option<state::RootIdentity>,
 }
 
 impl Decision {
@@ -180,6 +187,9 @@ impl Decision {
             via: None,
             allowances: Vec::new(),
             elapsed: None,
+            mount_destinations: Vec::new(),
+            manager: None,
+            root_identity: None,
         }
     }
 
@@ -285,6 +295,9 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
         }
     };
     d.rootfs = Some(bundle.root.clone());
+    d.mount_destinations =
+        bundle.mount_destinations().into_iter().map(|b| PathBuf::from(std::ffi::OsString::from_vec(b))).collect();
+    d.manager = bundle.annotations.get("io.container.manager").cloned();
     d.image = policy::image_name(&bundle.annotations);
     // A name the container's creator set (`rootseal.dev/image`) may select candidates and a
     // stricter rule, never an exemption by image nor a rule's audit mode (docs/hook.md).
@@ -400,7 +413,8 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     trace("trust store", &mut t);
     let now = SystemTime::now();
     let layer_set = (cfg.hook.verify == VerifyMode::Layers).then(|| layer_set(&bundle.root)).flatten();
-    if let Some((overlay, lowers)) = &layer_set {
+    if let Some((overlay, lowers, identity)) = &layer_set {
+        d.root_identity = *identity;
         let reused = reuse_layers(cfg, bundle, &trust, image_rule, overlay, lowers, now);
         trace("layers (record, upper, seal trust)", &mut t);
         match reused {
@@ -422,7 +436,10 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         .and_then(|bytes| Seal::parse_owned(bytes).ok());
     let expected = pinned.as_ref().map(|s| &s.manifest);
     let (found, unread) = match walk_rootfs(cfg, &bundle.root, deadline, expected, &mut d.warnings) {
-        Ok(m) => m,
+        Ok((m, unread, identity)) => {
+            d.root_identity = identity;
+            (m, unread)
+        }
         Err(e) => {
             d.violations.push(Violation::new("rootfs", e));
             return;
@@ -476,7 +493,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             Ok(mut v) => {
                 // A record describes the tree's content: never from a walk that left files unread.
                 let memo = v.memo.take().filter(|_| unread == 0);
-                if let (Some((overlay, lowers)), Some((memo, skeleton))) = (&layer_set, memo) {
+                if let (Some((overlay, lowers, _)), Some((memo, skeleton))) = (&layer_set, memo) {
                     if let Some(rec) = layers::record_for(overlay, lowers.clone(), skeleton, &v.exclusions, memo) {
                         if let Err(e) = layers::save(&cfg.cache_dir, &rec) {
                             d.warnings.push(e.to_string());
@@ -533,14 +550,15 @@ fn trace_note(what: &str) {
     }
 }
 
-/// The overlay under a rootfs and its lowers' identities, when there is one (else a trace note).
-fn layer_set(rootfs: &Path) -> Option<(layers::Overlay, Vec<layers::Layer>)> {
-    let found = walk::open_root(rootfs)
-        .map_err(|e| e.to_string())
-        .and_then(|fd| layers::overlay_of(fd.as_fd()))
-        .and_then(|o| Ok((layers::identify(&o)?, o)));
+/// The overlay under a rootfs and its lowers' identities, when there is one (else a trace
+/// note), with the identity of the rootfs directory.
+fn layer_set(rootfs: &Path) -> Option<(layers::Overlay, Vec<layers::Layer>, Option<state::RootIdentity>)> {
+    let found = walk::open_root(rootfs).map_err(|e| e.to_string()).and_then(|fd| {
+        let o = layers::overlay_of(fd.as_fd())?;
+        Ok((layers::identify(&o)?, o, root_identity(&fd)))
+    });
     match found {
-        Ok((lowers, o)) => Some((o, lowers)),
+        Ok((lowers, o, id)) => Some((o, lowers, id)),
         Err(why) => {
             trace_note(&format!("layers: {why}"));
             None
@@ -634,14 +652,16 @@ struct Verified {
 
 /// Walks a rootfs, through the verification cache in `verify = "cached"` mode (docs/performance.md):
 /// unchanged files are not read again. The cache is rewritten when anything was hashed.
+/// Also returns the identity of the directory walked (for the state record).
 pub fn walk_rootfs(
     cfg: &Config,
     rootfs: &Path,
     deadline: Instant,
     expected: Option<&Manifest>,
     warnings: &mut Vec<String>,
-) -> Result<(Manifest, usize), String> {
+) -> Result<(Manifest, usize, Option<state::RootIdentity>), String> {
     let fd = walk::open_root(rootfs).map_err(|e| e.to_string())?;
+    let identity = root_identity(&fd);
     let cached = cfg.hook.verify.uses_cache();
     let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
     let cache = match &root_id {
@@ -665,7 +685,12 @@ pub fn walk_rootfs(
             warnings.push(e.to_string());
         }
     }
-    Ok((w.manifest, w.unread))
+    Ok((w.manifest, w.unread, identity))
+}
+
+/// The (dev, ino, mount id) of an opened rootfs, taken from the very fd that is walked.
+fn root_identity(fd: &impl AsFd) -> Option<state::RootIdentity> {
+    crate::sys::statx_mount(fd.as_fd()).ok().map(|(dev, ino, mnt_id)| state::RootIdentity { dev, ino, mnt_id })
 }
 
 /// Seal candidates, most specific first: the seal annotation, the content key, the image name,
@@ -1063,7 +1088,9 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
     };
     match stage {
         Stage::Poststart | Stage::StartContainer | Stage::CreateContainer => ExitCode::SUCCESS,
-        Stage::Poststop => match state::remove(&cfg.state_dir, st.id()) {
+        // Only this container's own record (same id and bundle, its process gone): a blocked
+        // container with the id of a running one must not end the monitoring of that one.
+        Stage::Poststop => match state::remove(&cfg.state_dir, st.id(), st.bundle(), st.pid().filter(|p| *p > 0)) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rootseal: poststop of container {}: {e}", short_id(st.id()));
@@ -1098,6 +1125,39 @@ fn sampled(id: &str, every: u32) -> bool {
 
 /// Step 7 and 8: alert, write the state record, print the line, choose the exit code.
 fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) -> ExitCode {
+    let record =
+        (d.allowed() && d.exemption.is_none() && d.rootfs.is_some() && state::check_id(&d.id).is_ok()).then(|| {
+            state::Record {
+                version: state::VERSION,
+                id: d.id.clone(),
+                bundle: d.bundle.clone(),
+                rootfs: d.rootfs.clone().unwrap_or_default(),
+                image: d.image.clone(),
+                seal_digest: d.seal.as_ref().map(|s| s.digest.clone()),
+                seal_path: d.seal_path.clone(),
+                pid,
+                pid_start_time: pid.and_then(state::pid_start_time),
+                verdict: if d.violations.is_empty() { "verified".into() } else { "audit".into() },
+                mode: d.mode.to_string(),
+                time: Event::now_string(),
+                mount_destinations: Some(d.mount_destinations.clone()),
+                manager: d.manager.clone(),
+                root: d.root_identity,
+            }
+        });
+    // A running container with this id and bundle (under another runc root) keeps its record:
+    // this one is not written, and that is a violation (enforce blocks, audit alerts).
+    let conflict = record.as_ref().and_then(|r| state::check_free(&cfg.state_dir, r).err());
+    let with_conflict;
+    let d = match &conflict {
+        Some(e) => {
+            let mut c = d.clone();
+            c.violations.push(Violation::new("record-conflict", format!("cannot record the container: {e}")));
+            with_conflict = c;
+            &with_conflict
+        }
+        None => d,
+    };
     let mut stderr = std::io::stderr().lock();
     let alert = d.exemption.is_some() || !d.violations.is_empty();
     if !alert
@@ -1132,22 +1192,8 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
             );
         }
     }
-    if d.allowed() && d.exemption.is_none() && d.rootfs.is_some() && state::check_id(&d.id).is_ok() {
-        let rec = state::Record {
-            version: 1,
-            id: d.id.clone(),
-            bundle: d.bundle.clone(),
-            rootfs: d.rootfs.clone().unwrap_or_default(),
-            image: d.image.clone(),
-            seal_digest: d.seal.as_ref().map(|s| s.digest.clone()),
-            seal_path: d.seal_path.clone(),
-            pid,
-            pid_start_time: pid.and_then(state::pid_start_time),
-            verdict: if d.violations.is_empty() { "verified".into() } else { "audit".into() },
-            mode: d.mode.to_string(),
-            time: Event::now_string(),
-        };
-        if let Err(e) = state::write(&cfg.state_dir, &rec) {
+    if let (Some(rec), None, true) = (&record, &conflict, d.allowed()) {
+        if let Err(e) = state::write(&cfg.state_dir, rec) {
             // The monitor will not watch this container: that is a violation of its own.
             let _ = writeln!(stderr, "rootseal: cannot record container {}: {e}", short_id(&d.id));
             if d.mode == Mode::Enforce {

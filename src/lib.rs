@@ -11,6 +11,8 @@ pub mod atomic;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod container_root;
+pub mod containment;
 pub mod doctor;
 pub mod error;
 pub mod exclude;

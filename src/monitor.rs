@@ -56,6 +56,11 @@ pub struct MonitorSettings {
     pub action: Action,
     /// Most paths listed in one drift event (the total is always given).
     pub max_event_paths: usize,
+    /// Time between scans of a container that re-hash every file, whatever the verification
+    /// cache says; "0" turns them off. A write through a shared writable mapping to a page
+    /// that is already dirty moves neither mtime nor ctime, so a cached scan cannot see it:
+    /// this bounds how long such a change goes unseen.
+    pub full_rehash: String,
 }
 
 impl Default for MonitorSettings {
@@ -68,6 +73,7 @@ impl Default for MonitorSettings {
             max_watches: 8192,
             action: Action::Alert,
             max_event_paths: 100,
+            full_rehash: "1h".into(),
         }
     }
 }
@@ -79,6 +85,25 @@ impl MonitorSettings {
 
     pub fn scan_deadline(&self) -> Duration {
         humantime::parse_duration(&self.scan_deadline).expect("validated at load")
+    }
+
+    /// `full_rehash`: None when off ("0"), else between 1 second and 30 days; Err: why not.
+    pub fn full_rehash_period(&self) -> Result<Option<Duration>, String> {
+        if self.full_rehash.trim() == "0" {
+            return Ok(None);
+        }
+        match humantime::parse_duration(&self.full_rehash) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(30 * 86400) => Ok(Some(d)),
+            _ => Err(format!(
+                "[monitor] full_rehash {:?} must be \"0\" (off) or a duration between 1s and 30 days, e.g. \"1h\"",
+                self.full_rehash
+            )),
+        }
+    }
+
+    pub fn full_rehash(&self) -> Option<Duration> {
+        self.full_rehash_period().expect("validated at load")
     }
 }
 
@@ -123,6 +148,14 @@ struct Watched {
     action_taken: Option<String>,
     /// The verification cache of this rootfs (docs/performance.md), kept between scans.
     cache: Option<(crate::cache::RootId, crate::cache::Cache)>,
+    /// When the last scan that read every file (no cache) ended, or watching began.
+    last_full: Instant,
+    /// When watching began.
+    since: Instant,
+    /// The last scan's `rootfs-replaced` finding, if any.
+    replaced: Option<String>,
+    /// Scans that re-hashed every file ([`MonitorSettings::full_rehash`]).
+    full_scans: u64,
 }
 
 #[derive(Default)]
@@ -179,6 +212,12 @@ pub struct ContainerStatus {
     pub error: Option<String>,
     pub action: Option<String>,
     pub notifications: bool,
+    /// Scans of this container that re-hashed every file (`[monitor] full_rehash`).
+    #[serde(default)]
+    pub full_scans: u64,
+    /// Why its root is not the directory the hook verified (`rootfs-replaced`), if so.
+    #[serde(default)]
+    pub rootfs_replaced: Option<String>,
 }
 
 pub fn status_path(state_dir: &Path) -> PathBuf {
@@ -243,8 +282,10 @@ impl Monitor {
                     .map_err(|e| e.to_string())
                     .and_then(|b| crate::json::from_slice_strict::<Record>(&b).map_err(|e| e.to_string()))
                 {
+                    // Keyed by file name: ids are unique only per runc root (src/state.rs).
                     Ok(r) if state::check_id(&r.id).is_ok() => {
-                        records.insert(r.id.clone(), r);
+                        let key = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        records.insert(key, r);
                     }
                     Ok(_) | Err(_) => {
                         if self.dropped_stale.insert(p.display().to_string()) {
@@ -293,6 +334,10 @@ impl Monitor {
                         last_error: None,
                         action_taken: None,
                         cache: None,
+                        last_full: Instant::now(),
+                        since: Instant::now(),
+                        replaced: None,
+                        full_scans: 0,
                     };
                     self.add_watches(&id, &mut w);
                     self.watched.insert(id, w);
@@ -300,7 +345,7 @@ impl Monitor {
                 Err(why) => {
                     // Never watched, never acted on: the pid is gone or belongs to another
                     // process now.
-                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::hook::short_id(&id));
+                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::hook::short_id(&rec.id));
                     self.dropped_stale.insert(id);
                 }
             }
@@ -420,7 +465,13 @@ impl Monitor {
                 sd_notify("WATCHDOG=1");
             }
             if let Some(w) = self.watched.get_mut(&id) {
-                w.due = Instant::now() + self.cfg.monitor.interval();
+                // A container caught before it entered its root is looked at again soon.
+                let wait = if w.outcome == Outcome::Pending {
+                    Duration::from_millis(250)
+                } else {
+                    self.cfg.monitor.interval()
+                };
+                w.due = Instant::now() + wait;
             }
             for e in ev {
                 for err in alerts::emit(&self.cfg.alerts, &e) {
@@ -510,14 +561,26 @@ impl Monitor {
             w.signers = signers.into_iter().map(|s| s.name).collect();
         }
         if w.exclusions.is_none() {
-            let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
             let seal = &w.seal.as_ref().expect("loaded above").0;
-            let artifacts = match bundle.annotations.get("io.container.manager").map(String::as_str) {
+            // The destinations the hook excluded at start, from the record: config.json is
+            // the bundle owner's to edit, and a mount entry added to it afterwards (which runc
+            // never mounted) would otherwise hide drift under its destination. Only a version
+            // 1 record (an older hook) falls back to today's config.json.
+            let (dests, manager): (Vec<Vec<u8>>, Option<String>) = match &w.rec.mount_destinations {
+                Some(d) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    (d.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(), w.rec.manager.clone())
+                }
+                None => {
+                    let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
+                    (bundle.mount_destinations(), bundle.annotations.get("io.container.manager").cloned())
+                }
+            };
+            let artifacts = match manager.as_deref() {
                 Some("libpod") => crate::exclude::libpod_artifacts(),
                 _ => Vec::new(),
             };
-            w.exclusions =
-                Some(Exclusions::new(&bundle.mount_destinations(), &seal.manifest).with_artifacts(artifacts));
+            w.exclusions = Some(Exclusions::new(&dests, &seal.manifest).with_artifacts(artifacts));
         }
         Ok(())
     }
@@ -536,22 +599,52 @@ impl Monitor {
         let seal_dir = self.cfg.seal_dir.clone();
         let layer_ttl = self.cfg.hook.layer_ttl();
         let mut layer_set = None;
+        let mut replaced: Option<String> = None;
+        let mut not_entered = false;
+        let full_rehash = self.cfg.monitor.full_rehash();
         let w = self.watched.get_mut(id).expect("watched");
+        // A periodic scan reads every file: the cache is rebuilt, not consulted.
+        let full = cached && full_rehash.is_some_and(|p| w.last_full.elapsed() >= p);
         let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
-            let fd = walk::open_root(&w.rec.rootfs).map_err(|e| e.to_string())?;
-            if layers_mode {
-                layer_set =
-                    crate::layers::overlay_of(fd.as_fd()).and_then(|o| Ok((crate::layers::identify(&o)?, o))).ok();
+            let pidfd = w.pidfd.as_ref().ok_or("the container's process could not be identified")?;
+            let just_watched =
+                w.outcome == Outcome::Pending && w.since.elapsed() < crate::container_root::NOT_ENTERED_GRACE;
+            let seen = crate::container_root::open(&w.rec, pidfd, just_watched)?;
+            if seen.not_entered {
+                not_entered = true;
+                return Ok(Vec::new());
             }
-            let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
+            replaced = seen.replaced;
+            // Not the verified tree (another root altogether): nothing of it is walked.
+            let Some(fd) = seen.fd else { return Ok(Vec::new()) };
+            if layers_mode {
+                // The layer record describes the host's overlay mount: judged on the host
+                // path, and only when that path is still the directory the container runs in.
+                layer_set = seen.host.as_ref().and_then(|h| {
+                    crate::layers::overlay_of(h.as_fd()).and_then(|o| Ok((crate::layers::identify(&o)?, o))).ok()
+                });
+            }
+            // The cache is keyed by the host path's identity (the hook's too), which the
+            // container's root matches when `seen.host` is Some.
+            let root_id = match (&seen.host, cached) {
+                (Some(h), true) => crate::cache::RootId::of(h).ok(),
+                _ => None,
+            };
             let cache = match (&root_id, w.cache.take()) {
+                _ if full => crate::cache::Cache::default(),
                 (Some(id), Some((cid, c))) if cid == *id => c,
                 (Some(id), _) => crate::cache::load(&cache_dir, &w.rec.rootfs, id).0,
                 (None, _) => crate::cache::Cache::default(),
             };
+            // The container's view has its mounts on top (proc, sys, dev, binds): the walk does
+            // not cross mounts, so the recorded destinations are pruned, unopened. A mount the
+            // container made itself elsewhere stops the walk (a scan failure, never a pass).
+            let ex = w.exclusions.clone().unwrap_or_default();
+            let prune = move |p: &[u8]| ex.is_excluded(p);
             let opts = walk::Options {
                 limits,
+                prune: Some(&prune),
                 deadline: Some(deadline),
                 cache: root_id.is_some().then_some(&cache),
                 want_cache: root_id.is_some(),
@@ -569,6 +662,10 @@ impl Monitor {
                     None => cache,
                 };
                 w.cache = Some((id, next.without_racy(SystemTime::now())));
+            }
+            if full {
+                w.last_full = Instant::now();
+                w.full_scans += 1;
             }
             let diffs = verify::compare(seal, &walked.manifest, w.exclusions.as_ref());
             if let Some((lowers, overlay)) = &layer_set {
@@ -607,6 +704,10 @@ impl Monitor {
         self.stats.cpu_sum += crate::sys::cpu_seconds() - cpu0;
         w.last_scan = Some(SystemTime::now());
         let mut events = Vec::new();
+        if not_entered && result.is_ok() {
+            // Between the hook (prestart) and runc's pivot_root: nothing to judge yet.
+            return events;
+        }
         match result {
             Err(why) => {
                 self.stats.failures += 1;
@@ -623,7 +724,7 @@ impl Monitor {
                 }
                 w.last_error = Some(why);
             }
-            Ok(diffs) if diffs.is_empty() => {
+            Ok(diffs) if diffs.is_empty() && replaced.is_none() => {
                 w.last_error = None;
                 if w.reported.take().is_some() {
                     events.push(event(
@@ -637,11 +738,16 @@ impl Monitor {
                 }
                 w.outcome = Outcome::Clean;
                 w.drift.clear();
+                w.replaced = None;
             }
             Ok(diffs) => {
                 w.last_error = None;
                 w.outcome = Outcome::Drift;
-                let set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
+                let mut set: BTreeSet<Vec<u8>> = diffs.iter().map(|d| d.path.clone()).collect();
+                if let Some(r) = &replaced {
+                    // Not a path: a NUL never occurs in one.
+                    set.insert(format!("\0rootfs-replaced {r}").into_bytes());
+                }
                 if w.reported.as_ref() != Some(&set) {
                     let outcome = if w.action_taken.is_none() { take_action(w, action) } else { None };
                     // A failed kill or freeze is tried again at the next drift change.
@@ -650,7 +756,8 @@ impl Monitor {
                     }
                     let act = outcome.map(|(a, _)| a);
                     self.stats.drift_events += 1;
-                    let first: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
+                    let mut first: Vec<String> = replaced.iter().cloned().collect();
+                    first.extend(diffs.iter().take(5).map(|d| d.to_string()));
                     let more =
                         if diffs.len() > 5 { format!("; and {} more path(s)", diffs.len() - 5) } else { String::new() };
                     let act_text = act.as_ref().map(|a| format!("; action: {a}")).unwrap_or_default();
@@ -659,11 +766,18 @@ impl Monitor {
                         crate::hook::short_id(id),
                         first.join("; ")
                     );
-                    let v = violation("drift", &msg, &diffs, max_paths);
-                    events.push(event(w, "drift", "err", vec![v], msg, act));
+                    let mut vs = Vec::new();
+                    if !diffs.is_empty() {
+                        vs.push(violation("drift", &msg, &diffs, max_paths));
+                    }
+                    if let Some(r) = &replaced {
+                        vs.push(violation("rootfs-replaced", r, &[], max_paths));
+                    }
+                    events.push(event(w, "drift", "err", vs, msg, act));
                     w.reported = Some(set);
                 }
                 w.drift = diffs;
+                w.replaced = replaced;
             }
         }
         events
@@ -684,9 +798,9 @@ impl Monitor {
             watch_limited: self.watch_limited,
             containers: self
                 .watched
-                .iter()
-                .map(|(id, w)| ContainerStatus {
-                    id: id.clone(),
+                .values()
+                .map(|w| ContainerStatus {
+                    id: w.rec.id.clone(),
                     image: w.rec.image.clone(),
                     seal_digest: w.rec.seal_digest.clone(),
                     rootfs: w.rec.rootfs.display().to_string(),
@@ -697,6 +811,8 @@ impl Monitor {
                     error: w.last_error.clone(),
                     action: w.action_taken.clone(),
                     notifications: !w.watches.is_empty(),
+                    full_scans: w.full_scans,
+                    rootfs_replaced: w.replaced.clone(),
                 })
                 .collect(),
         };
@@ -829,64 +945,21 @@ fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
 fn take_action(w: &Watched, action: Action) -> Option<(String, bool)> {
     match action {
         Action::Alert => None,
-        Action::Kill => Some(match &w.pidfd {
-            Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL) {
-                Ok(()) => (
-                    format!(
-                        "killed: SIGKILL sent to the container's init (pid {}) through its pidfd",
-                        w.rec.pid.unwrap_or(0)
-                    ),
-                    true,
-                ),
+        Action::Kill => Some(match (&w.pidfd, w.rec.pid) {
+            (Some(fd), Some(pid)) => match crate::containment::kill(fd.as_fd(), pid) {
+                Ok(what) => (what, true),
                 Err(e) => (format!("kill failed: {e}"), false),
             },
-            None => ("kill not possible: the container's process could not be identified".into(), false),
+            _ => ("kill not possible: the container's process could not be identified".into(), false),
         }),
         Action::Freeze => Some(match w.rec.pid.filter(|_| w.pidfd.is_some()) {
-            Some(pid) => match freeze(pid) {
+            Some(pid) => match crate::containment::freeze(pid) {
                 Ok(p) => (format!("frozen: {} set", p.display()), true),
                 Err(e) => (format!("freeze failed: {e}"), false),
             },
             None => ("freeze not possible: the container's process could not be identified".into(), false),
         }),
     }
-}
-
-/// Freezes the cgroup of `pid` (cgroup v2 `cgroup.freeze`, else the v1 freezer).
-fn freeze(pid: i32) -> Result<PathBuf, String> {
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| e.to_string())?;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mount_of = |pred: &dyn Fn(&str, &str) -> bool| -> Option<PathBuf> {
-        mounts.lines().find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            let opts = post.nth(1).unwrap_or("");
-            pred(fstype, opts).then(|| PathBuf::from(pre.split(' ').nth(4).unwrap_or("")))
-        })
-    };
-    for line in cg.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let rel = path.trim_start_matches('/');
-        if ctrls.split(',').any(|c| c == "freezer") {
-            if let Some(m) = mount_of(&|t, o| t == "cgroup" && o.split(',').any(|x| x == "freezer")) {
-                let f = m.join(rel).join("freezer.state");
-                std::fs::write(&f, "FROZEN").map_err(|e| format!("{}: {e}", f.display()))?;
-                return Ok(f);
-            }
-        }
-    }
-    for line in cg.lines() {
-        if let Some(path) = line.strip_prefix("0::") {
-            if let Some(m) = mount_of(&|t, _| t == "cgroup2") {
-                let f = m.join(path.trim_start_matches('/')).join("cgroup.freeze");
-                std::fs::write(&f, "1").map_err(|e| format!("{}: {e}", f.display()))?;
-                return Ok(f);
-            }
-        }
-    }
-    Err("no cgroup freezer for this process".into())
 }
 
 /// The directories whose changes change a rootfs: an overlay's upper and lower directories,
@@ -956,16 +1029,22 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         // One scan, printed: the daemon's status and metrics files are left alone.
         m.refresh();
         m.scan_due(true);
-        for (id, w) in &m.watched {
+        for w in m.watched.values() {
             let what = match w.outcome {
                 Outcome::Clean => "clean".to_string(),
-                Outcome::Drift => {
-                    format!("drift: {}", w.drift.iter().take(5).map(|d| d.to_string()).collect::<Vec<_>>().join("; "))
-                }
+                Outcome::Drift => format!(
+                    "drift: {}",
+                    w.replaced
+                        .iter()
+                        .cloned()
+                        .chain(w.drift.iter().take(5).map(|d| d.to_string()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
                 Outcome::Failed => format!("scan failed: {}", w.last_error.as_deref().unwrap_or("?")),
                 Outcome::Pending => "not scanned".into(),
             };
-            println!("{}\t{what}", crate::hook::short_id(id));
+            println!("{}\t{what}", crate::hook::short_id(&w.rec.id));
         }
         println!("{} container(s) watched, {} drifted, {} scan failure(s)", m.watched(), m.drifted(), m.failed());
         return Ok(if m.failed() > 0 {
@@ -1041,12 +1120,28 @@ mod tests {
             verdict: "verified".into(),
             mode: "enforce".into(),
             time: "t".into(),
+            mount_destinations: None,
+            manager: None,
+            root: None,
         };
         assert!(open_process(&rec).unwrap().is_some());
         rec.pid_start_time = rec.pid_start_time.map(|t| t + 1);
         assert!(open_process(&rec).unwrap_err().contains("another process"));
         rec.pid = Some(i32::MAX - 1);
         assert!(open_process(&rec).unwrap_err().contains("gone"));
+    }
+
+    #[test]
+    fn full_rehash_is_off_at_zero_and_bounded_otherwise() {
+        let with =
+            |v: &str| MonitorSettings { full_rehash: v.into(), ..MonitorSettings::default() }.full_rehash_period();
+        assert_eq!(with("0"), Ok(None));
+        assert_eq!(with("0s"), Ok(None));
+        assert_eq!(with("1h"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(MonitorSettings::default().full_rehash(), Some(Duration::from_secs(3600)));
+        for bad in ["500ms", "31days", "soon", ""] {
+            assert!(with(bad).unwrap_err().contains("full_rehash"), "{bad:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! | [`mounts`] | `["rbind","ro"]` over a writable submount, a read-write mount shadowing a read-only one, destinations through image symlinks |
 //! | [`spec`] | capabilities that can remount the root, a spec that brings its own rootseal hook entry to rootseal-runtime |
 //! | [`trust`] | the trust store: unsafe key files, symlinks, empty or unparseable stores |
+//! | [`state`] | state records: a blocked container (another runc root) with a running container's id, or id and bundle |
 //!
 //! Run (as root, runc and busybox-static installed; about a minute on 2 cores, of which the
 //! million-entry case is 15 s and each race 5 to 10 s):
@@ -37,6 +38,7 @@ mod races;
 mod rootfs;
 mod seals;
 mod spec;
+mod state;
 mod trust;
 
 use crate::harness::*;

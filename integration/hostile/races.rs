@@ -41,7 +41,7 @@ fn check_start(f: &Fixture, i: usize, digest: &str) -> (Option<String>, Duration
     assert!(took < Duration::from_secs(8), "start {i} took {took:?}");
     match v {
         Verdict::Ran => {
-            let rec = f.env.path(&format!("state/containers/{}.json", r.id));
+            let rec = rootseal::state::path_for(&f.env.path("state"), &r.id, &f.bundle).unwrap();
             let bytes = std::fs::read(&rec).unwrap_or_else(|e| panic!("start {i} ran without a state record: {e}"));
             let rec: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(rec["verdict"], "verified", "start {i}: {rec}");
