@@ -1168,18 +1168,20 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
     }
-    // The decision's line comes first and says only the reason: runc and containerd show a
-    // hook's whole stderr, podman only its first line. Warnings (a cache not written, an alert
-    // not delivered) follow on lines of their own.
+    // The decision's line says only the reason, and comes last: runc and containerd show a
+    // hook's whole stderr, podman only its last line. Warnings (a cache not written, an alert
+    // not delivered) come before it, on lines of their own.
     let mut warnings = d.warnings.clone();
     if alert {
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             warnings.push(format!("alert not delivered: {e}"));
         }
-        let _ = writeln!(stderr, "{}", d.summary());
     }
     for w in &warnings {
         let _ = writeln!(stderr, "rootseal: warning: container {}: {w}", short_id(&d.id));
+    }
+    if alert {
+        let _ = writeln!(stderr, "{}", d.summary());
     }
     if let (true, Some((name, created)), Some(seal)) = (d.violations.is_empty(), &d.accepted, &d.seal) {
         // Not recording weakens rollback protection for later starts but does not make this
