@@ -404,9 +404,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status { json } => {
             let cfg = load_config(cli.config.as_deref())?;
             let st = crate::monitor::status(&cfg.state_dir)?;
+            // A status file outlives its monitor: say when it no longer describes a running one.
+            let stale = crate::monitor::stale(&st, std::time::SystemTime::now());
             if json {
-                println!("{}", serde_json::to_string(&st).expect("serialises"));
+                let mut v = serde_json::to_value(&st).expect("serialises");
+                v["stale"] = stale.clone().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
+                println!("{v}");
             } else {
+                if let Some(why) = &stale {
+                    println!(
+                        "STALE: {why}; what follows is from {} and may be wrong; restart the monitor (systemctl restart rootseal-monitor, or your supervisor)",
+                        st.updated
+                    );
+                }
                 println!("monitor pid {}, updated {}, interval {}", st.pid, st.updated, st.interval);
                 if st.watch_limited {
                     println!("note: inotify watch limit reached; some containers are scanned on the interval only");
@@ -441,7 +451,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     println!("no containers are being watched");
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if stale.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Doctor { json, containerd_config, hooks_dirs } => {
             let mut places = crate::doctor::Places { containerd_config, ..Default::default() };

@@ -1168,20 +1168,21 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
     }
-    // The decision's line says only the reason, and comes last: runc and containerd show a
-    // hook's whole stderr, podman only its last line. Warnings (a cache not written, an alert
-    // not delivered) come before it, on lines of their own.
+    // A block writes exactly one line, the reason: runc and containerd show a hook's whole
+    // stderr, but podman shows one line of it, and which one depends on its version. Warnings (a
+    // cache not written, an alert not delivered) follow on lines of their own only when the
+    // container runs (doctor reports an undeliverable sink).
     let mut warnings = d.warnings.clone();
     if alert {
         for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
             warnings.push(format!("alert not delivered: {e}"));
         }
-    }
-    for w in &warnings {
-        let _ = writeln!(stderr, "rootseal: warning: container {}: {w}", short_id(&d.id));
-    }
-    if alert {
         let _ = writeln!(stderr, "{}", d.summary());
+    }
+    if d.allowed() {
+        for w in &warnings {
+            let _ = writeln!(stderr, "rootseal: warning: container {}: {w}", short_id(&d.id));
+        }
     }
     if let (true, Some((name, created)), Some(seal)) = (d.violations.is_empty(), &d.accepted, &d.seal) {
         // Not recording weakens rollback protection for later starts but does not make this

@@ -187,6 +187,8 @@ pub struct Monitor {
     seals: HashMap<PathBuf, ((SystemTime, u64), Arc<Seal>)>,
     /// How many watched containers use each watch descriptor (shared image layers).
     wd_users: HashMap<WatchDescriptor, usize>,
+    /// Print one line per event on stderr (a terminal, or no syslog to deliver to).
+    pub console: bool,
 }
 
 /// The status file `rootseal status` reads: `<state_dir>/monitor/status.json`.
@@ -242,6 +244,7 @@ impl Monitor {
             seals: HashMap::new(),
             wd_users: HashMap::new(),
             trust_stamp: None,
+            console: false,
         }
     }
 
@@ -474,7 +477,11 @@ impl Monitor {
                 w.due = Instant::now() + wait;
             }
             for e in ev {
-                for err in alerts::emit(&self.cfg.alerts, &e) {
+                let errors = alerts::emit(&self.cfg.alerts, &e);
+                if self.console || errors.iter().any(|e| matches!(e, alerts::AlertError::Syslog { .. })) {
+                    eprintln!("{}", console_line(&e));
+                }
+                for err in errors {
                     eprintln!("rootseal monitor: alert not delivered: {err}");
                 }
                 events.push(e);
@@ -576,6 +583,14 @@ impl Monitor {
                     (bundle.mount_destinations(), bundle.annotations.get("io.container.manager").cloned())
                 }
             };
+            // A destination that is not clean may land elsewhere than it reads (runc applies
+            // `..` after symlinks): its exclusion cannot be trusted, so nothing passes.
+            if let Some((d, why)) = dests.iter().find_map(|d| crate::exclude::unclean(d).map(|w| (d, w))) {
+                return Err(format!(
+                    "mount destination {:?} {why}: where runc mounted it is unknown, so the scan cannot exclude it; recreate the container with clean destinations",
+                    crate::manifest::display_path(d)
+                ));
+            }
             let artifacts = match manager.as_deref() {
                 Some("libpod") => crate::exclude::libpod_artifacts(),
                 _ => Vec::new(),
@@ -648,6 +663,12 @@ impl Monitor {
                 deadline: Some(deadline),
                 cache: root_id.is_some().then_some(&cache),
                 want_cache: root_id.is_some(),
+                // The periodic full re-hash bounds how long a change the stat key cannot see
+                // (a write through a mapping on overlay or tmpfs) goes unseen, so the monitor
+                // keeps its cache there; without it, only where stat keys are sound.
+                cache_any_fs: full_rehash.is_some(),
+                // Sizes first: a file whose size or type differs from the seal is drift unread.
+                expected: Some(&seal.manifest),
                 ..walk::Options::default()
             };
             let walked = walk::walk_cached(&w.rec.rootfs, fd, &opts).map_err(|e| e.to_string())?;
@@ -1056,6 +1077,22 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         });
     }
     m.refresh();
+    // In a terminal, or where syslog cannot be reached, say that it runs and print each event:
+    // a monitor started by hand must not be silent (under systemd with syslog, the journal has it).
+    let syslog_ok = !m.cfg.alerts.syslog_socket.as_os_str().is_empty()
+        && std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(&m.cfg.alerts.syslog_socket)).is_ok();
+    m.console = std::io::IsTerminal::is_terminal(&std::io::stderr()) || !syslog_ok;
+    eprintln!(
+        "rootseal monitor: started (pid {}, config {}, {} mode, interval {}, full re-hash {}): watching {} container(s); events to {}{}",
+        std::process::id(),
+        m.config_path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
+        m.cfg.mode,
+        m.cfg.monitor.interval,
+        m.cfg.monitor.full_rehash().map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
+        m.watched(),
+        if m.cfg.alerts.events_file.as_os_str().is_empty() { "no events file".to_string() } else { m.cfg.alerts.events_file.display().to_string() },
+        if syslog_ok { format!(" and syslog {}", m.cfg.alerts.syslog_socket.display()) } else { ", and here (syslog unreachable)".to_string() },
+    );
     sd_notify("READY=1");
     loop {
         m.refresh();
@@ -1090,6 +1127,48 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
                 }
             }
         }
+    }
+}
+
+/// One line per event for a person watching the monitor in a terminal (or a supervisor's log
+/// without syslog), as Falco prints its alerts: time, severity, what, which container.
+pub fn console_line(e: &Event) -> String {
+    let paths: Vec<&str> =
+        e.violations.iter().flat_map(|v| v.paths.iter().map(|p| p.detail.as_str())).take(3).collect();
+    let detail = if paths.is_empty() {
+        e.violations.first().map(|v| v.message.clone()).unwrap_or_else(|| e.message.clone())
+    } else {
+        paths.join("; ")
+    };
+    let action = e.action.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
+    format!(
+        "{} {} {} container {} ({}): {detail}{action}",
+        e.time,
+        e.severity.to_uppercase(),
+        e.event,
+        crate::hook::short_id(&e.container.id),
+        e.image.as_deref().unwrap_or("no image name")
+    )
+}
+
+/// Why a status file no longer describes a running monitor, if it does not: its process is gone
+/// (or is not a rootseal monitor), or it was not updated for two intervals (plus 5 s of slack).
+pub fn stale(st: &Status, now: SystemTime) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{}/cmdline", st.pid)).unwrap_or_default();
+    if !comm.split('\0').any(|a| a == "monitor") {
+        return Some(format!("monitor pid {} is not running", st.pid));
+    }
+    let interval = humantime::parse_duration(&st.interval).unwrap_or(Duration::from_secs(60));
+    let age = humantime::parse_rfc3339_weak(&st.updated).ok().and_then(|t| now.duration_since(t).ok());
+    match age {
+        Some(a) if a <= interval * 2 + Duration::from_secs(5) => None,
+        Some(a) => Some(format!(
+            "the status was last updated {}s ago, more than two intervals ({}): pid {} is alive but stuck",
+            a.as_secs(),
+            st.interval,
+            st.pid
+        )),
+        None => Some(format!("the status's time {:?} cannot be read", st.updated)),
     }
 }
 

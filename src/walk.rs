@@ -108,6 +108,10 @@ pub struct Options<'a> {
     /// entry carries an all-zero hash ([`Walked::unread`]). Such a manifest is for comparing
     /// with this seal only: its digest is not the tree's.
     pub expected: Option<&'a Manifest>,
+    /// Use and build a cache on any filesystem, not only where a stat key sees every write
+    /// ([`cache_sound`]): for a caller that bounds the window itself by re-reading everything
+    /// periodically (the monitor's `full_rehash`).
+    pub cache_any_fs: bool,
 }
 
 /// A walk's result with what the cache needs next time.
@@ -221,7 +225,7 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
     // stat key cannot see a write through a shared mapping (cache.rs, `fs_cache`), a cache is
     // neither used nor built, and every file is read.
     let narrowed;
-    let opts = if (opts.cache.is_some() || opts.want_cache) && !cache_sound(root_fd.as_fd()) {
+    let opts = if (opts.cache.is_some() || opts.want_cache) && !opts.cache_any_fs && !cache_sound(root_fd.as_fd()) {
         narrowed = Options {
             limits: opts.limits,
             prune: opts.prune,
@@ -231,6 +235,7 @@ pub fn walk_fd(root: &Path, root_fd: OwnedFd, opts: &Options<'_>) -> Result<Walk
             cache: None,
             want_cache: false,
             expected: opts.expected,
+            cache_any_fs: false,
         };
         &narrowed
     } else {
