@@ -377,4 +377,24 @@ mod tests {
         assert_eq!(failed, ["trust store", "seal store", "runtime integration", "monitor", "syslog"]);
         assert!(checks.iter().filter(|c| c.status != Status::Ok).all(|c| c.fix.is_some()));
     }
+
+    /// Issue 14, item 5: a node without syslog whose events file works is not failed for it,
+    /// and the fix names a way to run without systemd.
+    #[test]
+    fn no_syslog_with_a_working_events_file_is_a_warning() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().display();
+        let cfg = Config::parse(
+            &format!("trust_dir = \"{d}/trust\"\nseal_dir = \"{d}/seals\"\nstate_dir = \"{d}/state\"\ncache_dir = \"{d}/cache\"\n[alerts]\nsyslog_socket = \"{d}/none.sock\"\nevents_file = \"{d}/events.jsonl\"\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let places =
+            Places { containerd_config: t.path().join("containerd.toml"), hooks_dirs: vec![t.path().join("hooks.d")] };
+        let checks = run(Result::Ok((cfg, Some("c.toml".into()))), &places);
+        let syslog = checks.iter().find(|c| c.name == "syslog").unwrap();
+        assert_eq!(syslog.status, Status::Warn, "{syslog:?}");
+        assert!(syslog.detail.contains("events.jsonl only"), "{syslog:?}");
+        assert!(syslog.fix.as_deref().unwrap().contains("without systemd"), "{syslog:?}");
+    }
 }
