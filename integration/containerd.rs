@@ -21,10 +21,14 @@ pub(crate) struct Containerd {
 
 impl Containerd {
     pub(crate) fn start(env: &Env) -> Containerd {
-        let dir = env.path("containerd");
+        Containerd::start_with(env, "containerd", "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
+    }
+
+    /// A containerd in `env`'s directory `name`, on the config `text`.
+    pub(crate) fn start_with(env: &Env, name: &str, text: &str) -> Containerd {
+        let dir = env.path(name);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("config.toml"), "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
-            .unwrap();
+        std::fs::write(dir.join("config.toml"), text).unwrap();
         let sock = dir.join("c.sock");
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
@@ -606,33 +610,9 @@ const DEBIAN_STOCK: &str = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd
 /// The STATUS of the CRI plugin in a real containerd started on `config` (own root, state and
 /// socket): "ok" or "error".
 fn cri_plugin_status(env: &Env, config: &Path) -> String {
-    let dir = env.path(&format!("cri-{}", config.file_name().unwrap().to_string_lossy()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("c.sock");
-    let mut child = Command::new("containerd")
-        .arg("--config")
-        .arg(config)
-        .arg("--root")
-        .arg(dir.join("root"))
-        .arg("--state")
-        .arg(dir.join("state"))
-        .arg("--address")
-        .arg(&sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let listed = loop {
-        let o = Command::new("ctr").arg("-a").arg(&sock).args(["plugins", "ls"]).output().unwrap();
-        if o.status.success() {
-            break String::from_utf8_lossy(&o.stdout).into_owned();
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "containerd did not start on {}", config.display());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    let name = format!("cri-{}", config.file_name().unwrap().to_string_lossy());
+    let c = Containerd::start_with(env, &name, &std::fs::read_to_string(config).unwrap());
+    let listed = String::from_utf8_lossy(&c.ctr(&["plugins", "ls"]).stdout).into_owned();
     listed
         .lines()
         .find(|l| l.starts_with("io.containerd.grpc.v1") && l.split_whitespace().nth(1) == Some("cri"))

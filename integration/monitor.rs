@@ -133,6 +133,16 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) 
     }
 }
 
+/// `rootseal_monitor_scans_total` from the monitor's Prometheus textfile (0 before the first).
+pub fn scans_total(f: &Fixture) -> u64 {
+    std::fs::read_to_string(f.env.path("rootseal.prom"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rootseal_monitor_scans_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn status(f: &Fixture) -> serde_json::Value {
     let out = f.env.run(["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_default()
@@ -209,14 +219,7 @@ fn an_untouched_container_raises_nothing_over_many_scans() {
     let c = run_detached(&f, "runc");
     let mon = MonitorProc::start(&f.env);
     // Several scan cycles (a loaded CI machine may take longer than the interval suggests).
-    let scans = || -> u64 {
-        std::fs::read_to_string(f.env.path("rootseal.prom"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("rootseal_monitor_scans_total "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let scans = || scans_total(&f);
     wait_for("three scan cycles", Duration::from_secs(30), || scans() >= 3);
     assert!(monitor_events(&f).is_empty(), "{:?}", monitor_events(&f));
     assert_eq!(first_status(&f, &c.id)["result"], "clean");
@@ -494,14 +497,7 @@ fn full_rehash_scans_read_every_file_on_their_period_and_zero_turns_them_off() {
     monitor_config_with(&f, "[hook]\nverify = \"cached\"", "full_rehash = \"0\"");
     let _ = std::fs::remove_file(f.env.path("rootseal.prom"));
     let mon = MonitorProc::start(&f.env);
-    let scans = || -> u64 {
-        std::fs::read_to_string(f.env.path("rootseal.prom"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("rootseal_monitor_scans_total "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let scans = || scans_total(&f);
     wait_for("four scans", Duration::from_secs(30), || scans() >= 4);
     assert_eq!(full(&f), 0);
     assert_eq!(mon.stop(), Some(0));
