@@ -1034,8 +1034,10 @@ fn monitor_status_and_metrics_survive_sigkill_and_it_restarts() {
         if status_file.exists() {
             seen_status = true;
             let out = f.env.run(["status", "--json"]);
-            assert!(out.status.success(), "{when}: rootseal status: {}", String::from_utf8_lossy(&out.stderr));
+            // The monitor was just killed: the status is read, and said to be stale (exit 1).
+            assert_eq!(out.status.code(), Some(1), "{when}: rootseal status: {}", String::from_utf8_lossy(&out.stderr));
             let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+            assert!(st["stale"].as_str().is_some_and(|s| s.contains("is not running")), "{when}: {st}");
             assert!(
                 st["containers"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == id.as_str())),
                 "{when}: the status lost the watched container: {st}"
