@@ -834,7 +834,7 @@ fn assert_records_whole(state_dir: &Path, when: &str) -> BTreeMap<String, rootse
         let Some(stem) = name.strip_suffix(".json") else {
             panic!("{when}: unexpected file {name} in the state directory")
         };
-        // `<id>.<bundle hash>.json` (src/state.rs).
+        // `<id>.<bundle hash>.json` (src/node/state.rs).
         let id = stem.rsplit_once('.').map_or(stem, |(id, _)| id);
         let bytes = std::fs::read(e.path()).unwrap();
         let rec: rootseal::state::Record = rootseal::json::from_slice_strict(&bytes)

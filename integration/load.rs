@@ -324,7 +324,7 @@ fn many_starts_concurrent_and_sequential_verdicts_and_nothing_left_behind() {
 
 /// How many files the hook keeps open at once grows with the number of CPUs, not with what
 /// the rootfs needs: the walker opens each file it will hash before queueing it, the queue
-/// holds `threads * 2` batches of 64 (src/walk.rs, `BATCH_FILES`, the `sync_channel`), and
+/// holds `threads * 2` batches of 64 (src/tree/walk.rs, `BATCH_FILES`, the `sync_channel`), and
 /// each worker holds one more batch: about 64 * (3 * threads + 1) fds. `raise_fd_limit` only
 /// lifts the soft limit to the hard one; past that, `openat2` fails with EMFILE and the hook
 /// blocks an untouched container ("Too many open files"). Measured on this 2-core machine on a

@@ -40,7 +40,7 @@ fn assert_audit_allowed(f: &Fixture, r: &HookRun, code: &str) {
 fn a_valid_state_passes_and_records_state() {
     let f = Fixture::new();
     // The container's init: it stops before poststop runs (poststop removes only the record of
-    // a container whose process is gone, src/state.rs).
+    // a container whose process is gone, src/node/state.rs).
     let mut init = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     let st = serde_json::to_vec(&serde_json::json!({
         "ociVersion": "1.0.2-dev", "id": "c1", "status": "creating", "pid": init.id(), "bundle": f.bundle

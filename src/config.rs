@@ -109,12 +109,12 @@ pub struct HookSettings {
     /// "cached" (default): files unchanged since they were hashed (same inode, size, mtime
     /// and ctime) are not read again; "full": every file is read on every check; "layers":
     /// as cached, and a new overlay rootfs over image layers verified within `layer_ttl` is
-    /// not walked at all (src/layers.rs, docs/performance.md).
+    /// not walked at all (src/node/layers.rs, docs/performance.md).
     pub verify: VerifyMode,
     /// How long a verified layer set is trusted without a walk in `verify = "layers"`.
     pub layer_ttl: String,
     /// Refuse a seal older than the newest one accepted on this node for the same image
-    /// repository (src/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
+    /// repository (src/trust/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
     pub rollback_protection: bool,
     /// What one rollback watermark guards: "repository" (default: the signed name without its
     /// tag or digest, so an old tag cannot roll a repository back) or "name" (each tag apart).
@@ -131,7 +131,7 @@ pub enum VerifyMode {
 }
 
 impl VerifyMode {
-    /// Reads unchanged files from the per-file cache (src/cache.rs)?
+    /// Reads unchanged files from the per-file cache (src/tree/cache.rs)?
     pub fn uses_cache(self) -> bool {
         self != VerifyMode::Full
     }

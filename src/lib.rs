@@ -1,43 +1,47 @@
 //! rootseal: seal a container root filesystem in CI, verify it on the node at container start.
 //!
-//! One module per concept: the walk ([`walk`]) produces a [`manifest`]; a [`seal`] signs its
-//! digest; the [`trust`] store says which keys count; [`verify`] decides; [`exclude`] says
-//! which paths a runtime mounts over; [`cli`] is the command line.
+//! The folders are the layers, lowest first; data flows down (a lower layer never imports a
+//! higher one):
+//!
+//! | folder | what |
+//! |---|---|
+//! | [`tree`] | the walk of a hostile tree, the canonical manifest and its digest, the per-file cache, mount exclusion, path patterns |
+//! | [`image`] | images as input: OCI layouts and archives, docker-archives, layers applied in memory |
+//! | [`seal`] | the DSSE envelope and in-toto statement; the seal store and its indexes |
+//! | [`trust`] | keys, the trust store and revocations, rollback watermarks |
+//! | [`verify`] | the verdict steps, the read-only policy, rules and exemptions |
+//! | [`node`] | the node's facts: OCI state and bundle, state records, overlay layers, a container's root and processes, raw syscalls |
+//! | [`hook`] | the OCI hook and the runc wrapper that brings it to containerd |
+//! | [`monitor`] | the drift monitor |
+//! | [`admin`] | `install`/`uninstall containerd`, `doctor`, generated deployable files |
+//!
+//! Beside them: [`config`], [`alerts`] (events and sinks), [`cli`] (the command line), and the
+//! foundations [`atomic`] (writes) and [`json`] (strict parsing). The old flat paths
+//! (`rootseal::walk`, `rootseal::seal::store`'s `rootseal::store`, ...) are re-exported.
 
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod alerts;
 pub mod atomic;
-pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod container_root;
-pub mod containment;
-pub mod doctor;
 pub mod error;
-pub mod exclude;
-pub mod glob;
 pub mod hook;
 pub mod image;
-pub mod install;
 pub mod json;
-pub mod keys;
-pub mod layers;
-pub mod manifest;
 pub mod monitor;
-pub mod oci;
-pub mod packaging;
-pub mod policy;
-pub mod readonly;
-pub mod rollback;
-pub mod runtime;
+pub mod node;
 pub mod seal;
-pub mod state;
-pub mod store;
-#[allow(unsafe_code)]
-pub mod sys;
+pub mod tree;
 pub mod trust;
 pub mod verify;
-pub mod walk;
 
+pub use admin::{doctor, install, packaging};
 pub use error::Error;
+pub use hook::runtime;
+pub use node::{container_root, containment, layers, oci, state, sys};
+pub use seal::store;
+pub use tree::{cache, exclude, glob, manifest, walk};
+pub use trust::{keys, rollback};
+pub use verify::{policy, readonly};

@@ -1,7 +1,7 @@
 //! Hostile seals, built by editing the fixture's real envelope in Rust (decode the payload,
 //! edit the JSON text, re-encode, re-sign with the test key where the case needs a valid
 //! signature) and written over the seal the store files for the rootfs's digest: the hook
-//! finds it by content key (src/hook.rs `candidates`), so it is the only seal tried. `trust
+//! finds it by content key (src/hook/mod.rs `candidates`), so it is the only seal tried. `trust
 //! import` would refuse every one of them; the hook must refuse them too (docs/seal.md).
 
 use super::*;

@@ -1,6 +1,6 @@
 //! State records under hostile ids: container ids are unique only per runc root, so a
 //! container started under another root with the id (and even the bundle) of a running one
-//! must not end the monitoring of that one (src/state.rs).
+//! must not end the monitoring of that one (src/node/state.rs).
 
 use super::*;
 use crate::monitor::*;

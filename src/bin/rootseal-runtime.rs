@@ -1,4 +1,4 @@
-//! `rootseal-runtime`: runc with the rootseal hooks injected. See src/runtime.rs.
+//! `rootseal-runtime`: runc with the rootseal hooks injected. See src/hook/runtime.rs.
 
 #![forbid(unsafe_code)]
 

@@ -98,7 +98,7 @@ pub struct Options<'a> {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Hashing threads; 0 means one per available core.
     pub threads: usize,
-    /// Files whose stat key matches are not read again (src/cache.rs).
+    /// Files whose stat key matches are not read again (src/tree/cache.rs).
     pub cache: Option<&'a crate::cache::Cache>,
     /// Build the next cache ([`Walked::cache`]); without it the walk keeps no stat keys.
     pub want_cache: bool,

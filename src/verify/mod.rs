@@ -7,6 +7,9 @@
 //! 4. it has not expired;
 //! 5. the tree on disk matches the sealed manifest (after mount exclusions, if any).
 
+pub mod policy;
+pub mod readonly;
+
 use crate::exclude::Exclusions;
 use crate::manifest::{self, Difference, Manifest, TreeDigest};
 use crate::seal::{Seal, SealError};
@@ -137,7 +140,7 @@ pub fn verifying_keys(seal: &Seal, trust: &Trust) -> Vec<String> {
     out
 }
 
-/// Steps 2 to 4 for a seal whose signatures verified earlier (src/layers.rs): `keyids` are the
+/// Steps 2 to 4 for a seal whose signatures verified earlier (src/node/layers.rs): `keyids` are the
 /// keys whose signatures verified over the same, unchanged seal file. Trust, revocation,
 /// threshold and expiry are judged now, exactly as [`check_seal`] would.
 pub fn check_memo(

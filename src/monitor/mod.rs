@@ -285,7 +285,7 @@ impl Monitor {
                     .map_err(|e| e.to_string())
                     .and_then(|b| crate::json::from_slice_strict::<Record>(&b).map_err(|e| e.to_string()))
                 {
-                    // Keyed by file name: ids are unique only per runc root (src/state.rs).
+                    // Keyed by file name: ids are unique only per runc root (src/node/state.rs).
                     Ok(r) if state::check_id(&r.id).is_ok() => {
                         let key = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                         records.insert(key, r);
@@ -691,7 +691,7 @@ impl Monitor {
             let diffs = verify::compare(seal, &walked.manifest, w.exclusions.as_ref());
             if let Some((lowers, overlay)) = &layer_set {
                 // Drift seen through an overlay: the next start over these layers walks again.
-                // A clean scan renews the layers' record (src/layers.rs).
+                // A clean scan renews the layers' record (src/node/layers.rs).
                 let record = crate::layers::record_path(&cache_dir, lowers);
                 let fresh = std::fs::symlink_metadata(&record)
                     .and_then(|m| m.modified())

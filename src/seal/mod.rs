@@ -5,6 +5,8 @@
 //! JSON, exact payloadType, strict base64, manifest bound to the subject digest); signature
 //! checks then run on that type only.
 
+pub mod store;
+
 use crate::json;
 use crate::manifest::{self, Manifest, TreeDigest};
 use base64::Engine as _;

@@ -14,6 +14,8 @@
 //!
 //! Any error is a violation: in enforce mode it blocks.
 
+pub mod runtime;
+
 use crate::alerts::{self, ContainerInfo, Event, PathChange, SealInfo, ViolationRecord};
 use crate::config::{Config, Mode, VerifyMode};
 use crate::exclude::Exclusions;
@@ -566,7 +568,7 @@ fn layer_set(rootfs: &Path) -> Option<(layers::Overlay, Vec<layers::Layer>, Opti
     }
 }
 
-/// `verify = "layers"`: a pass without a walk, from a layer record (src/layers.rs), with the
+/// `verify = "layers"`: a pass without a walk, from a layer record (src/node/layers.rs), with the
 /// seal judged against trust, policy and the rollback watermark now. Err: why not (the walk
 /// then decides, with its full reasons).
 fn reuse_layers(
@@ -943,7 +945,7 @@ fn shadowing(cfg: &Config, bundle: &Bundle, seal: &Seal, info: &SealInfo, path: 
 }
 
 /// A seal older than the newest one this node accepted for the same image name is refused
-/// (src/rollback.rs). Checked only for a seal that verified and matches: the name is signed.
+/// (src/trust/rollback.rs). Checked only for a seal that verified and matches: the name is signed.
 /// Ok(true) when the seal is newer than the watermark (or there is none): a pass raises it.
 #[allow(clippy::result_large_err)]
 fn check_rollback(
@@ -1251,7 +1253,7 @@ mod tests {
 
     #[test]
     fn hooks_json_matches_the_committed_file() {
-        let committed = include_str!("../hooks/rootseal.json");
+        let committed = include_str!("../../hooks/rootseal.json");
         assert_eq!(hooks_json(Path::new("/usr/bin/rootseal"), None), committed);
     }
 }

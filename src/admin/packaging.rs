@@ -262,8 +262,8 @@ mod tests {
     fn committed_files_match_the_generator() {
         assert_eq!(
             super::monitor_unit("/usr/bin/rootseal"),
-            include_str!("../packaging/systemd/rootseal-monitor.service")
+            include_str!("../../packaging/systemd/rootseal-monitor.service")
         );
-        assert_eq!(super::tmpfiles(), include_str!("../packaging/tmpfiles.d/rootseal.conf"));
+        assert_eq!(super::tmpfiles(), include_str!("../../packaging/tmpfiles.d/rootseal.conf"));
     }
 }

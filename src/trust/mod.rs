@@ -10,6 +10,9 @@
 //! other-writable, or is owned by anyone but root (or the invoking user, when that is not
 //! root) is refused: whoever can write it decides what this node runs.
 
+pub mod keys;
+pub mod rollback;
+
 use crate::atomic;
 use crate::keys::{KeyError, PublicKey};
 use crate::manifest::TreeDigest;

@@ -19,7 +19,7 @@
 //!    of this container too;
 //! 5. the seal file is the one verified (same stat key), and the seal still passes trust and
 //!    policy *now*: digest and keys not revoked, keys still trusted, enough signers, not
-//!    expired, the rule's keys, rollback watermark (src/hook.rs).
+//!    expired, the rule's keys, rollback watermark (src/hook/mod.rs).
 //!
 //! What it trusts more than `cached`: files in the lower directories are not looked at for up
 //! to `layer_ttl`. A change written there by host root inside that window is not seen at start
