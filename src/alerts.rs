@@ -114,6 +114,16 @@ impl Event {
     }
 }
 
+/// A container id for messages: at most 12 characters, never a control character.
+pub fn short_id(id: &str) -> String {
+    let shown = crate::manifest::display_path(id.as_bytes());
+    if shown.chars().count() > 12 {
+        format!("{}..", shown.chars().take(12).collect::<String>())
+    } else {
+        shown
+    }
+}
+
 pub fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }

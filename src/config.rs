@@ -10,6 +10,7 @@ use crate::readonly::ReadonlyPolicy;
 use crate::walk::Limits;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/rootseal/config.toml";
 pub const ENV_VAR: &str = "ROOTSEAL_CONFIG";
@@ -29,24 +30,8 @@ pub enum ConfigError {
     Unsafe { path: PathBuf, problem: String, fix: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Block what fails verification.
-    #[default]
-    Enforce,
-    /// Allow, but alert.
-    Audit,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::Enforce => "enforce",
-            Mode::Audit => "audit",
-        })
-    }
-}
+/// The mode is the verdict layer's (src/verify/policy.rs); the config names it.
+pub use crate::verify::policy::Mode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,7 +49,7 @@ pub struct Config {
     /// rootseal-runtime, the containerd wrapper.
     pub runtime: RuntimeSettings,
     /// The drift monitor.
-    pub monitor: crate::monitor::MonitorSettings,
+    pub monitor: MonitorSettings,
     /// Per-image rules, first match wins.
     pub rules: Vec<Rule>,
     /// Exemptions; when the file has none, [`policy::default_exemptions`] apply.
@@ -199,7 +184,7 @@ impl Default for Config {
             hook: HookSettings::default(),
             readonly: ReadonlyPolicy::default(),
             runtime: RuntimeSettings::default(),
-            monitor: crate::monitor::MonitorSettings::default(),
+            monitor: MonitorSettings::default(),
             rules: Vec::new(),
             exempt: None,
         }
@@ -207,6 +192,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The policy the shared judgement needs (src/verify/judge.rs).
+    pub fn node_policy(&self) -> crate::verify::judge::NodePolicy<'_> {
+        crate::verify::judge::NodePolicy { mode: self.mode, rules: &self.rules, min_signers: self.hook.min_signers }
+    }
+
     /// Loads the config named by `explicit`, else by `$ROOTSEAL_CONFIG`, else the default path.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
         let env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -322,6 +312,76 @@ impl Config {
     /// The exemptions in force.
     pub fn exemptions(&self) -> Vec<Exemption> {
         self.exempt.clone().unwrap_or_else(crate::policy::default_exemptions)
+    }
+}
+
+/// `[monitor]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSettings {
+    /// Time between full scans of each container.
+    pub interval: String,
+    /// Budget for one container's scan; exceeding it is a scan failure.
+    pub scan_deadline: String,
+    /// Prometheus textfile-collector output; empty disables it.
+    pub metrics_file: PathBuf,
+    /// Watch the directories backing each rootfs with inotify for near-real-time detection.
+    pub watch: bool,
+    /// Most inotify watches the monitor adds in all; past it, containers are scanned on the
+    /// interval only (and the status says so).
+    pub max_watches: usize,
+    /// What to do on drift when no rule says otherwise.
+    pub action: crate::policy::Action,
+    /// Most paths listed in one drift event (the total is always given).
+    pub max_event_paths: usize,
+    /// Time between scans of a container that re-hash every file, whatever the verification
+    /// cache says; "0" turns them off. A write through a shared writable mapping to a page
+    /// that is already dirty moves neither mtime nor ctime, so a cached scan cannot see it:
+    /// this bounds how long such a change goes unseen.
+    pub full_rehash: String,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            interval: "60s".into(),
+            scan_deadline: "30s".into(),
+            metrics_file: PathBuf::new(),
+            watch: true,
+            max_watches: 8192,
+            action: crate::policy::Action::Alert,
+            max_event_paths: 100,
+            full_rehash: "1h".into(),
+        }
+    }
+}
+
+impl MonitorSettings {
+    pub fn interval(&self) -> Duration {
+        humantime::parse_duration(&self.interval).expect("validated at load")
+    }
+
+    pub fn scan_deadline(&self) -> Duration {
+        humantime::parse_duration(&self.scan_deadline).expect("validated at load")
+    }
+
+    /// `full_rehash`: None when off ("0"), else between 1 second and 30 days; Err: why not.
+    pub fn full_rehash_period(&self) -> Result<Option<Duration>, String> {
+        if self.full_rehash.trim() == "0" {
+            return Ok(None);
+        }
+        match humantime::parse_duration(&self.full_rehash) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(30 * 86400) => Ok(Some(d)),
+            _ => Err(format!(
+                "[monitor] full_rehash {:?} must be \"0\" (off) or a duration between 1s and 30 days, e.g. \"1h\"",
+                self.full_rehash
+            )),
+        }
+    }
+
+    pub fn full_rehash(&self) -> Option<Duration> {
+        self.full_rehash_period().expect("validated at load")
     }
 }
 

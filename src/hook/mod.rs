@@ -29,7 +29,7 @@ use crate::seal::Seal;
 use crate::state;
 use crate::store::{self, SealStore};
 use crate::trust::{Trust, TrustStore};
-use crate::verify;
+use crate::verify::{self, judge, judge::Effective};
 use crate::walk;
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -111,31 +111,16 @@ pub struct Violation {
     pub seal: Option<(SealInfo, PathBuf)>,
 }
 
+impl From<judge::Refusal> for Violation {
+    fn from(r: judge::Refusal) -> Violation {
+        Violation::new(r.code, r.message)
+    }
+}
+
 impl Violation {
     fn new(code: &'static str, message: impl Into<String>) -> Violation {
         Violation { code, message: message.into(), diffs: Vec::new(), seal: None }
     }
-}
-
-/// The rules that apply and what they require together: every rule's key requirement, the
-/// largest `min_signers`, and enforce if any of them (or the global mode, when none applies)
-/// says enforce. Combining can only make a decision stricter.
-pub struct Effective {
-    pub mode: Mode,
-    pub min_signers: usize,
-    pub names: Vec<String>,
-}
-
-fn effective(cfg: &Config, rules: &[&policy::Rule]) -> Effective {
-    let mode = if rules.is_empty() {
-        cfg.mode
-    } else if rules.iter().any(|r| r.mode.unwrap_or(cfg.mode) == Mode::Enforce) {
-        Mode::Enforce
-    } else {
-        Mode::Audit
-    };
-    let min_signers = rules.iter().filter_map(|r| r.min_signers).chain([cfg.hook.min_signers]).max().unwrap_or(1);
-    Effective { mode, min_signers, names: rules.iter().map(|r| r.name.clone()).collect() }
 }
 
 /// What the hook (or `check`) decided, with everything an alert needs.
@@ -276,15 +261,8 @@ impl Decision {
     }
 }
 
-/// A container id for messages: at most 12 characters, never a control character.
-pub fn short_id(id: &str) -> String {
-    let shown = display_path(id.as_bytes());
-    if shown.chars().count() > 12 {
-        format!("{}..", shown.chars().take(12).collect::<String>())
-    } else {
-        shown
-    }
-}
+/// Container ids in messages (moved to alerts, where events are rendered).
+pub use crate::alerts::short_id;
 
 /// Steps 3 to 6: decide about a bundle. Never fails: every error becomes a violation.
 pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> Decision {
@@ -320,7 +298,7 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
         }
         r => r,
     };
-    let eff = effective(cfg, &image_rule.into_iter().collect::<Vec<_>>());
+    let eff = judge::effective(&cfg.node_policy(), &image_rule.into_iter().collect::<Vec<_>>());
     d.mode = eff.mode;
     d.rule = eff.names.first().cloned();
     mount_policy(cfg, &bundle, image_rule, &mut d);
@@ -598,9 +576,17 @@ fn reuse_layers(
             return Err(format!("annotation {} names another seal", policy::SEAL_ANNOTATION));
         }
     }
-    let (signers, effective) =
-        memo_policy(cfg, &r.seal.name, &digest, &r.seal.keyids, r.seal.expires(), trust, image_rule, now)
-            .map_err(|v| v.message)?;
+    let (signers, effective) = judge::memo_policy(
+        &cfg.node_policy(),
+        &r.seal.name,
+        &digest,
+        &r.seal.keyids,
+        r.seal.expires(),
+        trust,
+        image_rule,
+        now,
+    )
+    .map_err(|v| v.message)?;
     let info = SealInfo {
         digest: digest.to_string(),
         name: r.seal.name.clone(),
@@ -749,72 +735,6 @@ fn similar_candidates(store: &SealStore, found: &Manifest, tried: &[TreeDigest])
         .collect())
 }
 
-/// The seal against trust and policy: trusted, unrevoked, unexpired signers, as many as the
-/// rules that apply require, and from the keys they name. The rules are the runtime image
-/// name's and the (signed) subject name's, combined strictest-wins.
-#[allow(clippy::result_large_err)]
-pub fn seal_policy(
-    cfg: &Config,
-    seal: &Seal,
-    trust: &Trust,
-    image_rule: Option<&policy::Rule>,
-    now: SystemTime,
-) -> Result<(Vec<verify::Signer>, Effective), Violation> {
-    policy_for(cfg, &seal.name, &seal.digest, image_rule, |min| verify::check_seal(seal, trust, now, min))
-}
-
-/// [`seal_policy`] for a seal whose signatures verified earlier for the keys `verifying`
-/// ([`verify::check_memo`]): trust, revocation, expiry and the rules judged now.
-#[allow(clippy::result_large_err, clippy::too_many_arguments)]
-pub fn memo_policy(
-    cfg: &Config,
-    name: &str,
-    digest: &TreeDigest,
-    verifying: &[String],
-    expires: Option<SystemTime>,
-    trust: &Trust,
-    image_rule: Option<&policy::Rule>,
-    now: SystemTime,
-) -> Result<(Vec<verify::Signer>, Effective), Violation> {
-    policy_for(cfg, name, digest, image_rule, |min| verify::check_memo(*digest, verifying, expires, trust, now, min))
-}
-
-/// [`seal_policy`] for a seal known by its signed name and digest; `check` judges its
-/// signatures for a number of required signers.
-#[allow(clippy::result_large_err)]
-fn policy_for(
-    cfg: &Config,
-    name: &str,
-    digest: &TreeDigest,
-    image_rule: Option<&policy::Rule>,
-    check: impl FnOnce(usize) -> Result<Vec<verify::Signer>, verify::Rejection>,
-) -> Result<(Vec<verify::Signer>, Effective), Violation> {
-    let mut rules: Vec<&policy::Rule> = image_rule.into_iter().collect();
-    if let Some(r) = policy::rule(&cfg.rules, Some(name)) {
-        if !rules.iter().any(|x| x.name == r.name) {
-            rules.push(r);
-        }
-    }
-    let eff = effective(cfg, &rules);
-    let signers = check(eff.min_signers).map_err(|r| Violation::new(r.code(), format!("{r}")))?;
-    for r in rules.iter().filter(|r| !r.keys.is_empty()) {
-        if !signers.iter().any(|s| r.keys.contains(&s.name)) {
-            let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
-            return Err(Violation::new(
-                "wrong-key",
-                format!(
-                    "seal {} is signed by {} but rule {:?} requires one of {}",
-                    digest.short(),
-                    by.join(", "),
-                    r.name,
-                    r.keys.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok((signers, eff))
-}
-
 /// What this bundle's runtime creates in the rootfs outside any mount.
 fn runtime_artifacts(bundle: &Bundle) -> Vec<(Vec<u8>, crate::manifest::Kind)> {
     match bundle.annotations.get("io.container.manager").map(String::as_str) {
@@ -858,7 +778,7 @@ fn check_candidate(
             format!("seal {} is filed under {} but seals {}", path.display(), digest.short(), seal.digest.short()),
         ));
     }
-    let (signers, eff) = seal_policy(cfg, &seal, trust, image_rule, now)?;
+    let (signers, eff) = judge::seal_policy(&cfg.node_policy(), &seal, trust, image_rule, now)?;
     let info = SealInfo {
         digest: seal.digest.to_string(),
         name: seal.name.clone(),

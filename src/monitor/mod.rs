@@ -37,75 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// `[monitor]` in the config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MonitorSettings {
-    /// Time between full scans of each container.
-    pub interval: String,
-    /// Budget for one container's scan; exceeding it is a scan failure.
-    pub scan_deadline: String,
-    /// Prometheus textfile-collector output; empty disables it.
-    pub metrics_file: PathBuf,
-    /// Watch the directories backing each rootfs with inotify for near-real-time detection.
-    pub watch: bool,
-    /// Most inotify watches the monitor adds in all; past it, containers are scanned on the
-    /// interval only (and the status says so).
-    pub max_watches: usize,
-    /// What to do on drift when no rule says otherwise.
-    pub action: Action,
-    /// Most paths listed in one drift event (the total is always given).
-    pub max_event_paths: usize,
-    /// Time between scans of a container that re-hash every file, whatever the verification
-    /// cache says; "0" turns them off. A write through a shared writable mapping to a page
-    /// that is already dirty moves neither mtime nor ctime, so a cached scan cannot see it:
-    /// this bounds how long such a change goes unseen.
-    pub full_rehash: String,
-}
-
-impl Default for MonitorSettings {
-    fn default() -> Self {
-        MonitorSettings {
-            interval: "60s".into(),
-            scan_deadline: "30s".into(),
-            metrics_file: PathBuf::new(),
-            watch: true,
-            max_watches: 8192,
-            action: Action::Alert,
-            max_event_paths: 100,
-            full_rehash: "1h".into(),
-        }
-    }
-}
-
-impl MonitorSettings {
-    pub fn interval(&self) -> Duration {
-        humantime::parse_duration(&self.interval).expect("validated at load")
-    }
-
-    pub fn scan_deadline(&self) -> Duration {
-        humantime::parse_duration(&self.scan_deadline).expect("validated at load")
-    }
-
-    /// `full_rehash`: None when off ("0"), else between 1 second and 30 days; Err: why not.
-    pub fn full_rehash_period(&self) -> Result<Option<Duration>, String> {
-        if self.full_rehash.trim() == "0" {
-            return Ok(None);
-        }
-        match humantime::parse_duration(&self.full_rehash) {
-            Ok(d) if d.is_zero() => Ok(None),
-            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(30 * 86400) => Ok(Some(d)),
-            _ => Err(format!(
-                "[monitor] full_rehash {:?} must be \"0\" (off) or a duration between 1s and 30 days, e.g. \"1h\"",
-                self.full_rehash
-            )),
-        }
-    }
-
-    pub fn full_rehash(&self) -> Option<Duration> {
-        self.full_rehash_period().expect("validated at load")
-    }
-}
+/// `[monitor]` lives in the config (src/config.rs); named here as the monitor knows it.
+pub use crate::config::MonitorSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -348,7 +281,7 @@ impl Monitor {
                 Err(why) => {
                     // Never watched, never acted on: the pid is gone or belongs to another
                     // process now.
-                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::hook::short_id(&rec.id));
+                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::alerts::short_id(&rec.id));
                     self.dropped_stale.insert(id);
                 }
             }
@@ -543,8 +476,8 @@ impl Monitor {
             let now = SystemTime::now();
             let keys: Vec<String> = trust.keys.iter().map(|k| k.key.keyid.clone()).collect();
             let memo = w.sig_memo.as_ref().filter(|(k, _)| *k == keys).and_then(|(_, verifying)| {
-                crate::hook::memo_policy(
-                    cfg,
+                crate::verify::judge::memo_policy(
+                    &cfg.node_policy(),
                     &seal.name,
                     &seal.digest,
                     verifying,
@@ -559,7 +492,8 @@ impl Monitor {
             let (signers, _) = match memo {
                 Some(pass) => pass,
                 None => {
-                    let pass = crate::hook::seal_policy(cfg, seal, &trust, image_rule, now).map_err(|v| v.message)?;
+                    let pass = crate::verify::judge::seal_policy(&cfg.node_policy(), seal, &trust, image_rule, now)
+                        .map_err(|r| r.message)?;
                     w.sig_memo = Some((keys, verify::verifying_keys(seal, &trust)));
                     pass
                 }
@@ -739,7 +673,7 @@ impl Monitor {
                         "scan-failed",
                         "warning",
                         vec![violation("scan-failed", &why, &[], max_paths)],
-                        format!("rootseal: cannot verify running container {}: {why}", crate::hook::short_id(id)),
+                        format!("rootseal: cannot verify running container {}: {why}", crate::alerts::short_id(id)),
                         None,
                     ));
                 }
@@ -753,7 +687,7 @@ impl Monitor {
                         "recovered",
                         "notice",
                         Vec::new(),
-                        format!("rootseal: container {} matches its seal again", crate::hook::short_id(id)),
+                        format!("rootseal: container {} matches its seal again", crate::alerts::short_id(id)),
                         None,
                     ));
                 }
@@ -784,7 +718,7 @@ impl Monitor {
                     let act_text = act.as_ref().map(|a| format!("; action: {a}")).unwrap_or_default();
                     let msg = format!(
                         "rootseal: container {} drifted from its seal: {}{more}{act_text}",
-                        crate::hook::short_id(id),
+                        crate::alerts::short_id(id),
                         first.join("; ")
                     );
                     let mut vs = Vec::new();
@@ -1065,7 +999,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
                 Outcome::Failed => format!("scan failed: {}", w.last_error.as_deref().unwrap_or("?")),
                 Outcome::Pending => "not scanned".into(),
             };
-            println!("{}\t{what}", crate::hook::short_id(&w.rec.id));
+            println!("{}\t{what}", crate::alerts::short_id(&w.rec.id));
         }
         println!("{} container(s) watched, {} drifted, {} scan failure(s)", m.watched(), m.drifted(), m.failed());
         return Ok(if m.failed() > 0 {
@@ -1146,7 +1080,7 @@ pub fn console_line(e: &Event) -> String {
         e.time,
         e.severity.to_uppercase(),
         e.event,
-        crate::hook::short_id(&e.container.id),
+        crate::alerts::short_id(&e.container.id),
         e.image.as_deref().unwrap_or("no image name")
     )
 }

@@ -1,12 +1,10 @@
 //! The node's facts: the OCI state and bundle a runtime hands the hook ([`oci`]), the hook's
 //! records of verified containers ([`state`]), overlay layers and their records ([`layers`]),
 //! what a running container sees and how to end it ([`container_root`], [`containment`]), and
-//! the raw syscalls ([`sys`], the only module with `unsafe` code).
+//! (the raw syscalls are [`crate::sys`], a foundation below every layer).
 
 pub mod container_root;
 pub mod containment;
 pub mod layers;
 pub mod oci;
 pub mod state;
-#[allow(unsafe_code)]
-pub mod sys;

@@ -7,6 +7,7 @@
 //! 4. it has not expired;
 //! 5. the tree on disk matches the sealed manifest (after mount exclusions, if any).
 
+pub mod judge;
 pub mod policy;
 pub mod readonly;
 

@@ -1,7 +1,6 @@
 //! Policy scoping (docs/config.md): which image a container runs, which rule applies to it
 //! (required keys, mode), and whether it is exempt.
 
-use crate::config::Mode;
 use crate::glob;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +12,26 @@ pub const IMAGE_ANNOTATIONS: [&str; 3] =
     ["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName", "rootseal.dev/image"];
 /// An annotation naming the seal (tree digest) explicitly; rootseal-runtime may set it.
 pub const SEAL_ANNOTATION: &str = "rootseal.dev/seal";
+
+/// What a violation does: block the container (enforce) or let it run with an alert (audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Block what fails verification.
+    #[default]
+    Enforce,
+    /// Allow, but alert.
+    Audit,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        })
+    }
+}
 
 /// What the drift monitor does when a running container drifts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
