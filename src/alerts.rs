@@ -41,7 +41,7 @@ pub struct PathChange {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ViolationRecord {
-    pub code: String,
+    pub code: crate::verify::Code,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathChange>,
@@ -188,7 +188,7 @@ pub fn syslog_line(event: &Event) -> Vec<u8> {
         params.insert("digest".to_string(), s.digest.clone());
     }
     if let Some(v) = event.violations.first() {
-        params.insert("reason".to_string(), v.code.clone());
+        params.insert("reason".to_string(), v.code.to_string());
     }
     if let Some(e) = &event.exemption {
         params.insert("exemption".to_string(), e.clone());
@@ -239,7 +239,7 @@ mod tests {
             rule: None,
             exemption: None,
             violations: vec![ViolationRecord {
-                code: "tampered".into(),
+                code: crate::verify::Code::Tampered,
                 message: "m".into(),
                 paths: vec![],
                 total_paths: None,

@@ -51,8 +51,20 @@ fuzz_target!(|data: &[u8]| {
     // The read-only policy, with the defaults and with every writable type allowed; a fixed
     // submount list stands in for /proc/self/mountinfo.
     let submounts = |p: &Path| vec![p.join("submount")];
+    // Destinations land where the sealed manifest's symlinks take them (the hook resolves them
+    // on disk, through the same algorithm).
+    let landing = |d: &Path| {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let d = d.as_os_str().as_bytes();
+        if exclude::unclean(d).is_some() {
+            return None;
+        }
+        let p = exclude::resolve(d, sealed());
+        Some(if p.is_empty() { PathBuf::from("/") } else { PathBuf::from(std::ffi::OsString::from_vec(p)) })
+    };
+    let facts = readonly::Facts { submounts: &submounts, landing: &landing };
     let default = ReadonlyPolicy::default();
-    let violations = readonly::check(&bundle.spec, &default, &submounts);
+    let violations = readonly::check(&bundle.spec, &default, &facts);
     if !bundle.root_readonly() {
         assert!(violations.iter().any(|v| v.code == "writable-root"), "a writable root passed");
     }
@@ -60,9 +72,18 @@ fuzz_target!(|data: &[u8]| {
         assert!(!v.message.is_empty());
     }
     let off = ReadonlyPolicy { enabled: false, ..ReadonlyPolicy::default() };
-    assert!(readonly::check(&bundle.spec, &off, &submounts).is_empty(), "a disabled policy found violations");
+    assert!(readonly::check(&bundle.spec, &off, &facts).is_empty(), "a disabled policy found violations");
     let lax = ReadonlyPolicy { writable_sources: vec!["**".into()], ..ReadonlyPolicy::default() };
-    let _ = readonly::check(&bundle.spec, &lax, &|_: &Path| Vec::<PathBuf>::new());
+    let none = |_: &Path| Vec::<PathBuf>::new();
+    let _ = readonly::check(&bundle.spec, &lax, &readonly::Facts { submounts: &none, landing: &landing });
+    // Capabilities that can remount the root: parsed, never a panic.
+    for set in readonly::remount_capable(&bundle.spec) {
+        assert!(set.contains("CAP_SYS_ADMIN"), "{set}");
+    }
+    for d in bundle.mount_destinations() {
+        let _ = exclude::unclean(&d);
+        let _ = default.may_shadow(&d);
+    }
 
     // Image name and exemption, as the hook decides them.
     let image = policy::image_name(&bundle.annotations);

@@ -29,7 +29,7 @@ use crate::seal::Seal;
 use crate::state;
 use crate::store::{self, SealStore};
 use crate::trust::{Trust, TrustStore};
-use crate::verify::{self, judge, judge::Effective};
+use crate::verify::{self, judge, judge::Effective, Code};
 use crate::walk;
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -104,7 +104,7 @@ impl Stage {
 /// One reason not to run the container.
 #[derive(Debug, Clone)]
 pub struct Violation {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub diffs: Vec<Difference>,
     /// The validly signed seal the rootfs was compared with, for a `tampered` violation.
@@ -118,7 +118,7 @@ impl From<judge::Refusal> for Violation {
 }
 
 impl Violation {
-    fn new(code: &'static str, message: impl Into<String>) -> Violation {
+    fn new(code: Code, message: impl Into<String>) -> Violation {
         Violation { code, message: message.into(), diffs: Vec::new(), seal: None }
     }
 }
@@ -238,7 +238,7 @@ impl Decision {
                 .violations
                 .iter()
                 .map(|v| ViolationRecord {
-                    code: v.code.into(),
+                    code: v.code,
                     message: v.message.clone(),
                     paths: v
                         .diffs
@@ -270,7 +270,7 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     let bundle = match Bundle::load(bundle_dir) {
         Ok(b) => b,
         Err(e) => {
-            d.violations.push(Violation::new("bundle", e.to_string()));
+            d.violations.push(Violation::new(Code::Bundle, e.to_string()));
             return d;
         }
     };
@@ -311,8 +311,7 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
 fn mount_policy(cfg: &Config, bundle: &Bundle, rule: Option<&policy::Rule>, d: &mut Decision) {
     for dest in bundle.mount_destinations() {
         if let Some(why) = crate::exclude::unclean(&dest) {
-            d.violations.push(Violation::new(
-                "mount-unclean",
+            d.violations.push(Violation::new(Code::MountUnclean,
                 format!(
                     "mount destination {:?} {why}: runc applies `..` after following the image's symlinks, so it may mount elsewhere than the path reads; write it as a clean absolute path",
                     display_path(&dest)
@@ -349,8 +348,7 @@ fn mount_policy(cfg: &Config, bundle: &Bundle, rule: Option<&policy::Rule>, d: &
                 capable.join(", "),
                 r.name
             )),
-            None => d.violations.push(Violation::new(
-                "remount-capable",
+            None => d.violations.push(Violation::new(Code::RemountCapable,
                 format!(
                     "the process holds {} and can remount the read-only root read-write; drop CAP_SYS_ADMIN (no --privileged), or give the image's rule allow_remount = \"REASON\"",
                     capable.join(", ")
@@ -386,7 +384,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     let trust = match TrustStore::new(&cfg.trust_dir).load() {
         Ok(t) => t,
         Err(e) => {
-            d.violations.push(Violation::new("trust-store", format!("cannot verify: {e}")));
+            d.violations.push(Violation::new(Code::TrustStore, format!("cannot verify: {e}")));
             return;
         }
     };
@@ -421,7 +419,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             (m, unread)
         }
         Err(e) => {
-            d.violations.push(Violation::new("rootfs", e));
+            d.violations.push(Violation::new(Code::Rootfs, e));
             return;
         }
     };
@@ -432,7 +430,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
     let exact = match candidates(&store, bundle, d.image.as_deref(), &found) {
         Ok(c) => c,
         Err(e) => {
-            d.violations.push(Violation::new("seal-store", e));
+            d.violations.push(Violation::new(Code::SealStore, e));
             return;
         }
     };
@@ -455,7 +453,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
             match similar_candidates(&store, &found, &queue) {
                 Ok(more) => queue.extend(more),
                 Err(e) => {
-                    d.violations.push(Violation::new("seal-store", e));
+                    d.violations.push(Violation::new(Code::SealStore, e));
                     return;
                 }
             }
@@ -493,8 +491,7 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         } else {
             format!("; to see what differs from a sealed image, set annotation {}=IMAGE", policy::IMAGE_ANNOTATIONS[2])
         };
-        d.violations.push(Violation::new(
-            "unsigned",
+        d.violations.push(Violation::new(Code::Unsigned,
             format!(
                 "no seal in {} matches this rootfs (content key {}): the image is unsigned or was modified; seal it and run `rootseal trust import`{hint}",
                 cfg.seal_dir.display(),
@@ -504,7 +501,8 @@ fn integrity(cfg: &Config, bundle: &Bundle, image_rule: Option<&policy::Rule>, d
         return;
     }
     let Some(best) = best else {
-        d.violations.push(Violation::new("deadline", "verification exceeded its deadline before any seal was checked"));
+        d.violations
+            .push(Violation::new(Code::Deadline, "verification exceeded its deadline before any seal was checked"));
         return;
     };
     if let Some((info, path)) = &best.seal {
@@ -611,16 +609,9 @@ fn reuse_layers(
     Ok((v, age))
 }
 
-/// Keeps the most telling reason: a validly signed seal that matches but was rolled back
-/// says exactly what is wrong; then a validly signed seal that differs names the paths;
-/// otherwise the first reason.
+/// Keeps the most telling reason ([`Code::rank`]), else the first.
 fn keep_best(best: &mut Option<Violation>, v: Violation) {
-    let rank = |code: &str| match code {
-        "rollback" | "rollback-store" | "shadowed" => 2,
-        "tampered" => 1,
-        _ => 0,
-    };
-    if best.as_ref().is_none_or(|b| rank(v.code) > rank(b.code)) {
+    if best.as_ref().is_none_or(|b| v.code.rank() > b.code.rank()) {
         *best = Some(v);
     }
 }
@@ -760,7 +751,7 @@ fn check_candidate(
         Ok(Some(b)) => b,
         Ok(None) => {
             return Err(Violation::new(
-                "unsigned",
+                Code::Unsigned,
                 format!(
                     "no seal {} in {}; import it with `rootseal trust import`",
                     digest.short(),
@@ -768,13 +759,13 @@ fn check_candidate(
                 ),
             ))
         }
-        Err(e) => return Err(Violation::new("seal-store", e.to_string())),
+        Err(e) => return Err(Violation::new(Code::SealStore, e.to_string())),
     };
     let seal = Seal::parse_owned(bytes)
-        .map_err(|e| Violation::new("seal-invalid", format!("seal {} is invalid: {e}", path.display())))?;
+        .map_err(|e| Violation::new(Code::SealInvalid, format!("seal {} is invalid: {e}", path.display())))?;
     if seal.digest != *digest {
         return Err(Violation::new(
-            "seal-invalid",
+            Code::SealInvalid,
             format!("seal {} is filed under {} but seals {}", path.display(), digest.short(), seal.digest.short()),
         ));
     }
@@ -791,8 +782,7 @@ fn check_candidate(
         let in_seal = crate::exclude::resolve(&lexical, &seal.manifest);
         let on_disk = crate::exclude::resolve(&lexical, found);
         if in_seal != on_disk {
-            return Err(Violation::new(
-                "mount-redirect",
+            return Err(Violation::new(Code::MountRedirect,
                 format!(
                     "mount destination {} resolves to {} on disk but to {} in seal {}: a symlink on disk would redirect the mount",
                     display_path(&lexical),
@@ -805,7 +795,7 @@ fn check_candidate(
     }
     let ex = Exclusions::new(&bundle.mount_destinations(), &seal.manifest).with_artifacts(runtime_artifacts(bundle));
     if ex.destinations().any(|p| p.is_empty()) {
-        return Err(Violation::new("mount-over-root", "a mount over / hides the whole sealed rootfs"));
+        return Err(Violation::new(Code::MountOverRoot, "a mount over / hides the whole sealed rootfs"));
     }
     let diffs = verify::compare(&seal, found, Some(&ex));
     if diffs.is_empty() {
@@ -820,7 +810,7 @@ fn check_candidate(
         return Ok(Verified { info, path, raise: raise.then_some(seal.created), effective: eff, memo, exclusions: ex });
     }
     Err(Violation {
-        code: "tampered",
+        code: Code::Tampered,
         message: verify::describe_mismatch(&diffs, MESSAGE_PATHS, &seal, &signers),
         diffs,
         seal: Some((info, path)),
@@ -850,7 +840,7 @@ fn shadowing(cfg: &Config, bundle: &Bundle, seal: &Seal, info: &SealInfo, path: 
                 format!(" (mount destination {})", display_path(&dest))
             };
             return Err(Violation {
-                code: "shadowed",
+                code: Code::Shadowed,
                 message: format!(
                     "a mount at {}{via} hides sealed content of seal {}, so the container would run files no seal covers; mount it elsewhere, or allow the path in [readonly] shadow_destinations",
                     display_path(&landing),
@@ -880,7 +870,7 @@ fn check_rollback(
         Ok(rollback::Verdict::Newer) => Ok(true),
         Ok(rollback::Verdict::Current) => Ok(false),
         Ok(rollback::Verdict::RolledBack(w)) => Err(Violation {
-            code: "rollback",
+            code: Code::Rollback,
             message: format!(
                 "seal {} for {:?} was created {} but this node already accepted seal {} created {} (a rollback); if the rollback is deliberate, run `rootseal rollback allow {:?} --seal {}`",
                 digest.short(),
@@ -894,7 +884,7 @@ fn check_rollback(
             diffs: Vec::new(),
             seal: Some((info.clone(), path.to_path_buf())),
         }),
-        Err(e) => Err(Violation::new("rollback-store", format!("cannot check for a rollback: {e}"))),
+        Err(e) => Err(Violation::new(Code::RollbackStore, format!("cannot check for a rollback: {e}"))),
     }
 }
 
@@ -920,7 +910,7 @@ fn arm_watchdog(budget: Duration, mode: Mode, alerts: Option<crate::config::Aler
         if let (Mode::Audit, Some(a)) = (mode, alerts) {
             let mut d =
                 Decision::new(CONTAINER_FOR_WATCHDOG.get().map(String::as_str).unwrap_or(""), Path::new(""), mode);
-            d.violations.push(Violation::new("deadline", line.trim_end().trim_start_matches("rootseal: ")));
+            d.violations.push(Violation::new(Code::Deadline, line.trim_end().trim_start_matches("rootseal: ")));
             let _ = alerts::emit(&a, &d.event("hook", None, None));
         }
         crate::sys::write_stderr_and_exit(line.as_bytes(), if mode == Mode::Audit { 0 } else { 1 });
@@ -973,24 +963,24 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
     // The walk's own deadline comes first, so that it ends with a reason and an alert.
     let deadline = start + walk_budget(budget);
 
-    let fail = |cfg: &Config, id: &str, bundle: &Path, code: &'static str, msg: String| -> ExitCode {
+    let fail = |cfg: &Config, id: &str, bundle: &Path, code: Code, msg: String| -> ExitCode {
         let mut d = Decision::new(id, bundle, cfg.mode);
         d.violations.push(Violation::new(code, msg));
         finish(cfg, &d, None, None)
     };
     let bytes = match oci::read_state_from(std::io::stdin().as_fd(), budget.mul_f64(0.5)) {
         Ok(b) => b,
-        Err(e) => return fail(&cfg, "(unknown)", Path::new(""), "state", e.to_string()),
+        Err(e) => return fail(&cfg, "(unknown)", Path::new(""), Code::State, e.to_string()),
     };
     let st = match oci::parse_state(&bytes) {
         Ok(s) => s,
-        Err(e) => return fail(&cfg, "(unknown)", Path::new(""), "state", e.to_string()),
+        Err(e) => return fail(&cfg, "(unknown)", Path::new(""), Code::State, e.to_string()),
     };
     let _ = CONTAINER_FOR_WATCHDOG.set(st.id().to_string());
     let stage = match stage_arg {
         Some(s) => match Stage::parse(s) {
             Some(s) => s,
-            None => return fail(&cfg, st.id(), st.bundle(), "usage", format!("unknown hook stage {s:?}")),
+            None => return fail(&cfg, st.id(), st.bundle(), Code::Usage, format!("unknown hook stage {s:?}")),
         },
         None => {
             let status = st.status().to_string();
@@ -1001,7 +991,7 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
                         &cfg,
                         st.id(),
                         st.bundle(),
-                        "state",
+                        Code::State,
                         format!("cannot infer the hook stage from status {status:?}; pass it as an argument"),
                     )
                 }
@@ -1021,7 +1011,7 @@ pub fn run(stage_arg: Option<&str>, config: Result<Config, crate::config::Config
         },
         s if s.verifies() => {
             if let Err(e) = state::check_id(st.id()) {
-                return fail(&cfg, st.id(), st.bundle(), "state", e.to_string());
+                return fail(&cfg, st.id(), st.bundle(), Code::State, e.to_string());
             }
             let mut d = decide(&cfg, st.id(), st.bundle(), deadline);
             d.elapsed = Some(start.elapsed());
@@ -1074,7 +1064,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
     let d = match &conflict {
         Some(e) => {
             let mut c = d.clone();
-            c.violations.push(Violation::new("record-conflict", format!("cannot record the container: {e}")));
+            c.violations.push(Violation::new(Code::RecordConflict, format!("cannot record the container: {e}")));
             with_conflict = c;
             &with_conflict
         }

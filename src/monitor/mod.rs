@@ -672,7 +672,7 @@ impl Monitor {
                         w,
                         "scan-failed",
                         "warning",
-                        vec![violation("scan-failed", &why, &[], max_paths)],
+                        vec![violation(crate::verify::Code::ScanFailed, &why, &[], max_paths)],
                         format!("rootseal: cannot verify running container {}: {why}", crate::alerts::short_id(id)),
                         None,
                     ));
@@ -723,10 +723,10 @@ impl Monitor {
                     );
                     let mut vs = Vec::new();
                     if !diffs.is_empty() {
-                        vs.push(violation("drift", &msg, &diffs, max_paths));
+                        vs.push(violation(crate::verify::Code::Drift, &msg, &diffs, max_paths));
                     }
                     if let Some(r) = &replaced {
-                        vs.push(violation("rootfs-replaced", r, &[], max_paths));
+                        vs.push(violation(crate::verify::Code::RootfsReplaced, r, &[], max_paths));
                     }
                     events.push(event(w, "drift", "err", vs, msg, act));
                     w.reported = Some(set);
@@ -825,9 +825,9 @@ impl Monitor {
     }
 }
 
-fn violation(code: &str, msg: &str, diffs: &[Difference], max: usize) -> ViolationRecord {
+fn violation(code: crate::verify::Code, msg: &str, diffs: &[Difference], max: usize) -> ViolationRecord {
     ViolationRecord {
-        code: code.into(),
+        code,
         message: msg.trim_start_matches("rootseal: ").into(),
         paths: diffs
             .iter()

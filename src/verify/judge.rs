@@ -9,7 +9,7 @@ use crate::manifest::TreeDigest;
 use crate::policy::{self, Mode, Rule};
 use crate::seal::Seal;
 use crate::trust::Trust;
-use crate::verify::{self, Rejection, Signer};
+use crate::verify::{self, Code, Rejection, Signer};
 use std::time::SystemTime;
 
 /// The node's policy as the judgement needs it, taken from the config
@@ -36,7 +36,7 @@ pub struct Effective {
 /// Why a seal is refused: the violation code and the operator's one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
@@ -108,7 +108,7 @@ pub fn judge(
         if !signers.iter().any(|s| r.keys.contains(&s.name)) {
             let by: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
             return Err(Refusal {
-                code: "wrong-key",
+                code: Code::WrongKey,
                 message: format!(
                     "seal {} is signed by {} but rule {:?} requires one of {}",
                     digest.short(),

@@ -7,6 +7,7 @@
 //! 4. it has not expired;
 //! 5. the tree on disk matches the sealed manifest (after mount exclusions, if any).
 
+pub mod code;
 pub mod judge;
 pub mod policy;
 pub mod readonly;
@@ -15,6 +16,7 @@ use crate::exclude::Exclusions;
 use crate::manifest::{self, Difference, Manifest, TreeDigest};
 use crate::seal::{Seal, SealError};
 use crate::trust::Trust;
+pub use code::Code;
 use std::time::SystemTime;
 
 /// A key that signed the seal.
@@ -47,16 +49,16 @@ pub enum Rejection {
 
 impl Rejection {
     /// A short machine-readable reason code for events and JSON output.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Rejection::Malformed(_) => "seal-invalid",
-            Rejection::DigestRevoked { .. } => "digest-revoked",
-            Rejection::KeyRevoked { .. } => "key-revoked",
-            Rejection::BadSignature { .. } => "bad-signature",
-            Rejection::Untrusted { .. } => "untrusted",
-            Rejection::Threshold { .. } => "threshold",
-            Rejection::Expired { .. } => "expired",
-            Rejection::Mismatch { .. } => "tampered",
+            Rejection::Malformed(_) => Code::SealInvalid,
+            Rejection::DigestRevoked { .. } => Code::DigestRevoked,
+            Rejection::KeyRevoked { .. } => Code::KeyRevoked,
+            Rejection::BadSignature { .. } => Code::BadSignature,
+            Rejection::Untrusted { .. } => Code::Untrusted,
+            Rejection::Threshold { .. } => Code::Threshold,
+            Rejection::Expired { .. } => Code::Expired,
+            Rejection::Mismatch { .. } => Code::Tampered,
         }
     }
 }

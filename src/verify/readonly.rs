@@ -86,7 +86,7 @@ impl Default for ReadonlyPolicy {
 /// One way the spec breaks the read-only policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    pub code: &'static str,
+    pub code: crate::verify::Code,
     pub message: String,
 }
 
@@ -151,7 +151,7 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, facts: &Facts<'_>) -> Vec<Vio
     let ro_root = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
     if !ro_root {
         out.push(Violation {
-            code: "writable-root",
+            code: crate::verify::Code::WritableRoot,
             message: "root filesystem is writable (root.readonly is not true); run the container read-only \
                       (--read-only, readOnlyRootFilesystem: true)"
                 .into(),
@@ -193,7 +193,7 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, facts: &Facts<'_>) -> Vec<Vio
                 continue;
             }
             out.push(Violation {
-                code: "writable-mount",
+                code: crate::verify::Code::WritableMount,
                 message: format!(
                     "{typ} mount at {dest} is writable; mount it read-only or add {typ:?} to [readonly] writable_types"
                 ),
@@ -220,7 +220,7 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, facts: &Facts<'_>) -> Vec<Vio
                 _ => String::new(),
             };
             out.push(Violation {
-                code: "writable-mount",
+                code: crate::verify::Code::WritableMount,
                 message: format!(
                     "bind mount of {} at {dest} is writable{redirect}; mount it read-only or allow it in [readonly] writable_sources",
                     source.display()
@@ -230,7 +230,7 @@ pub fn check(spec: &Spec, policy: &ReadonlyPolicy, facts: &Facts<'_>) -> Vec<Vio
             let subs = (facts.submounts)(&source);
             if let Some(first) = subs.first() {
                 out.push(Violation {
-                    code: "writable-mount",
+                    code: crate::verify::Code::WritableMount,
                     message: format!(
                         "bind mount of {} at {dest} is [\"rbind\",\"ro\"], which leaves its {} submount(s) such as {} writable; use \"rro\" or a non-recursive bind",
                         source.display(),
