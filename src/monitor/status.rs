@@ -1,0 +1,153 @@
+//! What the monitor tells people: the status file (`rootseal status`), the Prometheus
+//! textfile, one console line per event, and whether a status file is stale.
+
+use super::*;
+
+/// The status file `rootseal status` reads: `<state_dir>/monitor/status.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub updated: String,
+    pub pid: u32,
+    pub interval: String,
+    pub watch_limited: bool,
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub image: Option<String>,
+    pub seal_digest: Option<String>,
+    pub rootfs: String,
+    pub last_scan: Option<String>,
+    pub result: Outcome,
+    pub drift_paths: Vec<String>,
+    pub drift_count: usize,
+    pub error: Option<String>,
+    pub action: Option<String>,
+    pub notifications: bool,
+    /// Scans of this container that re-hashed every file (`[monitor] full_rehash`).
+    #[serde(default)]
+    pub full_scans: u64,
+    /// Why its root is not the directory the hook verified (`rootfs-replaced`), if so.
+    #[serde(default)]
+    pub rootfs_replaced: Option<String>,
+}
+
+pub fn status_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("monitor/status.json")
+}
+
+impl Monitor {
+    /// Step 5.
+    pub fn write_outputs(&self) {
+        let status = Status {
+            updated: Event::now_string(),
+            pid: std::process::id(),
+            interval: self.cfg.monitor.interval.clone(),
+            watch_limited: self.watch_limited,
+            containers: self
+                .watched
+                .values()
+                .map(|w| ContainerStatus {
+                    id: w.rec.id.clone(),
+                    image: w.rec.image.clone(),
+                    seal_digest: w.rec.seal_digest.clone(),
+                    rootfs: w.rec.rootfs.display().to_string(),
+                    last_scan: w.last_scan.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                    result: w.outcome.clone(),
+                    drift_paths: w.drift.iter().take(20).map(|d| d.to_string()).collect(),
+                    drift_count: w.drift.len(),
+                    error: w.last_error.clone(),
+                    action: w.action_taken.clone(),
+                    notifications: !w.watches.is_empty(),
+                    full_scans: w.full_scans,
+                    rootfs_replaced: w.replaced.clone(),
+                })
+                .collect(),
+        };
+        let path = status_path(&self.cfg.state_dir);
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let mut bytes = serde_json::to_vec_pretty(&status).expect("serialises");
+        bytes.push(b'\n');
+        if let Err(e) = crate::atomic::write(&path, &bytes, 0o644) {
+            eprintln!("rootseal monitor: cannot write status: {e}");
+        }
+        if !self.cfg.monitor.metrics_file.as_os_str().is_empty() {
+            let drifted = self.watched.values().filter(|w| w.outcome == Outcome::Drift).count();
+            let s = &self.stats;
+            let text = format!(
+                "# HELP rootseal_monitor_containers Containers being watched.\n# TYPE rootseal_monitor_containers gauge\nrootseal_monitor_containers {}\n\
+                 # HELP rootseal_monitor_containers_drifted Watched containers whose rootfs differs from its seal.\n# TYPE rootseal_monitor_containers_drifted gauge\nrootseal_monitor_containers_drifted {drifted}\n\
+                 # HELP rootseal_monitor_scans_total Container scans completed or failed.\n# TYPE rootseal_monitor_scans_total counter\nrootseal_monitor_scans_total {}\n\
+                 # HELP rootseal_monitor_scan_failures_total Scans that could not complete.\n# TYPE rootseal_monitor_scan_failures_total counter\nrootseal_monitor_scan_failures_total {}\n\
+                 # HELP rootseal_monitor_drift_detected_total Drift events raised.\n# TYPE rootseal_monitor_drift_detected_total counter\nrootseal_monitor_drift_detected_total {}\n\
+                 # HELP rootseal_monitor_scan_duration_seconds Wall time of container scans.\n# TYPE rootseal_monitor_scan_duration_seconds summary\nrootseal_monitor_scan_duration_seconds_sum {:.6}\nrootseal_monitor_scan_duration_seconds_count {}\n\
+                 # HELP rootseal_monitor_last_scan_duration_seconds Wall time of the latest scan.\n# TYPE rootseal_monitor_last_scan_duration_seconds gauge\nrootseal_monitor_last_scan_duration_seconds {:.6}\n\
+                 # HELP rootseal_monitor_scan_cpu_seconds_total CPU time spent scanning.\n# TYPE rootseal_monitor_scan_cpu_seconds_total counter\nrootseal_monitor_scan_cpu_seconds_total {:.6}\n",
+                self.watched.len(),
+                s.scans,
+                s.failures,
+                s.drift_events,
+                s.duration_sum,
+                s.scans,
+                s.last_duration,
+                s.cpu_sum
+            );
+            if let Err(e) = crate::atomic::write(&self.cfg.monitor.metrics_file, text.as_bytes(), 0o644) {
+                eprintln!("rootseal monitor: cannot write metrics: {e}");
+            }
+        }
+    }
+}
+
+/// One line per event for a person watching the monitor in a terminal (or a supervisor's log
+/// without syslog), as Falco prints its alerts: time, severity, what, which container.
+pub fn console_line(e: &Event) -> String {
+    let paths: Vec<&str> =
+        e.violations.iter().flat_map(|v| v.paths.iter().map(|p| p.detail.as_str())).take(3).collect();
+    let detail = if paths.is_empty() {
+        e.violations.first().map(|v| v.message.clone()).unwrap_or_else(|| e.message.clone())
+    } else {
+        paths.join("; ")
+    };
+    let action = e.action.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
+    format!(
+        "{} {} {} container {} ({}): {detail}{action}",
+        e.time,
+        e.severity.to_uppercase(),
+        e.event,
+        crate::alerts::short_id(&e.container.id),
+        e.image.as_deref().unwrap_or("no image name")
+    )
+}
+
+/// Why a status file no longer describes a running monitor, if it does not: its process is gone
+/// (or is not a rootseal monitor), or it was not updated for two intervals (plus 5 s of slack).
+pub fn stale(st: &Status, now: SystemTime) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{}/cmdline", st.pid)).unwrap_or_default();
+    if !comm.split('\0').any(|a| a == "monitor") {
+        return Some(format!("monitor pid {} is not running", st.pid));
+    }
+    let interval = humantime::parse_duration(&st.interval).unwrap_or(Duration::from_secs(60));
+    let age = humantime::parse_rfc3339_weak(&st.updated).ok().and_then(|t| now.duration_since(t).ok());
+    match age {
+        Some(a) if a <= interval * 2 + Duration::from_secs(5) => None,
+        Some(a) => Some(format!(
+            "the status was last updated {}s ago, more than two intervals ({}): pid {} is alive but stuck",
+            a.as_secs(),
+            st.interval,
+            st.pid
+        )),
+        None => Some(format!("the status's time {:?} cannot be read", st.updated)),
+    }
+}
+
+/// `rootseal status [--json]`: what the monitor last wrote.
+pub fn status(state_dir: &Path) -> Result<Status, MonitorError> {
+    let path = status_path(state_dir);
+    let bytes = std::fs::read(&path).map_err(|e| MonitorError::Status { path: path.clone(), what: e.to_string() })?;
+    serde_json::from_slice(&bytes).map_err(|e| MonitorError::Status { path, what: e.to_string() })
+}
