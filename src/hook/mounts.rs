@@ -73,7 +73,9 @@ pub(super) fn shadowing(
             continue;
         }
         let hidden = match seal.manifest.get(&landing).map(|e| &e.kind) {
-            Some(crate::manifest::Kind::Dir) => seal.manifest.has_below(&landing),
+            // A directory the seal lists only through its entries (no entry of its own) hides
+            // them just as well.
+            Some(crate::manifest::Kind::Dir) | None => seal.manifest.has_below(&landing),
             Some(crate::manifest::Kind::File { size, .. }) => *size > 0,
             _ => false,
         };
