@@ -589,6 +589,15 @@ mod tests {
     }
 
     #[test]
+    fn has_below_sees_children_only_and_not_siblings_that_sort_between() {
+        // "/etc-old" sorts between "/etc" and "/etc/..." ('-' < '/'): not a child.
+        let m = Manifest::from_entries(vec![file("/etc-old", 1), file("/usr/bin/x", 2)]);
+        assert!(!m.has_below(b"/etc"));
+        assert!(m.has_below(b"/usr") && m.has_below(b"/usr/bin") && m.has_below(b""));
+        assert!(!m.has_below(b"/usr/bin/x") && !m.has_below(b"/us"));
+    }
+
+    #[test]
     fn numbers_modes_escapes_and_paths_have_one_spelling() {
         for bad in [
             "rootseal-manifest v1\n/b d +755 0 0\n",
