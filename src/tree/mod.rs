@@ -5,5 +5,6 @@
 pub mod cache;
 pub mod exclude;
 pub mod glob;
+pub(crate) mod hash;
 pub mod manifest;
 pub mod walk;
