@@ -33,7 +33,7 @@ pub(super) fn mount_policy(cfg: &Config, bundle: &Bundle, rule: Option<&policy::
         let p = crate::exclude::resolve_with(dest, |p| walk::symlink_at(root.as_fd(), p));
         Some(if p.is_empty() { PathBuf::from("/") } else { PathBuf::from(std::ffi::OsString::from_vec(p)) })
     };
-    let facts = readonly::Facts { submounts: &readonly::host_submounts, landing: &landing };
+    let facts = readonly::Facts { submounts: &crate::node::mountinfo::submounts_below, landing: &landing };
     for v in readonly::check(&bundle.spec, &cfg.readonly, &facts) {
         d.violations.push(Violation::new(v.code, v.message));
     }

@@ -429,28 +429,21 @@ fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
 /// The directories whose changes change a rootfs: an overlay's upper and lower directories,
 /// else the rootfs itself.
 fn backing_dirs(rootfs: &Path) -> Vec<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mounts.lines() {
-        let Some((pre, post)) = l.split_once(" - ") else { continue };
-        if pre.split(' ').nth(4).map(Path::new) != Some(rootfs) {
-            continue;
-        }
-        let mut post = post.split(' ');
-        if post.next() != Some("overlay") {
-            break;
-        }
-        let opts = post.nth(1).unwrap_or("");
-        let mut dirs = Vec::new();
-        for o in opts.split(',') {
-            if let Some(v) = o.strip_prefix("upperdir=") {
-                dirs.push(PathBuf::from(v));
+    use crate::node::mountinfo;
+    let mounts = mountinfo::read().unwrap_or_default();
+    if let Some(m) = mounts.iter().find(|m| m.mount_point == rootfs) {
+        if m.fstype == "overlay" {
+            let mut dirs = Vec::new();
+            for (k, v) in m.super_option_pairs() {
+                match k {
+                    "upperdir" => dirs.push(mountinfo::path(v)),
+                    "lowerdir" => dirs.extend(v.split(':').map(mountinfo::path)),
+                    _ => {}
+                }
             }
-            if let Some(v) = o.strip_prefix("lowerdir=") {
-                dirs.extend(v.split(':').map(PathBuf::from));
+            if !dirs.is_empty() {
+                return dirs;
             }
-        }
-        if !dirs.is_empty() {
-            return dirs;
         }
     }
     vec![rootfs.to_path_buf()]

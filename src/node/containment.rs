@@ -70,17 +70,12 @@ fn cgroups(pid: &str) -> Vec<(String, String, String)> {
 
 /// Where a cgroup hierarchy is mounted: `v2` for cgroup2, else the v1 controller's name.
 fn mount_of(controller: Option<&str>) -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mounts.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        let mut post = post.split(' ');
-        let fstype = post.next()?;
-        let opts = post.nth(1).unwrap_or("");
+    crate::node::mountinfo::read().unwrap_or_default().into_iter().find_map(|m| {
         let ok = match controller {
-            None => fstype == "cgroup2",
-            Some(c) => fstype == "cgroup" && opts.split(',').any(|x| x == c),
+            None => m.fstype == "cgroup2",
+            Some(c) => m.fstype == "cgroup" && m.super_option_pairs().any(|(k, _)| k == c),
         };
-        ok.then(|| PathBuf::from(pre.split(' ').nth(4).unwrap_or("")))
+        ok.then_some(m.mount_point)
     })
 }
 

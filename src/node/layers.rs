@@ -31,14 +31,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 const VERSION: u32 = 2;
 const MAX_RECORD_BYTES: u64 = 64 << 20;
-const MAX_MOUNTINFO_BYTES: u64 = 16 << 20;
 /// An upper directory with more entries than this is not "only mount points".
 const MAX_UPPER_ENTRIES: usize = 4096;
 const MAX_UPPER_DEPTH: usize = 64;
@@ -150,43 +148,40 @@ pub fn overlay_of(root: BorrowedFd<'_>) -> Result<Overlay, String> {
     if parent_mnt == mnt_id {
         return Err("the rootfs is not the root of a mount".into());
     }
-    let mut text = String::new();
-    std::fs::File::open("/proc/self/mountinfo")
-        .and_then(|f| f.take(MAX_MOUNTINFO_BYTES).read_to_string(&mut text))
-        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-    let line = text
-        .lines()
-        .find(|l| l.split(' ').next().and_then(|id| id.parse::<u64>().ok()) == Some(mnt_id))
+    let mounts = crate::node::mountinfo::read()?;
+    let m = mounts
+        .iter()
+        .find(|m| m.id == mnt_id)
         .ok_or_else(|| format!("mount {mnt_id} is not in /proc/self/mountinfo"))?;
-    parse_mountinfo_line(line)
+    overlay_from(m)
 }
 
 /// One mountinfo line of an overlay mount: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS] - overlay SRC SUPEROPTS`.
 pub fn parse_mountinfo_line(line: &str) -> Result<Overlay, String> {
-    let fields: Vec<&str> = line.split(' ').collect();
-    if fields.get(3) != Some(&"/") {
+    overlay_from(&crate::node::mountinfo::parse_line(line).ok_or("not a mountinfo line")?)
+}
+
+/// The layers of an overlay mount, or why it is not one rootseal can vouch for.
+fn overlay_from(m: &crate::node::mountinfo::Mount) -> Result<Overlay, String> {
+    use crate::node::mountinfo::path;
+    if m.root != Path::new("/") {
         return Err("the mount shows a subdirectory of its filesystem".into());
     }
-    let sep = fields.iter().position(|f| *f == "-").ok_or("mountinfo line has no separator")?;
-    let (Some(&fstype), Some(&opts)) = (fields.get(sep + 1), fields.get(sep + 3)) else {
-        return Err("mountinfo line is truncated".into());
-    };
-    if fstype != "overlay" {
-        return Err(format!("the rootfs is a {fstype:?} mount, not overlay"));
+    if m.fstype != "overlay" {
+        return Err(format!("the rootfs is a {:?} mount, not overlay", m.fstype));
     }
     let mut lowers = None;
     let mut upper = None;
-    for opt in opts.split(',') {
-        let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+    for (k, v) in m.super_option_pairs() {
         match k {
             "lowerdir" => {
                 if v.contains("::") || v.contains("\\:") {
                     return Err("data-only or escaped lower layers are not supported".into());
                 }
-                lowers = Some(v.split(':').map(|p| PathBuf::from(std::ffi::OsString::from_vec(unescape(p)))).collect());
+                lowers = Some(v.split(':').map(path).collect());
             }
             "lowerdir+" | "datadir+" => return Err(format!("{k} layers are not supported")),
-            "upperdir" => upper = Some(PathBuf::from(std::ffi::OsString::from_vec(unescape(v)))),
+            "upperdir" => upper = Some(path(v)),
             "metacopy" if v == "on" => return Err("metacopy=on: file data may live outside the layers".into()),
             "verity" if v != "off" => return Err("verity mounts are not supported".into()),
             _ => {}
@@ -197,23 +192,6 @@ pub fn parse_mountinfo_line(line: &str) -> Result<Overlay, String> {
         return Err("the overlay's lowerdir is not a list of absolute paths".into());
     }
     Ok(Overlay { lowers, upper })
-}
-
-/// mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// The lowers' identities, or why they cannot be had.

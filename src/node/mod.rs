@@ -6,5 +6,6 @@
 pub mod container_root;
 pub mod containment;
 pub mod layers;
+pub mod mountinfo;
 pub mod oci;
 pub mod state;
