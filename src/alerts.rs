@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use syslog::{Facility, Formatter5424, LogFormat, Severity};
+use syslog::{Facility, Formatter5424, LogFormat};
 
 /// The structured-data id: RFC 5612's documentation enterprise number until one is assigned.
 pub const SD_ID: &str = "rootseal@32473";
@@ -50,16 +50,90 @@ pub struct ViolationRecord {
     pub total_paths: Option<usize>,
 }
 
+/// What an event reports (docs/events.md); the serde names are the events' `event` strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    Blocked,
+    Audit,
+    Exempted,
+    Verified,
+    Drift,
+    Recovered,
+    ScanFailed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Blocked => "blocked",
+            EventKind::Audit => "audit",
+            EventKind::Exempted => "exempted",
+            EventKind::Verified => "verified",
+            EventKind::Drift => "drift",
+            EventKind::Recovered => "recovered",
+            EventKind::ScanFailed => "scan-failed",
+        }
+    }
+
+    /// The RFC 5424 MSGID number the syslog sink sends.
+    fn msgid(self) -> u32 {
+        match self {
+            EventKind::Blocked => 1,
+            EventKind::Audit => 2,
+            EventKind::Exempted => 3,
+            EventKind::Drift => 4,
+            EventKind::Recovered => 5,
+            EventKind::ScanFailed => 6,
+            EventKind::Verified => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How urgent an event is, in syslog's words (the events' `severity` strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Err,
+    Warning,
+    Notice,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Err => "err",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// Who raised an event (the events' `source` strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Hook,
+    Check,
+    Monitor,
+}
+
 /// One event (docs/events.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub time: String,
     pub host: String,
-    /// "hook", "check" or "monitor".
-    pub source: &'static str,
-    /// "blocked", "audit", "exempted", "verified", "drift", "recovered", "scan-failed".
-    pub event: &'static str,
-    pub severity: &'static str,
+    pub source: Source,
+    pub event: EventKind,
+    pub severity: Severity,
     pub mode: Mode,
     pub container: ContainerInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,25 +166,17 @@ impl Event {
         humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
     }
 
-    fn syslog_severity(&self) -> Severity {
+    fn syslog_severity(&self) -> syslog::Severity {
         match self.severity {
-            "err" => Severity::LOG_ERR,
-            "warning" => Severity::LOG_WARNING,
-            "notice" => Severity::LOG_NOTICE,
-            _ => Severity::LOG_INFO,
+            Severity::Err => syslog::Severity::LOG_ERR,
+            Severity::Warning => syslog::Severity::LOG_WARNING,
+            Severity::Notice => syslog::Severity::LOG_NOTICE,
+            Severity::Info => syslog::Severity::LOG_INFO,
         }
     }
 
     fn msgid(&self) -> u32 {
-        match self.event {
-            "blocked" => 1,
-            "audit" => 2,
-            "exempted" => 3,
-            "drift" => 4,
-            "recovered" => 5,
-            "scan-failed" => 6,
-            _ => 0,
-        }
+        self.event.msgid()
     }
 }
 
@@ -224,13 +290,29 @@ fn send_syslog(path: &Path, event: &Event) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Events stay byte-compatible: the enums serialise as the documented strings.
+    #[test]
+    fn event_kinds_severities_and_sources_keep_their_strings() {
+        use EventKind::*;
+        for k in [Blocked, Audit, Exempted, Verified, Drift, Recovered, ScanFailed] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for s in [Severity::Err, Severity::Warning, Severity::Notice, Severity::Info] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(
+            serde_json::to_value([Source::Hook, Source::Check, Source::Monitor]).unwrap(),
+            serde_json::json!(["hook", "check", "monitor"])
+        );
+    }
+
     fn event() -> Event {
         Event {
             time: Event::now_string(),
             host: "node1".into(),
-            source: "hook",
-            event: "blocked",
-            severity: "err",
+            source: Source::Hook,
+            event: EventKind::Blocked,
+            severity: Severity::Err,
             mode: Mode::Enforce,
             container: ContainerInfo { id: "abc".into(), bundle: "/b".into(), rootfs: None, pid: None },
             stage: Some("prestart".into()),

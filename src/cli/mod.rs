@@ -368,7 +368,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let deadline = std::time::Instant::now() + cfg.hook.deadline();
             let d = crate::hook::decide(&cfg, &id, &bundle, deadline);
             if json {
-                let ev = d.event("check", None, None);
+                let ev = d.event(crate::alerts::Source::Check, None, None);
                 println!("{}", serde_json::json!({"allowed": d.allowed(), "event": ev}));
             } else {
                 println!("{}", d.summary());

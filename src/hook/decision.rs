@@ -162,15 +162,16 @@ impl Decision {
     }
 
     /// The event for the alert sinks.
-    pub fn event(&self, source: &'static str, stage: Option<Stage>, pid: Option<i32>) -> Event {
+    pub fn event(&self, source: alerts::Source, stage: Option<Stage>, pid: Option<i32>) -> Event {
+        use alerts::{EventKind, Severity};
         let (event, severity) = if self.exemption.is_some() {
-            ("exempted", "notice")
+            (EventKind::Exempted, Severity::Notice)
         } else if self.violations.is_empty() {
-            ("verified", "info")
+            (EventKind::Verified, Severity::Info)
         } else if self.mode == Mode::Audit {
-            ("audit", "warning")
+            (EventKind::Audit, Severity::Warning)
         } else {
-            ("blocked", "err")
+            (EventKind::Blocked, Severity::Err)
         };
         Event {
             time: Event::now_string(),

@@ -123,7 +123,7 @@ fn arm_watchdog(budget: Duration, mode: Mode, alerts: Option<crate::config::Aler
             let mut d =
                 Decision::new(CONTAINER_FOR_WATCHDOG.get().map(String::as_str).unwrap_or(""), Path::new(""), mode);
             d.violations.push(Violation::new(Code::Deadline, line.trim_end().trim_start_matches("rootseal: ")));
-            let _ = alerts::emit(&a, &d.event("hook", None, None));
+            let _ = alerts::emit(&a, &d.event(alerts::Source::Hook, None, None));
         }
         crate::sys::write_stderr_and_exit(line.as_bytes(), if mode == Mode::Audit { 0 } else { 1 });
     });
@@ -288,7 +288,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
         && d.seal.is_some()
         && (!d.allowances.is_empty() || (cfg.alerts.verified && sampled(&d.id, cfg.alerts.verified_sample)))
     {
-        for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
+        for e in alerts::emit(&cfg.alerts, &d.event(alerts::Source::Hook, stage, pid)) {
             let _ = writeln!(stderr, "rootseal: warning: alert not delivered: {e}");
         }
     }
@@ -298,7 +298,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
     // container runs (doctor reports an undeliverable sink).
     let mut warnings = d.warnings.clone();
     if alert {
-        for e in alerts::emit(&cfg.alerts, &d.event("hook", stage, pid)) {
+        for e in alerts::emit(&cfg.alerts, &d.event(alerts::Source::Hook, stage, pid)) {
             warnings.push(format!("alert not delivered: {e}"));
         }
         let _ = writeln!(stderr, "{}", d.summary());

@@ -251,8 +251,8 @@ impl Monitor {
                 if w.last_error.as_deref() != Some(why.as_str()) {
                     events.push(event(
                         w,
-                        "scan-failed",
-                        "warning",
+                        alerts::EventKind::ScanFailed,
+                        alerts::Severity::Warning,
                         vec![violation(crate::verify::Code::ScanFailed, &why, &[], max_paths)],
                         format!("rootseal: cannot verify running container {}: {why}", crate::alerts::short_id(id)),
                         None,
@@ -265,8 +265,8 @@ impl Monitor {
                 if w.reported.take().is_some() {
                     events.push(event(
                         w,
-                        "recovered",
-                        "notice",
+                        alerts::EventKind::Recovered,
+                        alerts::Severity::Notice,
                         Vec::new(),
                         format!("rootseal: container {} matches its seal again", crate::alerts::short_id(id)),
                         None,
@@ -309,7 +309,7 @@ impl Monitor {
                     if let Some(r) = &replaced {
                         vs.push(violation(crate::verify::Code::RootfsReplaced, r, &[], max_paths));
                     }
-                    events.push(event(w, "drift", "err", vs, msg, act));
+                    events.push(event(w, alerts::EventKind::Drift, alerts::Severity::Err, vs, msg, act));
                     w.reported = Some(set);
                 }
                 w.drift = diffs;
@@ -345,8 +345,8 @@ pub(super) fn violation(code: crate::verify::Code, msg: &str, diffs: &[Differenc
 
 pub(super) fn event(
     w: &Watched,
-    kind: &'static str,
-    severity: &'static str,
+    kind: alerts::EventKind,
+    severity: alerts::Severity,
     violations: Vec<ViolationRecord>,
     message: String,
     action: Option<String>,
@@ -354,7 +354,7 @@ pub(super) fn event(
     Event {
         time: Event::now_string(),
         host: alerts::hostname(),
-        source: "monitor",
+        source: alerts::Source::Monitor,
         event: kind,
         severity,
         mode: if w.rec.mode == "audit" { Mode::Audit } else { Mode::Enforce },

@@ -117,7 +117,7 @@ pub fn console_line(e: &Event) -> String {
     format!(
         "{} {} {} container {} ({}): {detail}{action}",
         e.time,
-        e.severity.to_uppercase(),
+        e.severity.as_str().to_uppercase(),
         e.event,
         crate::alerts::short_id(&e.container.id),
         e.image.as_deref().unwrap_or("no image name")
