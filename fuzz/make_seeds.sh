@@ -304,6 +304,15 @@ else
     echo "make_seeds: not root or no runc: keeping the committed state seeds" >&2
 fi
 
+# --- scan_report, scan_vex: the scan parsers' test documents --------------------------------
+# src/scan/testdata/: what Trivy 0.59.1 printed, and documents written after each format's
+# published schema (see src/scan/report_tests.rs).
+fresh scan_report
+cp "$ROOT"/src/scan/testdata/trivy-*.json "$ROOT"/src/scan/testdata/grype-*.json \
+    "$ROOT"/src/scan/testdata/intoto-*.json "$SEEDS/scan_report/"
+fresh scan_vex
+cp "$ROOT"/src/scan/testdata/openvex-*.json "$SEEDS/scan_vex/"
+
 du -ab "$SEEDS" | sort -n | tail -3
 find "$SEEDS" -type f -size +64k -printf 'make_seeds: %p is over 64 KiB\n' | grep . && exit 1
 echo "make_seeds: $(find "$SEEDS" -type f | wc -l) seeds, $(du -sh "$SEEDS" | cut -f1)"

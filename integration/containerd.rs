@@ -57,8 +57,13 @@ impl Containerd {
         c
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// containerd's socket (its --address).
+    pub(crate) fn socket(&self) -> &Path {
+        &self.sock
     }
 
     /// containerd's --state directory (task bundles under io.containerd.runtime.v2.task/).
@@ -81,8 +86,46 @@ impl Containerd {
         assert!(o.status.success(), "ctr import: {}", text(&o));
     }
 
+    /// `ctr images pull REFERENCE` from a registry into this containerd (fetched and unpacked).
+    /// `plain_http` talks HTTP instead of HTTPS; `hosts_dir` is a containerd hosts directory
+    /// (`<dir>/<host:port>/ca.crt` or `hosts.toml`, as `registry_env::write_certs_d` writes);
+    /// `creds` is sent as basic auth. Returns ctr's output: callers assert success or failure.
+    pub(crate) fn pull(
+        &self,
+        reference: &str,
+        plain_http: bool,
+        hosts_dir: Option<&Path>,
+        creds: Option<(&str, &str)>,
+    ) -> Output {
+        let mut args: Vec<std::ffi::OsString> = vec!["images".into(), "pull".into()];
+        if plain_http {
+            args.push("--plain-http".into());
+        }
+        if let Some(dir) = hosts_dir {
+            args.push("--hosts-dir".into());
+            args.push(dir.into());
+        }
+        if let Some((user, password)) = creds {
+            args.push("--user".into());
+            args.push(format!("{user}:{password}").into());
+        }
+        args.push(reference.into());
+        self.ctr(&args)
+    }
+
+    /// The manifest digest under which `reference` is listed in `ctr images ls`, if it is.
+    pub(crate) fn image_digest(&self, reference: &str) -> Option<String> {
+        let o = self.ctr(&["images", "ls"]);
+        assert!(o.status.success(), "ctr images ls: {}", text(&o));
+        // Columns: REF TYPE DIGEST SIZE PLATFORMS LABELS (SIZE holds a space: "1.0 MiB").
+        String::from_utf8_lossy(&o.stdout).lines().skip(1).find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some(reference)).then(|| cols.nth(1).map(str::to_string)).flatten()
+        })
+    }
+
     /// `ctr run --rm` through rootseal-runtime.
-    fn run(&self, image: &str, read_only: bool, cmd: &[&str]) -> Output {
+    pub(crate) fn run(&self, image: &str, read_only: bool, cmd: &[&str]) -> Output {
         let id = crate::harness::container_id("ctr");
         let mut args: Vec<&OsStr> = vec![OsStr::new("run"), OsStr::new("--rm")];
         if read_only {
@@ -188,7 +231,7 @@ fn podman_cat_motd(hooks: &Path, image: &str) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
         o.status,

@@ -6,8 +6,18 @@ use crate::harness::busybox_rootfs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Runs `cmd`; a dpkg that finds its lock held (apt or unattended-upgrades at work on the
+/// machine) is run again, for up to two minutes, instead of failing the test.
 fn run(cmd: &mut Command) -> std::process::Output {
-    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    let start = std::time::Instant::now();
+    loop {
+        let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let locked = String::from_utf8_lossy(&o.stderr).contains("lock was locked by another process");
+        if o.status.success() || !locked || start.elapsed() > std::time::Duration::from_secs(120) {
+            return o;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
 }
 
 fn ok(cmd: &mut Command) -> String {
@@ -26,6 +36,8 @@ const INSTALLED: &[&str] = &[
     "/usr/bin/rootseal-runtime",
     "/usr/share/containers/oci/hooks.d/rootseal.json",
     "/lib/systemd/system/rootseal-monitor.service",
+    "/lib/systemd/system/rootseal-sync.service",
+    "/lib/systemd/system/rootseal-sync.timer",
     "/usr/lib/tmpfiles.d/rootseal.conf",
     "/usr/share/man/man1/rootseal.1.gz",
     "/usr/share/bash-completion/completions/rootseal",

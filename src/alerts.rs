@@ -61,6 +61,14 @@ pub enum EventKind {
     Drift,
     Recovered,
     ScanFailed,
+    /// A running container's scan passed `max_age` (the scan gate, docs/scan.md).
+    ScanExpired,
+    /// A running container's newest scan reports findings over the threshold.
+    ScanFindings,
+    /// `rootseal sync` stored new seals of an image.
+    SealSynced,
+    /// `rootseal sync` could not fetch an image's seals.
+    SyncFailed,
 }
 
 impl EventKind {
@@ -73,6 +81,10 @@ impl EventKind {
             EventKind::Drift => "drift",
             EventKind::Recovered => "recovered",
             EventKind::ScanFailed => "scan-failed",
+            EventKind::ScanExpired => "scan-expired",
+            EventKind::ScanFindings => "scan-findings",
+            EventKind::SealSynced => "seal-synced",
+            EventKind::SyncFailed => "sync-failed",
         }
     }
 
@@ -85,6 +97,10 @@ impl EventKind {
             EventKind::Drift => 4,
             EventKind::Recovered => 5,
             EventKind::ScanFailed => 6,
+            EventKind::SealSynced => 7,
+            EventKind::ScanExpired => 9,
+            EventKind::ScanFindings => 10,
+            EventKind::SyncFailed => 8,
             EventKind::Verified => 0,
         }
     }
@@ -124,6 +140,7 @@ pub enum Source {
     Hook,
     Check,
     Monitor,
+    Sync,
 }
 
 /// One event (docs/events.md).
@@ -135,7 +152,9 @@ pub struct Event {
     pub event: EventKind,
     pub severity: Severity,
     pub mode: Mode,
-    pub container: ContainerInfo,
+    /// The container (None for node-wide events: the sync's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -246,7 +265,9 @@ pub fn syslog_line(event: &Event) -> Vec<u8> {
     let mut params = std::collections::BTreeMap::new();
     params.insert("event".to_string(), event.event.to_string());
     params.insert("mode".to_string(), event.mode.to_string());
-    params.insert("container".to_string(), event.container.id.clone());
+    if let Some(c) = &event.container {
+        params.insert("container".to_string(), c.id.clone());
+    }
     if let Some(i) = &event.image {
         params.insert("image".to_string(), i.clone());
     }
@@ -294,15 +315,27 @@ mod tests {
     #[test]
     fn event_kinds_severities_and_sources_keep_their_strings() {
         use EventKind::*;
-        for k in [Blocked, Audit, Exempted, Verified, Drift, Recovered, ScanFailed] {
+        for k in [
+            Blocked,
+            Audit,
+            Exempted,
+            Verified,
+            Drift,
+            Recovered,
+            ScanFailed,
+            SealSynced,
+            SyncFailed,
+            ScanExpired,
+            ScanFindings,
+        ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
         for s in [Severity::Err, Severity::Warning, Severity::Notice, Severity::Info] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         assert_eq!(
-            serde_json::to_value([Source::Hook, Source::Check, Source::Monitor]).unwrap(),
-            serde_json::json!(["hook", "check", "monitor"])
+            serde_json::to_value([Source::Hook, Source::Check, Source::Monitor, Source::Sync]).unwrap(),
+            serde_json::json!(["hook", "check", "monitor", "sync"])
         );
     }
 
@@ -314,7 +347,7 @@ mod tests {
             event: EventKind::Blocked,
             severity: Severity::Err,
             mode: Mode::Enforce,
-            container: ContainerInfo { id: "abc".into(), bundle: "/b".into(), rootfs: None, pid: None },
+            container: Some(ContainerInfo { id: "abc".into(), bundle: "/b".into(), rootfs: None, pid: None }),
             stage: Some("prestart".into()),
             image: Some("app:1".into()),
             seal: None,

@@ -23,6 +23,10 @@ pub enum Error {
     Rollback(#[from] crate::rollback::RollbackError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     #[error("cannot write: {0}")]
     Write(atomic::WriteError),
     #[error(transparent)]
@@ -34,12 +38,15 @@ pub enum Error {
     /// A verdict, not a failure of rootseal: exit 1.
     #[error("{what}: {why}")]
     Rejected { what: String, why: verify::Rejection },
+    /// A scan attestation or VEX document refused (untrusted, malformed, stale): exit 1.
+    #[error("{what}: {why}")]
+    AttestationRefused { what: String, why: crate::attest::AttestError },
 }
 
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Rejected { .. } => 1,
+            Error::Rejected { .. } | Error::AttestationRefused { .. } => 1,
             _ => 2,
         }
     }

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`tree`] | the walk of a hostile tree, the canonical manifest and its digest, the per-file cache, mount exclusion, path patterns |
 //! | [`image`] | images as input: OCI layouts and archives, docker-archives, layers applied in memory |
+//! | [`scan`] | the scan gate's inputs: scanner reports (Trivy, Grype, in-toto vulns) and OpenVEX documents, parsed and checked |
 //! | [`seal`] | the DSSE envelope and in-toto statement; the seal store and its indexes |
 //! | [`trust`] | keys, the trust store and revocations, rollback watermarks |
 //! | [`verify`] | the verdict steps, the read-only policy, rules and exemptions |
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod atomic;
+pub mod attest;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -33,9 +35,14 @@ pub mod image;
 pub mod json;
 pub mod monitor;
 pub mod node;
+pub mod registry;
+pub mod scan;
 pub mod seal;
+pub mod span;
+pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod trace;
 pub mod tree;
 pub mod trust;
 pub mod verify;

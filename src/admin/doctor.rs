@@ -274,6 +274,52 @@ pub fn run(config: Result<(Config, Option<PathBuf>), crate::config::ConfigError>
         ),
     });
 
+    // 7b. Seal sync (a warning at most: seals may also arrive by `trust import`).
+    out.push(match crate::sync::State::load(&cfg.cache_dir) {
+        Some(st) => {
+            let age = humantime::parse_rfc3339_weak(&st.finished)
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or(Duration::MAX);
+            if st.failed > 0 {
+                let first = st.failures.iter().next().map(|(i, why)| format!("; {i}: {why}")).unwrap_or_default();
+                check(
+                    "sync",
+                    Warn,
+                    format!("last sync {}s ago: {} of {} image(s) failed{first}", age.as_secs(), st.failed, st.images),
+                    Some("rootseal sync --verbose; journalctl -u rootseal-sync"),
+                )
+            } else if age > Duration::from_secs(3600) {
+                check(
+                    "sync",
+                    Warn,
+                    format!(
+                        "the last sync finished {}s ago ({} image(s)): new seals are not arriving",
+                        age.as_secs(),
+                        st.images
+                    ),
+                    Some("systemctl enable --now rootseal-sync.timer"),
+                )
+            } else {
+                check(
+                    "sync",
+                    Ok,
+                    format!("last sync {}s ago: {} image(s), none failed", age.as_secs(), st.images),
+                    None,
+                )
+            }
+        }
+        None => check(
+            "sync",
+            Warn,
+            format!(
+                "no sync has run ({} is missing): seals arrive only by `rootseal trust import`",
+                crate::sync::State::path(&cfg.cache_dir).display()
+            ),
+            Some("configure [registry] and run systemctl enable --now rootseal-sync.timer"),
+        ),
+    });
+
     // 8. Syslog.
     let sock = &cfg.alerts.syslog_socket;
     out.push(if sock.as_os_str().is_empty() {

@@ -299,23 +299,47 @@ pub enum CriStatus {
     Failed(String),
 }
 
+/// Why a throwaway containerd could not say whether the CRI plugin loads ([`cri_status`]): a
+/// warning, never a refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum CriCheckError {
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    /// The daemon's log file (its path is not in the message).
+    #[error("{error}")]
+    Log { path: PathBuf, error: std::io::Error },
+    #[error("cannot start containerd: {error}")]
+    Spawn { error: std::io::Error },
+    #[error("containerd exited ({status}) on this config: {log}")]
+    Exited { status: std::process::ExitStatus, log: String },
+    #[error("containerd did not answer `ctr plugins ls` within 20 s")]
+    NoAnswer,
+    #[error("containerd did not open its socket within 20 s")]
+    NoSocket,
+}
+
 /// Starts a throwaway containerd on `text` (its own root, state and socket in a private temp
 /// directory, so the node's containerd is untouched) and asks it whether the CRI plugin loaded:
 /// `containerd config dump` accepts configs on which the CRI plugin then fails (a default
 /// runtime without an entry), and that failure takes the kubelet's runtime away. Bounded: 20 s
 /// for the socket, then the daemon is ended.
-pub fn cri_status(text: &str) -> Result<CriStatus, String> {
+pub fn cri_status(text: &str) -> Result<CriStatus, CriCheckError> {
     use std::os::unix::fs::DirBuilderExt;
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("rootseal-cri-check-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|error| CriCheckError::Io { path: dir.clone(), error })?;
     let result = (|| {
         let cfg = dir.join("config.toml");
-        std::fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
+        std::fs::write(&cfg, text).map_err(|error| CriCheckError::Io { path: cfg.clone(), error })?;
         let sock = dir.join("c.sock");
-        let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
+        let log_path = dir.join("log");
+        let log_err = |error| CriCheckError::Log { path: log_path.clone(), error };
+        let log = std::fs::File::create(&log_path).map_err(log_err)?;
         let mut child = std::process::Command::new("containerd")
             .arg("--config")
             .arg(&cfg)
@@ -326,27 +350,25 @@ pub fn cri_status(text: &str) -> Result<CriStatus, String> {
             .arg("--address")
             .arg(&sock)
             .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone().map_err(log_err)?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start containerd: {e}"))?;
+            .map_err(|error| CriCheckError::Spawn { error })?;
         let started = std::time::Instant::now();
         let listed = loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                break Err(format!("containerd exited ({st}) on this config: {}", last_error(&dir.join("log"))));
+            if let Ok(Some(status)) = child.try_wait() {
+                break Err(CriCheckError::Exited { status, log: last_error(&log_path) });
             }
             if sock.exists() {
                 let out =
                     std::process::Command::new("ctr").arg("--address").arg(&sock).args(["plugins", "ls"]).output();
                 match out {
                     Ok(o) if o.status.success() => break Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-                    _ if started.elapsed() > std::time::Duration::from_secs(20) => {
-                        break Err("containerd did not answer `ctr plugins ls` within 20 s".into())
-                    }
+                    _ if started.elapsed() > std::time::Duration::from_secs(20) => break Err(CriCheckError::NoAnswer),
                     _ => {}
                 }
             } else if started.elapsed() > std::time::Duration::from_secs(20) {
-                break Err("containerd did not open its socket within 20 s".into());
+                break Err(CriCheckError::NoSocket);
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
@@ -365,7 +387,7 @@ pub fn cri_status(text: &str) -> Result<CriStatus, String> {
             .and_then(|l| l.split_whitespace().last().map(str::to_string));
         Ok(match status.as_deref() {
             Some("ok") => CriStatus::Loaded,
-            Some("error") => CriStatus::Failed(last_error(&dir.join("log"))),
+            Some("error") => CriStatus::Failed(last_error(&log_path)),
             _ => CriStatus::Skipped,
         })
     })();

@@ -293,20 +293,21 @@ pub(super) fn trust_command(cmd: TrustCommand, cfg: &Config) -> Result<ExitCode,
         TrustCommand::Import { seal: path } => {
             let trust = store.load()?;
             let bytes = read_seal(&path)?;
+            if super::attest::predicate_type(&bytes).is_some_and(|t| t != seal::PREDICATE_TYPE) {
+                return super::attest::import(cfg, &trust, &path, &bytes);
+            }
             let rejected = |why| Error::Rejected { what: format!("seal {}", path.display()), why };
-            let s = Seal::parse(&bytes).map_err(|e| rejected(Rejection::Malformed(e)))?;
-            let signers = verify::check_seal(&s, &trust, SystemTime::now(), 1).map_err(rejected)?;
-            let seals = SealStore::new(&cfg.seal_dir);
-            let replaced = seals.put(&s.digest, &s.name, &s.manifest, &bytes)?;
-            let names: Vec<&str> = signers.iter().map(|s| s.name.as_str()).collect();
-            println!(
-                "imported seal {} ({}) signed by {} into {}{}",
-                s.digest,
-                s.name,
-                names.join(", "),
-                seals.path_for(&s.digest).display(),
-                if replaced { " (replaced the previous seal)" } else { "" }
-            );
+            let now = SystemTime::now();
+            let admitted =
+                crate::verify::admit::admit(&cfg.seal_dir, &bytes, |s| verify::check_seal(s, &trust, now, 1));
+            let a = match admitted {
+                Ok(a) => a,
+                Err(crate::verify::admit::AdmitError::Malformed(e)) => return Err(rejected(Rejection::Malformed(e))),
+                Err(crate::verify::admit::AdmitError::Refused(why)) => return Err(rejected(why)),
+                Err(crate::verify::admit::AdmitError::Store(e)) => return Err(e.into()),
+            };
+            println!("{}", a.line("imported"));
+            let s = a.seal;
             if let Ok(crate::rollback::Verdict::RolledBack(w)) =
                 crate::rollback::Watermarks::new(&cfg.seal_dir, cfg.hook.rollback_scope).check(&s.name, s.created)
             {

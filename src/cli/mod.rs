@@ -3,7 +3,9 @@
 //! Exit codes: 0 success; 1 a verification verdict said no (untrusted, tampered, expired,
 //! revoked, malformed seal); 2 usage, configuration or I/O errors.
 
+mod attest;
 mod commands;
+mod registry;
 use commands::*;
 
 use crate::config::Config;
@@ -75,6 +77,34 @@ pub enum Command {
         /// Write the seal here (atomically) instead of stdout
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Also store the seal in the registry next to this image (as `rootseal push` does)
+        #[arg(long, value_name = "IMAGE_REF")]
+        push: Option<String>,
+    },
+    /// Store a seal in a registry as an OCI artifact referring to the image it was made from
+    Push {
+        /// The image in the registry: host[:port]/repository[:tag][@digest]
+        image: String,
+        #[arg(long, value_name = "FILE")]
+        seal: PathBuf,
+    },
+    /// Sign a scanner's report as an in-toto attestation of a sealed image (docs/scan.md)
+    Attest {
+        #[command(subcommand)]
+        what: AttestCommand,
+    },
+    /// Fetch an image's seals from its registry, verify them and file them in the seal store
+    /// (exit 0: a valid seal is stored, 1: none is valid, 2: registry or usage error)
+    Pull {
+        /// The image in the registry: host[:port]/repository[:tag][@digest]
+        image: String,
+    },
+    /// Fetch the seals of every image on this node (containerd, podman) and of [registry]
+    /// images, ahead of time (exit 0: all synced, 1: some image failed, 2: config or trust error)
+    Sync {
+        /// Print each image's outcome, not only the summary
+        #[arg(long)]
+        verbose: bool,
     },
     /// Verify a root filesystem directory against a seal
     Verify {
@@ -143,7 +173,7 @@ pub enum Command {
     /// Print a deployable file: the monitor's systemd unit, the tmpfiles.d entry, the man page
     /// or bash completions
     Generate {
-        #[arg(value_parser = ["monitor-unit", "tmpfiles", "man", "completions-bash"])]
+        #[arg(value_parser = ["monitor-unit", "sync-unit", "sync-timer", "tmpfiles", "man", "completions-bash"])]
         what: String,
         /// Path of the rootseal binary on the node
         #[arg(long, default_value = "/usr/bin/rootseal")]
@@ -237,6 +267,30 @@ pub enum UninstallTarget {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AttestCommand {
+    /// Wrap a scan report (Trivy JSON or cosign-vuln, Grype JSON, in-toto vulns v0.2) in a
+    /// signed attestation whose subject is the seal's tree
+    Scan {
+        report: PathBuf,
+        /// Private key (PKCS#8 PEM) of a scan key
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The seal of the image that was scanned
+        #[arg(long, value_name = "SEAL_FILE", required_unless_present = "image", conflicts_with = "image")]
+        seal: Option<PathBuf>,
+        /// The image that was scanned: its newest seal in the registry names the subject
+        #[arg(long, value_name = "IMAGE_REF")]
+        image: Option<String>,
+        /// Write the attestation here (atomically) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also store the attestation in the registry next to this image (docs/registry.md)
+        #[arg(long, value_name = "IMAGE_REF")]
+        push: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TrustCommand {
     /// Trust a public key (SPKI PEM)
     Add {
@@ -259,12 +313,17 @@ pub enum TrustCommand {
         #[arg(long, value_name = "sha256:HEX")]
         digest: Option<String>,
     },
-    /// Verify a seal against the trusted keys and file it in the seal store
+    /// Verify a seal (or a scan attestation, or an OpenVEX document) against the trusted keys
+    /// and file it in the seal store
     Import { seal: PathBuf },
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    crate::trace::init(match cli.command {
+        Command::Monitor { .. } => crate::trace::Program::Monitor,
+        _ => crate::trace::Program::Cli,
+    });
     match cli.command {
         Command::Keygen { out } => {
             let (k, p, public) = keys::keygen(&out)?;
@@ -293,7 +352,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seal { path, select, key, name, expires, created, out } => {
+        Command::Seal { path, select, key, name, expires, created, out, push } => {
             let cfg = load_config(cli.config.as_deref())?;
             let sk = keys::load_signing_key(&key)?;
             let now = creation_time(created.as_deref())?;
@@ -306,6 +365,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Err(Error::Usage("--name must be 1 to 1024 printable characters".into()));
             }
             let bytes = seal::create(&SealRequest { manifest: &m, name: &name, created: now, expires, image }, &sk);
+            let to_stdout = out.is_none();
             match out {
                 Some(out) => {
                     crate::atomic::write(&out, &bytes, 0o644).map_err(Error::Write)?;
@@ -319,7 +379,26 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
                 None => std::io::stdout().lock().write_all(&bytes).map_err(Error::Stdout)?,
             }
-            Ok(ExitCode::SUCCESS)
+            match push {
+                Some(image) => registry::push(&cfg, &image, &bytes, to_stdout),
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Push { image, seal } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            registry::push(&cfg, &image, &read_seal(&seal)?, false)
+        }
+        Command::Attest { what: AttestCommand::Scan { report, key, seal, image, out, push } } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            attest::scan(&cfg, &report, &key, seal.as_deref(), image.as_deref(), out.as_deref(), push.as_deref())
+        }
+        Command::Pull { image } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            registry::pull(&cfg, &image)
+        }
+        Command::Sync { verbose } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            registry::sync(&cfg, verbose)
         }
         Command::Verify { path, seal, trust, json } => {
             let cfg = load_config(cli.config.as_deref())?;
@@ -484,6 +563,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Generate { what, binary } => {
             match what.as_str() {
                 "monitor-unit" => print!("{}", crate::packaging::monitor_unit(&binary)),
+                "sync-unit" => print!("{}", crate::packaging::sync_unit(&binary)),
+                "sync-timer" => print!("{}", crate::packaging::sync_timer()),
                 "man" => {
                     use clap::CommandFactory;
                     use std::io::Write as _;

@@ -180,12 +180,12 @@ impl Decision {
             event,
             severity,
             mode: self.mode,
-            container: ContainerInfo {
+            container: Some(ContainerInfo {
                 id: display_path(self.id.as_bytes()),
                 bundle: self.bundle.display().to_string(),
                 rootfs: self.rootfs.as_ref().map(|r| r.display().to_string()),
                 pid,
-            },
+            }),
             stage: stage.map(|s| s.name().to_string()),
             image: self.image.clone(),
             seal: self.seal.clone(),

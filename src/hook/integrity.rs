@@ -5,23 +5,30 @@
 use super::mounts::shadowing;
 use super::*;
 
-/// `ROOTSEAL_TRACE=1`: phase timings, with the resident and peak memory after each phase, on
-/// stderr, for profiling the hook.
+/// Why the seal candidates cannot be listed, or why a layer record is not reused (the walk
+/// then decides).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum IntegrityError {
+    #[error("annotation {}={value:?} is not a tree digest (sha256:<64 hex>)", policy::SEAL_ANNOTATION)]
+    SealAnnotation { value: String },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Layers(#[from] layers::LayersError),
+    #[error("annotation {} names another seal", policy::SEAL_ANNOTATION)]
+    OtherSeal,
+    /// Trust, policy or the rollback watermark refuse the record's seal now.
+    #[error("{}", .0.message)]
+    Refused(judge::Refusal),
+}
+
+/// `ROOTSEAL_TRACE=1` (src/trace.rs): the phase's time, with the resident and peak memory
+/// after it, for profiling the hook.
 pub(super) fn trace(phase: &str, since: &mut Instant) {
-    if std::env::var_os("ROOTSEAL_TRACE").is_some() {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        };
-        eprintln!(
-            "rootseal: trace: {phase} {:.1} ms, rss {} KiB, peak {} KiB",
-            since.elapsed().as_secs_f64() * 1000.0,
-            kib("VmRSS:").unwrap_or(0),
-            kib("VmHWM:").unwrap_or(0)
-        );
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let (rss, peak) = crate::trace::memory_kib();
+        let ms = since.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!("{phase} {ms:.1} ms, rss {rss} KiB, peak {peak} KiB");
     }
     *since = Instant::now();
 }
@@ -29,24 +36,17 @@ pub(super) fn trace(phase: &str, since: &mut Instant) {
 pub(super) fn integrity(
     cfg: &Config,
     bundle: &Bundle,
+    trust: &Trust,
     image_rule: Option<&policy::Rule>,
     deadline: Instant,
     d: &mut Decision,
 ) {
     let mut t = Instant::now();
-    let trust = match TrustStore::new(&cfg.trust_dir).load() {
-        Ok(t) => t,
-        Err(e) => {
-            d.violations.push(Violation::new(Code::TrustStore, format!("cannot verify: {e}")));
-            return;
-        }
-    };
-    trace("trust store", &mut t);
     let now = SystemTime::now();
     let layer_set = (cfg.hook.verify == VerifyMode::Layers).then(|| layer_set(&bundle.root)).flatten();
     if let Some((overlay, lowers, identity)) = &layer_set {
         d.root_identity = *identity;
-        let reused = reuse_layers(cfg, bundle, &trust, image_rule, overlay, lowers, now);
+        let reused = reuse_layers(cfg, bundle, trust, image_rule, overlay, lowers, now);
         trace("layers (record, upper, seal trust)", &mut t);
         match reused {
             Ok((v, age)) => {
@@ -72,7 +72,7 @@ pub(super) fn integrity(
             (m, unread)
         }
         Err(e) => {
-            d.violations.push(Violation::new(Code::Rootfs, e));
+            d.violations.push(Violation::new(Code::Rootfs, e.to_string()));
             return;
         }
     };
@@ -83,7 +83,7 @@ pub(super) fn integrity(
     let exact = match candidates(&store, bundle, d.image.as_deref(), &found) {
         Ok(c) => c,
         Err(e) => {
-            d.violations.push(Violation::new(Code::SealStore, e));
+            d.violations.push(Violation::new(Code::SealStore, e.to_string()));
             return;
         }
     };
@@ -106,7 +106,7 @@ pub(super) fn integrity(
             match similar_candidates(&store, &found, &queue) {
                 Ok(more) => queue.extend(more),
                 Err(e) => {
-                    d.violations.push(Violation::new(Code::SealStore, e));
+                    d.violations.push(Violation::new(Code::SealStore, e.to_string()));
                     return;
                 }
             }
@@ -117,7 +117,7 @@ pub(super) fn integrity(
             break;
         }
         // A similar seal that verifies is a pass like any other (same checks, same compare).
-        let r = check_candidate(cfg, &store, &trust, bundle, &found, &queue[i], now, image_rule);
+        let r = check_candidate(cfg, &store, trust, bundle, &found, &queue[i], now, image_rule);
         i += 1;
         trace("seal parse, checks and compare", &mut t);
         match r {
@@ -176,20 +176,22 @@ pub(super) fn accept(d: &mut Decision, v: Verified) {
 
 /// `ROOTSEAL_TRACE=1`: a line of context between phases.
 pub(super) fn trace_note(what: &str) {
-    if std::env::var_os("ROOTSEAL_TRACE").is_some() {
-        eprintln!("rootseal: trace: {}", display_path(what.as_bytes()));
-    }
+    tracing::debug!("{}", display_path(what.as_bytes()));
 }
 
 /// The overlay under a rootfs and its lowers' identities, when there is one (else a trace
 /// note), with the identity of the rootfs directory.
 pub(super) fn layer_set(rootfs: &Path) -> Option<(layers::Overlay, Vec<layers::Layer>, Option<state::RootIdentity>)> {
-    let found = walk::open_root(rootfs).map_err(|e| e.to_string()).and_then(|fd| {
-        let o = layers::overlay_of(fd.as_fd())?;
-        Ok((layers::identify(&o)?, o, root_identity(&fd)))
-    });
+    let fd = match walk::open_root(rootfs) {
+        Ok(fd) => fd,
+        Err(why) => {
+            trace_note(&format!("layers: {why}"));
+            return None;
+        }
+    };
+    let found = layers::overlay_of(fd.as_fd()).and_then(|o| Ok((layers::identify(&o)?, o)));
     match found {
-        Ok((lowers, o, id)) => Some((o, lowers, id)),
+        Ok((lowers, o)) => Some((o, lowers, root_identity(&fd))),
         Err(why) => {
             trace_note(&format!("layers: {why}"));
             None
@@ -208,7 +210,7 @@ pub(super) fn reuse_layers(
     overlay: &layers::Overlay,
     lowers: &[layers::Layer],
     now: SystemTime,
-) -> Result<(Verified, u64), String> {
+) -> Result<(Verified, u64), IntegrityError> {
     let store = SealStore::new(&cfg.seal_dir);
     let r = layers::reusable(
         &cfg.cache_dir,
@@ -221,10 +223,10 @@ pub(super) fn reuse_layers(
         cfg.hook.layer_ttl(),
         now,
     )?;
-    let digest = r.seal.tree_digest().ok_or("the record's seal digest is malformed")?;
+    let digest = r.seal.tree_digest().ok_or(layers::LayersError::MalformedSealDigest)?;
     if let Some(v) = bundle.annotations.get(policy::SEAL_ANNOTATION) {
         if TreeDigest::parse(v) != Some(digest) {
-            return Err(format!("annotation {} names another seal", policy::SEAL_ANNOTATION));
+            return Err(IntegrityError::OtherSeal);
         }
     }
     let (signers, effective) = judge::memo_policy(
@@ -237,7 +239,7 @@ pub(super) fn reuse_layers(
         image_rule,
         now,
     )
-    .map_err(|v| v.message)?;
+    .map_err(IntegrityError::Refused)?;
     let info = SealInfo {
         digest: digest.to_string(),
         name: r.seal.name.clone(),
@@ -246,7 +248,8 @@ pub(super) fn reuse_layers(
     let path = store.path_for(&digest);
     let created = r.seal.created();
     let raise = cfg.hook.rollback_protection
-        && check_rollback(cfg, &r.seal.name, created, &digest, &info, &path).map_err(|v| v.message)?;
+        && check_rollback(cfg, &r.seal.name, created, &digest, &info, &path)
+            .map_err(|v| IntegrityError::Refused(judge::Refusal { code: v.code, message: v.message }))?;
     let age = now
         .duration_since(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(r.verified_at))
         .map(|d| d.as_secs())
@@ -291,32 +294,20 @@ pub fn walk_rootfs(
     deadline: Instant,
     expected: Option<&Manifest>,
     warnings: &mut Vec<String>,
-) -> Result<(Manifest, usize, Option<state::RootIdentity>), String> {
-    let fd = walk::open_root(rootfs).map_err(|e| e.to_string())?;
+) -> Result<(Manifest, usize, Option<state::RootIdentity>), walk::WalkError> {
+    let fd = walk::open_root(rootfs)?;
     let identity = root_identity(&fd);
-    let cached = cfg.hook.verify.uses_cache();
-    let root_id = if cached { crate::cache::RootId::of(&fd).ok() } else { None };
-    let cache = match &root_id {
-        Some(id) => crate::cache::load(&cfg.cache_dir, rootfs, id).0,
-        None => crate::cache::Cache::default(),
-    };
-    let opts = walk::Options {
-        limits: cfg.limits,
-        deadline: Some(deadline),
-        cache: root_id.is_some().then_some(&cache),
-        want_cache: root_id.is_some(),
-        expected,
-        ..walk::Options::default()
-    };
-    let w = walk::walk_cached(rootfs, fd, &opts).map_err(|e| e.to_string())?;
-    drop(cache);
+    let root = if cfg.hook.verify.uses_cache() { crate::cache::RootId::of(&fd).ok() } else { None };
+    let slot = crate::verify::scan::CacheSlot { cache_dir: &cfg.cache_dir, rootfs, root };
+    let opts = walk::Options { limits: cfg.limits, deadline: Some(deadline), expected, ..walk::Options::default() };
+    let scanned = crate::verify::scan::walk(&slot, fd, None, opts)?;
+    drop(scanned.cache);
     crate::sys::release_free_memory();
-    if let (Some(id), Some(new)) = (root_id, &w.cache) {
+    if let Some(e) = scanned.save_error {
         // A cache that cannot be written only costs speed next time.
-        if let Err(e) = crate::cache::save(&cfg.cache_dir, rootfs, &id, new) {
-            warnings.push(e.to_string());
-        }
+        warnings.push(e.to_string());
     }
+    let w = scanned.walked;
     Ok((w.manifest, w.unread, identity))
 }
 
@@ -332,12 +323,10 @@ pub(super) fn candidates(
     bundle: &Bundle,
     image: Option<&str>,
     found: &Manifest,
-) -> Result<Vec<TreeDigest>, String> {
+) -> Result<Vec<TreeDigest>, IntegrityError> {
     let mut out: Vec<TreeDigest> = Vec::new();
     if let Some(v) = bundle.annotations.get(policy::SEAL_ANNOTATION) {
-        let d = TreeDigest::parse(v).ok_or_else(|| {
-            format!("annotation {}={v:?} is not a tree digest (sha256:<64 hex>)", policy::SEAL_ANNOTATION)
-        })?;
+        let d = TreeDigest::parse(v).ok_or_else(|| IntegrityError::SealAnnotation { value: v.clone() })?;
         out.push(d);
     }
     // The content key of the tree as found, and of the tree without the runtime's artifacts
@@ -349,7 +338,7 @@ pub(super) fn candidates(
         keys.push(store::content_key(&without));
     }
     for key in keys {
-        for d in store.by_content(&key).map_err(|e| e.to_string())? {
+        for d in store.by_content(&key)? {
             if !out.contains(&d) {
                 out.push(d);
             }
@@ -357,7 +346,7 @@ pub(super) fn candidates(
     }
     if let Some(name) = image {
         // Newest first: the index appends.
-        for d in store.by_name(name).map_err(|e| e.to_string())?.into_iter().rev() {
+        for d in store.by_name(name)?.into_iter().rev() {
             if !out.contains(&d) {
                 out.push(d);
             }
@@ -372,15 +361,8 @@ pub(super) fn similar_candidates(
     store: &SealStore,
     found: &Manifest,
     tried: &[TreeDigest],
-) -> Result<Vec<TreeDigest>, String> {
-    Ok(store
-        .by_sketch(found)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|(d, _)| d)
-        .filter(|d| !tried.contains(d))
-        .take(3)
-        .collect())
+) -> Result<Vec<TreeDigest>, IntegrityError> {
+    Ok(store.by_sketch(found)?.into_iter().map(|(d, _)| d).filter(|d| !tried.contains(d)).take(3).collect())
 }
 
 /// What this bundle's runtime creates in the rootfs outside any mount.

@@ -15,6 +15,7 @@
 //! Any error is a violation: in enforce mode it blocks.
 
 mod decision;
+mod gate;
 mod integrity;
 mod mounts;
 pub mod runtime;
@@ -58,7 +59,7 @@ pub const EVENT_PATHS: usize = 100;
 /// Container ids in messages (moved to alerts, where events are rendered).
 pub use crate::alerts::short_id;
 
-/// Steps 3 to 6: decide about a bundle. Never fails: every error becomes a violation.
+/// Steps 3 to 7: decide about a bundle. Never fails: every error becomes a violation.
 pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> Decision {
     let mut d = Decision::new(id, bundle_dir, cfg.mode);
     let bundle = match Bundle::load(bundle_dir) {
@@ -96,7 +97,19 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     d.mode = eff.mode;
     d.rule = eff.names.first().cloned();
     mount_policy(cfg, &bundle, image_rule, &mut d);
-    integrity(cfg, &bundle, image_rule, deadline, &mut d);
+    // The trust store, loaded once for integrity (step 6) and the scan gate (step 7).
+    let mut t = Instant::now();
+    let trust = match TrustStore::new(&cfg.trust_dir).load() {
+        Ok(t) => t,
+        Err(e) => {
+            d.violations.push(Violation::new(Code::TrustStore, format!("cannot verify: {e}")));
+            return d;
+        }
+    };
+    integrity::trace("trust store", &mut t);
+    integrity(cfg, &bundle, &trust, image_rule, deadline, &mut d);
+    let runtime_image = if trusted_name { d.image.clone() } else { None };
+    gate::scan_gate(cfg, &mut d, &trust, runtime_image.as_deref());
     d
 }
 

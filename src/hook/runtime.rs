@@ -26,12 +26,31 @@ pub enum RuntimeError {
     Config(#[from] crate::config::ConfigError),
     #[error("bundle {}: {what}", bundle.display())]
     Bundle { bundle: PathBuf, what: String },
+    #[error("bundle {}: {error}", bundle.display())]
+    Spec { bundle: PathBuf, error: SpecError },
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: crate::atomic::WriteError },
     #[error("real runtime {runtime:?} {what}; set [runtime] runtime in the config")]
     Runtime { runtime: String, what: String },
     #[error("cannot exec {}: {source}", path.display())]
     Exec { path: PathBuf, source: std::io::Error },
+}
+
+/// Why the rootseal hooks cannot be added to a bundle's config.json (step 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("config.json is not a JSON object")]
+    NotAnObject,
+    #[error("[runtime] hook_stage {stage:?} must be \"createRuntime\" or \"prestart\"")]
+    HookStage { stage: String },
+    #[error("config.json hooks is not an object")]
+    HooksNotAnObject,
+    #[error("config.json hooks.{stage} is not an array")]
+    HookListNotAnArray { stage: String },
+    #[error("config.json root is not an object")]
+    RootNotAnObject,
+    #[error("config.json mounts is not an array")]
+    MountsNotAnArray,
 }
 
 /// runc's global options that take a value (runc --help).
@@ -117,13 +136,13 @@ pub fn modify_spec(
     hook_binary: &Path,
     config_path: Option<&Path>,
     deadline_s: u64,
-) -> Result<(Value, bool), String> {
+) -> Result<(Value, bool), SpecError> {
     let mut spec = spec.clone();
-    let obj = spec.as_object_mut().ok_or("config.json is not a JSON object")?;
+    let obj = spec.as_object_mut().ok_or(SpecError::NotAnObject)?;
     let mut changed = false;
     let stage = settings.hook_stage.as_str();
     if stage != "createRuntime" && stage != "prestart" {
-        return Err(format!("[runtime] hook_stage {stage:?} must be \"createRuntime\" or \"prestart\""));
+        return Err(SpecError::HookStage { stage: stage.into() });
     }
     let hook = |st: &str| {
         let mut args = vec!["rootseal".to_string()];
@@ -136,18 +155,18 @@ pub fn modify_spec(
         json!({ "path": hook_binary.display().to_string(), "args": args, "timeout": deadline_s + 5 })
     };
     let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
-    let hooks = hooks.as_object_mut().ok_or("config.json hooks is not an object")?;
+    let hooks = hooks.as_object_mut().ok_or(SpecError::HooksNotAnObject)?;
     // Every entry for the rootseal binary, in any stage, is replaced by the canonical ones: an
     // entry the spec brought (`hook poststart`, another --config, ROOTSEAL_CONFIG in its env)
     // must never stand in for the verifying hook.
     let before = Value::Object(hooks.clone());
     for (st, list) in hooks.iter_mut() {
-        let list = list.as_array_mut().ok_or_else(|| format!("config.json hooks.{st} is not an array"))?;
+        let list = list.as_array_mut().ok_or_else(|| SpecError::HookListNotAnArray { stage: st.clone() })?;
         list.retain(|h| !runs_binary(h, hook_binary));
     }
     for st in [stage, "poststop"] {
         let list = hooks.entry(st).or_insert_with(|| json!([]));
-        let list = list.as_array_mut().ok_or_else(|| format!("config.json hooks.{st} is not an array"))?;
+        let list = list.as_array_mut().ok_or_else(|| SpecError::HookListNotAnArray { stage: st.into() })?;
         // Ours first: nothing else should run before the rootfs is verified.
         list.insert(0, hook(st));
     }
@@ -157,13 +176,13 @@ pub fn modify_spec(
     }
     if settings.make_readonly {
         let root = obj.entry("root").or_insert_with(|| json!({"path": "rootfs"}));
-        let root = root.as_object_mut().ok_or("config.json root is not an object")?;
+        let root = root.as_object_mut().ok_or(SpecError::RootNotAnObject)?;
         if root.get("readonly") != Some(&Value::Bool(true)) {
             root.insert("readonly".into(), Value::Bool(true));
             changed = true;
         }
         let mounts = obj.entry("mounts").or_insert_with(|| json!([]));
-        let mounts = mounts.as_array_mut().ok_or("config.json mounts is not an array")?;
+        let mounts = mounts.as_array_mut().ok_or(SpecError::MountsNotAnArray)?;
         for dest in &settings.readonly_tmpfs {
             let taken = mounts.iter().any(|m| m.get("destination").and_then(Value::as_str) == Some(dest.as_str()));
             if !taken {
@@ -234,8 +253,8 @@ pub fn prepare(inv: &Invocation, cfg: &Config, config_path: Option<&Path>) -> Re
     serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
         .map_err(|e| bad(format!("config.json is not a valid OCI spec: {e}")))?;
     let deadline = cfg.hook.deadline().as_secs().max(1);
-    let (new, changed) =
-        modify_spec(&spec, &cfg.runtime, &hook_binary(&cfg.runtime), config_path, deadline).map_err(bad)?;
+    let (new, changed) = modify_spec(&spec, &cfg.runtime, &hook_binary(&cfg.runtime), config_path, deadline)
+        .map_err(|error| RuntimeError::Spec { bundle: bundle.clone(), error })?;
     if changed {
         serde_json::from_value::<oci_spec::runtime::Spec>(new.clone())
             .map_err(|e| bad(format!("the modified spec does not validate: {e}")))?;

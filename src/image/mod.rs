@@ -28,6 +28,7 @@ use apply::*;
 use crate::json;
 use crate::manifest::Manifest;
 use crate::walk::Limits;
+use oci_spec::image::{self as oci, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -37,8 +38,7 @@ use std::path::{Path, PathBuf};
 
 const MAX_JSON_BLOB: u64 = 8 << 20;
 const CAP_PAX: &[u8] = b"SCHILY.xattr.security.capability";
-const MEDIA_INDEX: [&str; 2] =
-    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -139,10 +139,10 @@ impl Platform {
         Some(Platform { os, arch, variant })
     }
 
-    fn matches(&self, p: &OciPlatform) -> bool {
-        p.os == self.os
-            && p.architecture == self.arch
-            && (self.variant.is_none() || p.variant.as_deref() == self.variant.as_deref())
+    fn matches(&self, p: &oci::Platform) -> bool {
+        p.os().to_string() == self.os
+            && p.architecture().to_string() == self.arch
+            && (self.variant.is_none() || p.variant().as_deref() == self.variant.as_deref())
     }
 }
 
@@ -339,51 +339,11 @@ impl Blobs for TarBlobs {
 
 // --- OCI and docker JSON ---------------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct OciIndex {
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize, Clone)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    platform: Option<OciPlatform>,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-}
-
-#[derive(Deserialize, Clone)]
-struct OciPlatform {
-    os: String,
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct OciManifest {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct ImageConfig {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-    rootfs: RootfsConfig,
-}
-
-#[derive(Deserialize)]
-struct RootfsConfig {
-    diff_ids: Vec<String>,
-}
+// The OCI documents (index, manifest, config) are oci-spec's `ImageIndex`, `ImageManifest` and
+// `ImageConfiguration`, which require what image-spec marks REQUIRED (schemaVersion, a
+// descriptor's mediaType, digest and size, the config's os, architecture and rootfs.type) and
+// check a digest's form as they parse it. The docker-archive `manifest.json` is no OCI
+// document (moby `image/tarexport`), so it keeps its own struct.
 
 #[derive(Deserialize)]
 struct DockerManifestEntry {
@@ -393,6 +353,12 @@ struct DockerManifestEntry {
     repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
+}
+
+/// An image index by either name: OCI's, or the Docker manifest list it was taken from
+/// (image-spec media-types.md, "Compatibility Matrix").
+fn is_index(media_type: &MediaType) -> bool {
+    *media_type == MediaType::ImageIndex || media_type.as_ref() == DOCKER_MANIFEST_LIST
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, name: &str, bytes: &[u8]) -> Result<T, ImageError> {
@@ -411,22 +377,23 @@ pub fn load(path: &Path, select: &Select, limits: &Limits) -> Result<ImageTree, 
     }
 }
 
+fn annotation<'d>(d: &'d Descriptor, key: &str) -> Option<&'d String> {
+    d.annotations().as_ref().and_then(|a| a.get(key))
+}
+
 fn reference_of(d: &Descriptor) -> Option<String> {
-    d.annotations
-        .get("io.containerd.image.name")
-        .or_else(|| d.annotations.get("org.opencontainers.image.ref.name"))
-        .cloned()
+    annotation(d, "io.containerd.image.name").or_else(|| annotation(d, "org.opencontainers.image.ref.name")).cloned()
 }
 
 fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<ImageTree, ImageError> {
     let path = blobs.path();
     let fmt = |what: String| ImageError::Format { path: path.into(), what };
-    let index: OciIndex = parse(path, "index.json", &blobs.read_json_blob("index.json")?)?;
-    let mut candidates: Vec<Descriptor> = index.manifests;
+    let index: ImageIndex = parse(path, "index.json", &blobs.read_json_blob("index.json")?)?;
+    let mut candidates: Vec<&Descriptor> = index.manifests().iter().collect();
     if let Some(r) = &select.reference {
         candidates.retain(|d| {
-            d.annotations.get("io.containerd.image.name") == Some(r)
-                || d.annotations.get("org.opencontainers.image.ref.name") == Some(r)
+            annotation(d, "io.containerd.image.name") == Some(r)
+                || annotation(d, "org.opencontainers.image.ref.name") == Some(r)
         });
         if candidates.is_empty() {
             return Err(fmt(format!("no image named {r:?} in index.json")));
@@ -434,12 +401,12 @@ fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<Image
     }
     let top = match candidates.len() {
         0 => return Err(fmt("index.json lists no manifests".into())),
-        1 => candidates.remove(0),
+        1 => candidates.remove(0).clone(),
         n => {
             // Several images: they must be platforms of one image.
-            let found = candidates.iter().find(|d| d.platform.as_ref().is_some_and(|p| select.platform.matches(p)));
+            let found = candidates.iter().find(|d| d.platform().as_ref().is_some_and(|p| select.platform.matches(p)));
             match found {
-                Some(d) => d.clone(),
+                Some(d) => (*d).clone(),
                 None => {
                     return Err(fmt(format!(
                         "{n} images in index.json and none is {}; pick one with --ref or --platform",
@@ -453,64 +420,70 @@ fn load_oci(blobs: &dyn Blobs, select: &Select, limits: &Limits) -> Result<Image
     let mut desc = top;
     // Descend through nested indexes (multi-platform images) to one manifest.
     for _ in 0..4 {
-        if !MEDIA_INDEX.contains(&desc.media_type.as_str()) {
+        if !is_index(desc.media_type()) {
             break;
         }
-        let nested: OciIndex = parse(path, &desc.digest, &blobs.read_verified(&desc.digest)?)?;
+        let digest = desc.digest().to_string();
+        let nested: ImageIndex = parse(path, &digest, &blobs.read_verified(&digest)?)?;
         let platforms: Vec<String> = nested
-            .manifests
+            .manifests()
             .iter()
-            .filter_map(|d| d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)))
+            .filter_map(|d| d.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture())))
             .collect();
         desc = nested
-            .manifests
-            .into_iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| select.platform.matches(p)))
+            .manifests()
+            .iter()
+            .find(|d| d.platform().as_ref().is_some_and(|p| select.platform.matches(p)))
+            .cloned()
             .ok_or_else(|| {
-            fmt(format!(
-                "image index {} has no manifest for {} (it has {}); pass --platform",
-                desc.digest,
-                select.platform,
-                platforms.join(", ")
-            ))
-        })?;
+                fmt(format!(
+                    "image index {digest} has no manifest for {} (it has {}); pass --platform",
+                    select.platform,
+                    platforms.join(", ")
+                ))
+            })?;
     }
-    let manifest_bytes = blobs.read_verified(&desc.digest)?;
-    let m: OciManifest = parse(path, &desc.digest, &manifest_bytes)?;
-    if MEDIA_INDEX.contains(&m.media_type.as_str()) {
-        return Err(fmt(format!("{} is an index nested too deeply", desc.digest)));
+    let manifest_digest = desc.digest().to_string();
+    let manifest_bytes = blobs.read_verified(&manifest_digest)?;
+    let m: ImageManifest = parse(path, &manifest_digest, &manifest_bytes)?;
+    if m.media_type().as_ref().is_some_and(is_index) {
+        return Err(fmt(format!("{manifest_digest} is an index nested too deeply")));
     }
-    let config: ImageConfig = parse(path, &m.config.digest, &blobs.read_verified(&m.config.digest)?)?;
+    let config_digest = m.config().digest().to_string();
+    let config: ImageConfiguration = parse(path, &config_digest, &blobs.read_verified(&config_digest)?)?;
     check_platform(path, &config, select)?;
-    if config.rootfs.diff_ids.len() != m.layers.len() {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != m.layers().len() {
         return Err(fmt(format!(
             "manifest has {} layers but the config lists {} diff_ids",
-            m.layers.len(),
-            config.rootfs.diff_ids.len()
+            m.layers().len(),
+            diff_ids.len()
         )));
     }
     let mut tree = Tree::new(path, *limits);
-    for (i, (layer, diff_id)) in m.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
-        let name = blob_name(path, &layer.digest)?;
+    for (i, (layer, diff_id)) in m.layers().iter().zip(diff_ids).enumerate() {
+        let digest = layer.digest().as_ref();
+        let name = blob_name(path, digest)?;
         let reader = blobs.open(&name)?;
-        tree.apply_layer(i + 1, reader, Some(&layer.digest), diff_id)?;
+        tree.apply_layer(i + 1, reader, Some(digest), diff_id)?;
     }
     Ok(ImageTree {
-        layers: m.layers.len(),
+        layers: m.layers().len(),
         manifest: tree.into_manifest(),
         reference,
-        manifest_digest: Some(desc.digest),
-        config_digest: m.config.digest,
+        manifest_digest: Some(manifest_digest),
+        config_digest,
     })
 }
 
-fn check_platform(path: &Path, config: &ImageConfig, select: &Select) -> Result<(), ImageError> {
-    if !config.os.is_empty() && (config.os != select.platform.os || config.architecture != select.platform.arch) {
+fn check_platform(path: &Path, config: &ImageConfiguration, select: &Select) -> Result<(), ImageError> {
+    let (os, arch) = (config.os().to_string(), config.architecture().to_string());
+    if !os.is_empty() && (os != select.platform.os || arch != select.platform.arch) {
         return Err(ImageError::Format {
             path: path.into(),
             what: format!(
-                "the image is {}/{} but {} was asked for; pass --platform {}/{} to seal it anyway",
-                config.os, config.architecture, select.platform, config.os, config.architecture
+                "the image is {os}/{arch} but {} was asked for; pass --platform {os}/{arch} to seal it anyway",
+                select.platform
             ),
         });
     }
@@ -531,17 +504,18 @@ fn load_docker(blobs: &TarBlobs, select: &Select, limits: &Limits) -> Result<Ima
     };
     let config_bytes = blobs.read_json_blob(&entry.config)?;
     let config_digest = format!("sha256:{:x}", Sha256::digest(&config_bytes));
-    let config: ImageConfig = parse(path, &entry.config, &config_bytes)?;
+    let config: ImageConfiguration = parse(path, &entry.config, &config_bytes)?;
     check_platform(path, &config, select)?;
-    if config.rootfs.diff_ids.len() != entry.layers.len() {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != entry.layers.len() {
         return Err(fmt(format!(
             "manifest.json has {} layers but the config lists {} diff_ids",
             entry.layers.len(),
-            config.rootfs.diff_ids.len()
+            diff_ids.len()
         )));
     }
     let mut tree = Tree::new(path, *limits);
-    for (i, (layer, diff_id)) in entry.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+    for (i, (layer, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
         tree.apply_layer(i + 1, blobs.open(layer)?, None, diff_id)?;
     }
     Ok(ImageTree {

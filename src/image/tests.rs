@@ -172,3 +172,307 @@ fn an_opaque_marker_keeps_this_layers_implicit_parents() {
     let m = manifest_from_layers(&[&l], &Limits::default()).unwrap();
     assert_eq!(paths(&m), ["/d", "/d/sub", "/d/sub/new"]);
 }
+
+// --- loading: the index, manifest and config documents ------------------------------------
+
+use serde_json::{json, Value};
+
+fn put(dir: &Path, bytes: &[u8]) -> String {
+    let hex = format!("{:x}", Sha256::digest(bytes));
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+/// A one-layer OCI layout as image tools write it, each document passed through its closure
+/// before it is stored (and digested), so a test can break one field.
+fn oci_layout(
+    config: impl FnOnce(&mut Value),
+    manifest: impl FnOnce(&mut Value),
+    index: impl FnOnce(&mut Value),
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    std::fs::write(dir.path().join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let l = layer(&[("a", 'f', b"a", 0o644)]);
+    let ld = put(dir.path(), &l);
+    let mut c = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": null, "ExposedPorts": {"80/tcp": {}}},
+        "rootfs": {"type": "layers", "diff_ids": [ld]},
+        "history": [{"created_by": "test", "empty_layer": false}],
+    });
+    config(&mut c);
+    let c = serde_json::to_vec(&c).unwrap();
+    let cd = put(dir.path(), &c);
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": c.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": l.len()}],
+    });
+    manifest(&mut m);
+    let m = serde_json::to_vec(&m).unwrap();
+    let md = put(dir.path(), &m);
+    let mut i = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "test.local/app:1"},
+        }],
+    });
+    index(&mut i);
+    std::fs::write(dir.path().join("index.json"), serde_json::to_vec(&i).unwrap()).unwrap();
+    dir
+}
+
+fn keep(_: &mut Value) {}
+
+fn amd64() -> Select {
+    Select { platform: Platform::parse("linux/amd64").unwrap(), reference: None }
+}
+
+fn load_err(dir: &Path, select: &Select) -> String {
+    let err = load(dir, select, &Limits::default()).unwrap_err();
+    assert!(matches!(err, ImageError::Format { .. } | ImageError::Digest { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("{}: ", dir.display())), "the error names the input: {text}");
+    text
+}
+
+#[test]
+fn an_oci_layout_loads_as_tools_write_it() {
+    let dir = oci_layout(keep, keep, keep);
+    let t = load(dir.path(), &amd64(), &Limits::default()).unwrap();
+    assert_eq!(paths(&t.manifest), ["/a"]);
+    assert_eq!((t.layers, t.reference.as_deref()), (1, Some("test.local/app:1")));
+    let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(t.manifest_digest.as_deref(), index["manifests"][0]["digest"].as_str());
+    assert!(t.config_digest.starts_with("sha256:") && t.config_digest.len() == 71, "{}", t.config_digest);
+}
+
+#[test]
+fn unknown_media_types_are_read_for_what_they_point_at() {
+    // A descriptor of any type but an index is read as a manifest; a layer's compression is
+    // sniffed from its bytes, not taken from its media type.
+    let dir = oci_layout(
+        keep,
+        |m| {
+            m["mediaType"] = json!("application/vnd.docker.distribution.manifest.v2+json");
+            m["layers"][0]["mediaType"] = json!("application/vnd.example.layer");
+        },
+        |i| i["manifests"][0]["mediaType"] = json!("application/vnd.example.manifest+json"),
+    );
+    assert_eq!(paths(&load(dir.path(), &amd64(), &Limits::default()).unwrap().manifest), ["/a"]);
+}
+
+#[test]
+fn a_config_with_an_empty_os_is_not_checked_against_the_platform() {
+    let dir = oci_layout(|c| c["os"] = json!(""), keep, keep);
+    let arm = Select { platform: Platform::parse("linux/arm64").unwrap(), reference: None };
+    assert_eq!(load(dir.path(), &arm, &Limits::default()).unwrap().layers, 1);
+}
+
+/// Fields the image-spec marks REQUIRED, which oci-spec's types require even where the reader
+/// does not use them: a document without one is refused, naming the document.
+#[test]
+fn fields_the_image_spec_requires_are_required() {
+    fn remove(v: &mut Value, key: &str) {
+        v.as_object_mut().unwrap().remove(key);
+    }
+    type Edit = fn(&mut Value);
+    let cases: &[(Edit, Edit, Edit, &str)] = &[
+        (keep, keep, |i| remove(i, "schemaVersion"), "index.json: missing field `schemaVersion`"),
+        (keep, keep, |i| remove(&mut i["manifests"][0], "mediaType"), "index.json: missing field `mediaType`"),
+        (keep, keep, |i| remove(&mut i["manifests"][0], "size"), "index.json: missing field `size`"),
+        (keep, |m| remove(m, "schemaVersion"), keep, ": missing field `schemaVersion`"),
+        (keep, |m| remove(&mut m["layers"][0], "size"), keep, ": missing field `size`"),
+        (keep, |m| remove(&mut m["config"], "mediaType"), keep, ": missing field `mediaType`"),
+        (|c| remove(&mut c["rootfs"], "type"), keep, keep, ": missing field `type`"),
+        (|c| remove(c, "os"), keep, keep, ": missing field `os`"),
+    ];
+    for (i, (c, m, x, want)) in cases.iter().enumerate() {
+        let dir = oci_layout(c, m, x);
+        let err = load_err(dir.path(), &amd64());
+        assert!(err.contains(want), "case {i}: want {want:?}: {err}");
+        let document = if want.starts_with("index.json") { "index.json" } else { "sha256:" };
+        assert!(err.starts_with(&format!("{}: {document}", dir.path().display())), "case {i}: {err}");
+    }
+}
+
+#[test]
+fn malformed_documents_are_errors_naming_the_document() {
+    type Edit = fn(&mut Value);
+    let cases: &[(Edit, Edit, Edit, &str)] = &[
+        (keep, keep, |i| i["manifests"] = json!([]), "index.json lists no manifests"),
+        (keep, keep, |i| drop(i.as_object_mut().unwrap().remove("manifests")), "index.json: missing field `manifests`"),
+        (keep, keep, |i| i["manifests"] = json!({}), "index.json: invalid type: map, expected a sequence"),
+        (
+            keep,
+            keep,
+            |i| drop(i["manifests"][0].as_object_mut().unwrap().remove("digest")),
+            "index.json: missing field `digest`",
+        ),
+        (
+            keep,
+            keep,
+            |i| i["manifests"][0]["platform"] = json!({"os": "linux"}),
+            "index.json: missing field `architecture`",
+        ),
+        (keep, |m| drop(m.as_object_mut().unwrap().remove("config")), keep, "missing field `config`"),
+        (keep, |m| drop(m.as_object_mut().unwrap().remove("layers")), keep, "missing field `layers`"),
+        (
+            keep,
+            |m| m["mediaType"] = json!("application/vnd.oci.image.index.v1+json"),
+            keep,
+            "is an index nested too deeply",
+        ),
+        (|c| drop(c.as_object_mut().unwrap().remove("rootfs")), keep, keep, "missing field `rootfs`"),
+        (|c| c["rootfs"] = json!({"type": "layers"}), keep, keep, "missing field `diff_ids`"),
+        (|c| c["rootfs"]["diff_ids"] = json!([]), keep, keep, "manifest has 1 layers but the config lists 0 diff_ids"),
+        (
+            |c| c["architecture"] = json!("arm64"),
+            keep,
+            keep,
+            "the image is linux/arm64 but linux/amd64 was asked for; pass --platform linux/arm64 to seal it anyway",
+        ),
+        (
+            keep,
+            |m| m["layers"][0]["digest"] = json!(format!("sha512:{}", "0".repeat(128))),
+            keep,
+            "digest \"sha512:000",
+        ),
+    ];
+    for (i, (c, m, x, want)) in cases.iter().enumerate() {
+        let dir = oci_layout(c, m, x);
+        let err = load_err(dir.path(), &amd64());
+        assert!(err.contains(want), "case {i}: want {want:?}: {err}");
+    }
+}
+
+/// oci-spec checks a digest's form as it parses the document (image-spec descriptor.md,
+/// "Digests"); a well-formed digest of another algorithm is refused by `blob_name`.
+#[test]
+fn a_digest_that_is_not_sha256_hex_is_refused_before_any_path_is_built() {
+    for (bad, want) in [
+        ("sha256:abc", "index.json: Invalid digest length 3 expected 64"),
+        ("../../etc/passwd", "index.json: missing ':' in digest"),
+        ("sha256:../../../etc/passwd", "index.json: Invalid encoded value ../../../etc/passwd"),
+    ] {
+        let dir = oci_layout(keep, keep, |i| i["manifests"][0]["digest"] = json!(bad));
+        let err = load_err(dir.path(), &amd64());
+        assert!(err.contains(want), "{bad}: want {want:?}: {err}");
+    }
+}
+
+#[test]
+fn an_altered_blob_is_refused() {
+    let dir = oci_layout(keep, keep, keep);
+    let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let md = index["manifests"][0]["digest"].as_str().unwrap();
+    std::fs::write(dir.path().join("blobs/sha256").join(&md[7..]), b"{}").unwrap();
+    let err = load_err(dir.path(), &amd64());
+    assert!(err.contains(&format!("has digest sha256:{:x}, expected {md}", Sha256::digest(b"{}"))), "{err}");
+}
+
+#[test]
+fn index_json_is_strict_and_bounded() {
+    let dir = oci_layout(keep, keep, keep);
+    let index = dir.path().join("index.json");
+    std::fs::write(&index, b"not json").unwrap();
+    assert!(load_err(dir.path(), &amd64()).contains(": index.json: expected ident"));
+    std::fs::write(&index, br#"{"schemaVersion": 2, "manifests": [], "manifests": []}"#).unwrap();
+    assert!(load_err(dir.path(), &amd64()).contains("index.json: duplicate key \"manifests\""));
+    std::fs::write(&index, vec![b' '; (MAX_JSON_BLOB + 1) as usize]).unwrap();
+    assert!(load_err(dir.path(), &amd64()).contains("index.json is larger than 8388608 bytes"));
+}
+
+#[test]
+fn a_nested_index_is_descended_to_the_platform_asked_for() {
+    for media in
+        ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]
+    {
+        let dir = oci_layout(keep, keep, keep);
+        let index_path = dir.path().join("index.json");
+        let top: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+        let mut amd = top["manifests"][0].clone();
+        amd["platform"] = json!({"os": "linux", "architecture": "amd64"});
+        let mut arm = amd.clone();
+        arm["platform"] = json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
+        let nested =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": media, "manifests": [arm, amd]})).unwrap();
+        let nd = put(dir.path(), &nested);
+        let desc = json!({"mediaType": media, "digest": nd, "size": nested.len()});
+        std::fs::write(&index_path, serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [desc]})).unwrap())
+            .unwrap();
+        let t = load(dir.path(), &amd64(), &Limits::default()).unwrap();
+        assert_eq!(t.manifest_digest.as_deref(), top["manifests"][0]["digest"].as_str());
+        let s390x = Select { platform: Platform::parse("linux/s390x").unwrap(), reference: None };
+        let err = load_err(dir.path(), &s390x);
+        assert!(
+            err.contains(&format!(
+                "image index {nd} has no manifest for linux/s390x (it has linux/arm64, linux/amd64); pass --platform"
+            )),
+            "{err}"
+        );
+        // Two images side by side in index.json: one must match the platform.
+        std::fs::write(&index_path, serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [arm, amd]})).unwrap())
+            .unwrap();
+        assert_eq!(load(dir.path(), &amd64(), &Limits::default()).unwrap().layers, 1);
+        let err = load_err(dir.path(), &s390x);
+        assert!(
+            err.contains("2 images in index.json and none is linux/s390x; pick one with --ref or --platform"),
+            "{err}"
+        );
+        let r = Select { reference: Some("nope".into()), ..amd64() };
+        assert!(load_err(dir.path(), &r).contains("no image named \"nope\" in index.json"));
+    }
+}
+
+/// A docker-archive (`docker save`): manifest.json, the config and the layer, in a tar file.
+fn docker_archive(dir: &Path, config: impl FnOnce(&mut Value), manifest: impl FnOnce(&mut Value)) -> PathBuf {
+    let l = layer(&[("a", 'f', b"a", 0o644)]);
+    let mut c = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Volumes": null, "Labels": {"a": "b"}},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{:x}", Sha256::digest(&l))]},
+    });
+    config(&mut c);
+    let c = serde_json::to_vec(&c).unwrap();
+    let mut m = json!([{"Config": "config.json", "RepoTags": ["test.local/app:1"], "Layers": ["layer/layer.tar"]}]);
+    manifest(&mut m);
+    let m = serde_json::to_vec(&m).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [("manifest.json", &m), ("config.json", &c), ("layer/layer.tar", &l)] {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    let path = dir.join("docker.tar");
+    std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_docker_archive_loads_and_its_malformed_documents_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = docker_archive(dir.path(), keep, keep);
+    let t = load(&archive, &amd64(), &Limits::default()).unwrap();
+    assert_eq!(
+        (paths(&t.manifest), t.reference.as_deref(), t.manifest_digest),
+        (vec!["/a".to_string()], Some("test.local/app:1"), None)
+    );
+    type Edit = fn(&mut Value);
+    let cases: &[(Edit, Edit, &str)] = &[
+        (|c| drop(c.as_object_mut().unwrap().remove("rootfs")), keep, "config.json: missing field `rootfs`"),
+        (|c| c["os"] = json!("windows"), keep, "the image is windows/amd64 but linux/amd64 was asked for"),
+        (keep, |m| drop(m[0].as_object_mut().unwrap().remove("Config")), "manifest.json: missing field `Config`"),
+        (keep, |m| m[0]["Layers"] = json!([]), "manifest.json has 0 layers but the config lists 1 diff_ids"),
+        (keep, |m| m[0]["Config"] = json!("../config.json"), "member name \"../config.json\" leaves the archive"),
+    ];
+    for (i, (c, m, want)) in cases.iter().enumerate() {
+        let archive = docker_archive(dir.path(), c, m);
+        let err = load_err(&archive, &amd64());
+        assert!(err.contains(want), "case {i}: want {want:?}: {err}");
+    }
+}

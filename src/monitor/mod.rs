@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// `[monitor]` lives in the config (src/config.rs); named here as the monitor knows it.
 pub use crate::config::MonitorSettings;
 
+mod gate;
 mod scan;
 mod status;
 pub use status::{console_line, stale, status, status_path, ContainerStatus, Status};
@@ -50,6 +51,21 @@ pub enum MonitorError {
     Signals(nix::Error),
     #[error("cannot read monitor status {}: {what}; is `rootseal monitor` running?", path.display())]
     Status { path: PathBuf, what: String },
+}
+
+/// Why a state record's container is not watched: its process cannot be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("the record has no pid, so its process cannot be identified")]
+    NoPid,
+    #[error("its process {pid} is gone ({error})")]
+    Gone { pid: i32, error: std::io::Error },
+    #[error("its process {pid} exited")]
+    Exited { pid: i32 },
+    #[error("pid {pid} now belongs to another process (start time differs)")]
+    Reused { pid: i32 },
+    #[error("the record has no start time for pid {pid}, so it cannot be identified")]
+    NoStartTime { pid: i32 },
 }
 
 /// What the last scan of a container found.
@@ -93,6 +109,8 @@ struct Watched {
     replaced: Option<String>,
     /// Scans that re-hashed every file ([`MonitorSettings::full_rehash`]).
     full_scans: u64,
+    /// The scan gate's last refusal reported for this container (src/monitor/gate.rs).
+    gate_reported: Option<String>,
 }
 
 #[derive(Default)]
@@ -108,7 +126,8 @@ struct Stats {
 pub struct Monitor {
     cfg: Config,
     config_path: Option<PathBuf>,
-    trust: Result<Trust, String>,
+    /// Shared by every scan until the next load.
+    trust: Result<Trust, Arc<crate::trust::TrustError>>,
     watched: BTreeMap<String, Watched>,
     inotify: Option<Inotify>,
     /// Watch descriptor → ids of the containers it wakes (newline-separated).
@@ -130,7 +149,7 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(cfg: Config, config_path: Option<PathBuf>) -> Monitor {
-        let trust = TrustStore::new(&cfg.trust_dir).load().map_err(|e| e.to_string());
+        let trust = TrustStore::new(&cfg.trust_dir).load().map_err(Arc::new);
         let inotify =
             if cfg.monitor.watch { Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok() } else { None };
         Monitor {
@@ -155,9 +174,9 @@ impl Monitor {
     pub fn reload(&mut self) {
         match Config::load(self.config_path.as_deref()) {
             Ok((cfg, _)) => self.cfg = cfg,
-            Err(e) => eprintln!("rootseal monitor: reload: {e}; keeping the previous config"),
+            Err(e) => tracing::warn!("reload: {e}; keeping the previous config"),
         }
-        self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(|e| e.to_string());
+        self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(Arc::new);
         self.seals.clear();
         for w in self.watched.values_mut() {
             w.seal = None;
@@ -172,7 +191,7 @@ impl Monitor {
         let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
         let now = (stamp(&self.cfg.trust_dir), stamp(&self.cfg.trust_dir.join(crate::trust::REVOCATIONS_FILE)));
         if self.trust_stamp != Some(now) {
-            self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(|e| e.to_string());
+            self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(Arc::new);
             self.trust_stamp = Some(now);
         }
         let dir = self.cfg.state_dir.join("containers");
@@ -194,7 +213,7 @@ impl Monitor {
                     }
                     Ok(_) | Err(_) => {
                         if self.dropped_stale.insert(p.display().to_string()) {
-                            eprintln!("rootseal monitor: ignoring unreadable state record {}", p.display());
+                            tracing::warn!("ignoring unreadable state record {}", p.display());
                         }
                     }
                 }
@@ -243,6 +262,7 @@ impl Monitor {
                         since: Instant::now(),
                         replaced: None,
                         full_scans: 0,
+                        gate_reported: None,
                     };
                     self.add_watches(&id, &mut w);
                     self.watched.insert(id, w);
@@ -250,7 +270,7 @@ impl Monitor {
                 Err(why) => {
                     // Never watched, never acted on: the pid is gone or belongs to another
                     // process now.
-                    eprintln!("rootseal monitor: not watching container {}: {why}", crate::alerts::short_id(&rec.id));
+                    tracing::warn!("not watching container {}: {why}", crate::alerts::short_id(&rec.id));
                     self.dropped_stale.insert(id);
                 }
             }
@@ -306,8 +326,8 @@ impl Monitor {
                     }
                     Err(e) => {
                         if !self.watch_limited {
-                            eprintln!(
-                                "rootseal monitor: cannot watch {}: {e}; scanning on the interval only past this point",
+                            tracing::warn!(
+                                "cannot watch {}: {e}; scanning on the interval only past this point",
                                 d.display()
                             );
                         }
@@ -381,10 +401,11 @@ impl Monitor {
             for e in ev {
                 let errors = alerts::emit(&self.cfg.alerts, &e);
                 if self.console || errors.iter().any(|e| matches!(e, alerts::AlertError::Syslog { .. })) {
+                    // The event echo has a format of its own (console_line), not a log line.
                     eprintln!("{}", console_line(&e));
                 }
                 for err in errors {
-                    eprintln!("rootseal monitor: alert not delivered: {err}");
+                    tracing::warn!("alert not delivered: {err}");
                 }
                 events.push(e);
             }
@@ -411,18 +432,18 @@ impl Monitor {
 }
 
 /// Opens the record's process as a pidfd and checks it is the same process (start time).
-fn open_process(rec: &Record) -> Result<Option<OwnedFd>, String> {
+fn open_process(rec: &Record) -> Result<Option<OwnedFd>, WatchError> {
     let Some(pid) = rec.pid.filter(|p| *p > 0) else {
-        return Err("the record has no pid, so its process cannot be identified".into());
+        return Err(WatchError::NoPid);
     };
-    let fd = sys::pidfd_open(pid).map_err(|e| format!("its process {pid} is gone ({e})"))?;
+    let fd = sys::pidfd_open(pid).map_err(|error| WatchError::Gone { pid, error })?;
     // The pidfd pins the process: if the start time read now matches the record, the pidfd is
     // that process; if the pid was reused, the start time differs.
     match (rec.pid_start_time, state::pid_start_time(pid)) {
         (Some(want), Some(have)) if want == have => Ok(Some(fd)),
-        (Some(_), None) => Err(format!("its process {pid} exited")),
-        (Some(_), _) => Err(format!("pid {pid} now belongs to another process (start time differs)")),
-        (None, _) => Err(format!("the record has no start time for pid {pid}, so it cannot be identified")),
+        (Some(_), None) => Err(WatchError::Exited { pid }),
+        (Some(_), _) => Err(WatchError::Reused { pid }),
+        (None, _) => Err(WatchError::NoStartTime { pid }),
     }
 }
 
@@ -471,8 +492,8 @@ fn watchdog_interval() -> Option<Duration> {
     Some(Duration::from_micros(usec / 2))
 }
 
-/// `rootseal monitor [--once]`. Returns the exit code: with --once, 0 clean, 1 drift found,
-/// 2 a scan failed; as a daemon, 0 after SIGTERM.
+/// `rootseal monitor [--once]`. Returns the exit code: with --once, 0 clean, 1 drift found (or
+/// the scan gate refused a container), 2 a scan failed; as a daemon, 0 after SIGTERM.
 pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, MonitorError> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
@@ -501,12 +522,25 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
                 Outcome::Failed => format!("scan failed: {}", w.last_error.as_deref().unwrap_or("?")),
                 Outcome::Pending => "not scanned".into(),
             };
+            // The scan gate's refusal is a finding too (src/monitor/gate.rs).
+            let what = match (&w.gate_reported, &w.outcome) {
+                (Some(g), Outcome::Clean) => format!("scan gate: {g}"),
+                (Some(g), _) => format!("{what}; scan gate: {g}"),
+                (None, _) => what,
+            };
             println!("{}\t{what}", crate::alerts::short_id(&w.rec.id));
         }
-        println!("{} container(s) watched, {} drifted, {} scan failure(s)", m.watched(), m.drifted(), m.failed());
+        let gated = m.watched.values().filter(|w| w.gate_reported.is_some()).count();
+        println!(
+            "{} container(s) watched, {} drifted, {} scan failure(s), {} failing the scan gate",
+            m.watched(),
+            m.drifted(),
+            m.failed(),
+            gated
+        );
         return Ok(if m.failed() > 0 {
             2
-        } else if m.drifted() > 0 {
+        } else if m.drifted() > 0 || gated > 0 {
             1
         } else {
             0
@@ -518,16 +552,24 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
     let syslog_ok = !m.cfg.alerts.syslog_socket.as_os_str().is_empty()
         && std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(&m.cfg.alerts.syslog_socket)).is_ok();
     m.console = std::io::IsTerminal::is_terminal(&std::io::stderr()) || !syslog_ok;
-    eprintln!(
-        "rootseal monitor: started (pid {}, config {}, {} mode, interval {}, full re-hash {}): watching {} container(s); events to {}{}",
+    tracing::info!(
+        "started (pid {}, config {}, {} mode, interval {}, full re-hash {}): watching {} container(s); events to {}{}",
         std::process::id(),
         m.config_path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
         m.cfg.mode,
         m.cfg.monitor.interval,
         m.cfg.monitor.full_rehash().map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
         m.watched(),
-        if m.cfg.alerts.events_file.as_os_str().is_empty() { "no events file".to_string() } else { m.cfg.alerts.events_file.display().to_string() },
-        if syslog_ok { format!(" and syslog {}", m.cfg.alerts.syslog_socket.display()) } else { ", and here (syslog unreachable)".to_string() },
+        if m.cfg.alerts.events_file.as_os_str().is_empty() {
+            "no events file".to_string()
+        } else {
+            m.cfg.alerts.events_file.display().to_string()
+        },
+        if syslog_ok {
+            format!(" and syslog {}", m.cfg.alerts.syslog_socket.display())
+        } else {
+            ", and here (syslog unreachable)".to_string()
+        },
     );
     sd_notify("READY=1");
     loop {
@@ -592,15 +634,19 @@ mod tests {
         };
         assert!(open_process(&rec).unwrap().is_some());
         rec.pid_start_time = rec.pid_start_time.map(|t| t + 1);
-        assert!(open_process(&rec).unwrap_err().contains("another process"));
+        assert!(open_process(&rec).unwrap_err().to_string().contains("another process"));
         rec.pid = Some(i32::MAX - 1);
-        assert!(open_process(&rec).unwrap_err().contains("gone"));
+        assert!(open_process(&rec).unwrap_err().to_string().contains("gone"));
     }
 
     #[test]
     fn full_rehash_is_off_at_zero_and_bounded_otherwise() {
-        let with =
-            |v: &str| MonitorSettings { full_rehash: v.into(), ..MonitorSettings::default() }.full_rehash_period();
+        // Through the real load path: an unparseable value fails there, a bad range at validation.
+        let with = |v: &str| {
+            crate::config::Config::parse(&format!("[monitor]\nfull_rehash = {v:?}"), std::path::Path::new("c.toml"))
+                .map(|c| c.monitor.full_rehash())
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(with("0"), Ok(None));
         assert_eq!(with("0s"), Ok(None));
         assert_eq!(with("1h"), Ok(Some(Duration::from_secs(3600))));

@@ -3,8 +3,47 @@
 
 use super::*;
 
+/// Why a running container could not be verified (a `scan-failed` event).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ScanError {
+    #[error(transparent)]
+    Trust(#[from] Arc<crate::trust::TrustError>),
+    #[error("the state record names no seal")]
+    NoSeal,
+    #[error("seal {} is no longer readable ({error}); re-import it", path.display())]
+    SealUnreadable { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    ReadSeal(#[from] crate::atomic::ReadError),
+    #[error("seal {} is invalid: {error}", path.display())]
+    SealInvalid { path: PathBuf, error: crate::seal::SealError },
+    /// The seal file now holds another seal than the one the container started with.
+    #[error(
+        "seal {} now seals {}, not the {} the container started with",
+        path.display(),
+        now.short(),
+        started.as_deref().unwrap_or("?")
+    )]
+    SealChanged { path: PathBuf, now: crate::manifest::TreeDigest, started: Option<String> },
+    /// Trust and policy refuse the seal now (a key revoked, the seal expired, a rule).
+    #[error("{}", .0.message)]
+    Refused(crate::verify::judge::Refusal),
+    #[error(transparent)]
+    Bundle(#[from] crate::oci::OciError),
+    #[error(
+        "mount destination {:?} {why}: where runc mounted it is unknown, so the scan cannot exclude it; recreate the container with clean destinations",
+        display_path(destination)
+    )]
+    UncleanDestination { destination: Vec<u8>, why: &'static str },
+    #[error("the container's process could not be identified")]
+    NoProcess,
+    #[error(transparent)]
+    Root(#[from] crate::container_root::ContainerRootError),
+    #[error(transparent)]
+    Walk(#[from] walk::WalkError),
+}
+
 impl Monitor {
-    pub(super) fn prepare(&mut self, id: &str) -> Result<(), String> {
+    pub(super) fn prepare(&mut self, id: &str) -> Result<(), ScanError> {
         let trust = self.trust.clone()?;
         let cfg = &self.cfg;
         let w = self.watched.get_mut(id).expect("watched");
@@ -19,31 +58,29 @@ impl Monitor {
                     .and_then(crate::manifest::TreeDigest::parse)
                     .map(|d| crate::store::SealStore::new(&cfg.seal_dir).path_for(&d))
             })
-            .ok_or("the state record names no seal")?;
+            .ok_or(ScanError::NoSeal)?;
         let meta = std::fs::metadata(&seal_path)
-            .map_err(|e| format!("seal {} is no longer readable ({e}); re-import it", seal_path.display()))?;
+            .map_err(|error| ScanError::SealUnreadable { path: seal_path.clone(), error })?;
         let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
         if w.seal.as_ref().is_none_or(|(_, s)| *s != stamp) {
             let seal = match self.seals.get(&seal_path).filter(|(s, _)| *s == stamp) {
                 Some((_, seal)) => Arc::clone(seal),
                 None => {
-                    let bytes = crate::atomic::read_bounded(&seal_path, crate::seal::MAX_SEAL_BYTES)
-                        .map_err(|e| e.to_string())?;
+                    let bytes = crate::atomic::read_bounded(&seal_path, crate::seal::MAX_SEAL_BYTES)?;
                     let seal = Arc::new(
                         Seal::parse_owned(bytes)
-                            .map_err(|e| format!("seal {} is invalid: {e}", seal_path.display()))?,
+                            .map_err(|error| ScanError::SealInvalid { path: seal_path.clone(), error })?,
                     );
                     self.seals.insert(seal_path.clone(), (stamp, Arc::clone(&seal)));
                     seal
                 }
             };
             if w.rec.seal_digest.as_deref() != Some(seal.digest.to_string().as_str()) {
-                return Err(format!(
-                    "seal {} now seals {}, not the {} the container started with",
-                    seal_path.display(),
-                    seal.digest.short(),
-                    w.rec.seal_digest.as_deref().unwrap_or("?")
-                ));
+                return Err(ScanError::SealChanged {
+                    path: seal_path,
+                    now: seal.digest,
+                    started: w.rec.seal_digest.clone(),
+                });
             }
             w.seal = Some((seal, stamp));
             w.exclusions = None;
@@ -74,7 +111,7 @@ impl Monitor {
                 Some(pass) => pass,
                 None => {
                     let pass = crate::verify::judge::seal_policy(&cfg.node_policy(), seal, &trust, image_rule, now)
-                        .map_err(|r| r.message)?;
+                        .map_err(ScanError::Refused)?;
                     w.sig_memo = Some((keys, verify::verifying_keys(seal, &trust)));
                     pass
                 }
@@ -94,17 +131,14 @@ impl Monitor {
                     (d.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(), w.rec.manager.clone())
                 }
                 None => {
-                    let bundle = crate::oci::Bundle::load(&w.rec.bundle).map_err(|e| e.to_string())?;
+                    let bundle = crate::oci::Bundle::load(&w.rec.bundle)?;
                     (bundle.mount_destinations(), bundle.annotations.get("io.container.manager").cloned())
                 }
             };
             // A destination that is not clean may land elsewhere than it reads (runc applies
             // `..` after symlinks): its exclusion cannot be trusted, so nothing passes.
             if let Some((d, why)) = dests.iter().find_map(|d| crate::exclude::unclean(d).map(|w| (d, w))) {
-                return Err(format!(
-                    "mount destination {:?} {why}: where runc mounted it is unknown, so the scan cannot exclude it; recreate the container with clean destinations",
-                    crate::manifest::display_path(d)
-                ));
+                return Err(ScanError::UncleanDestination { destination: d.clone(), why });
             }
             let artifacts = match manager.as_deref() {
                 Some("libpod") => crate::exclude::libpod_artifacts(),
@@ -135,9 +169,9 @@ impl Monitor {
         let w = self.watched.get_mut(id).expect("watched");
         // A periodic scan reads every file: the cache is rebuilt, not consulted.
         let full = cached && full_rehash.is_some_and(|p| w.last_full.elapsed() >= p);
-        let result: Result<Vec<Difference>, String> = prepared.and_then(|()| {
+        let result: Result<Vec<Difference>, ScanError> = prepared.and_then(|()| {
             let (seal, _) = w.seal.as_ref().expect("prepared");
-            let pidfd = w.pidfd.as_ref().ok_or("the container's process could not be identified")?;
+            let pidfd = w.pidfd.as_ref().ok_or(ScanError::NoProcess)?;
             let just_watched =
                 w.outcome == Outcome::Pending && w.since.elapsed() < crate::container_root::NOT_ENTERED_GRACE;
             let seen = crate::container_root::open(&w.rec, pidfd, just_watched)?;
@@ -161,11 +195,11 @@ impl Monitor {
                 (Some(h), true) => crate::cache::RootId::of(h).ok(),
                 _ => None,
             };
-            let cache = match (&root_id, w.cache.take()) {
-                _ if full => crate::cache::Cache::default(),
-                (Some(id), Some((cid, c))) if cid == *id => c,
-                (Some(id), _) => crate::cache::load(&cache_dir, &w.rec.rootfs, id).0,
-                (None, _) => crate::cache::Cache::default(),
+            // A periodic full scan rebuilds the cache instead of consulting it.
+            let prior = match (&root_id, w.cache.take()) {
+                _ if full => Some(crate::cache::Cache::default()),
+                (Some(id), Some((cid, c))) if cid == *id => Some(c),
+                _ => None,
             };
             // The container's view has its mounts on top (proc, sys, dev, binds): the walk does
             // not cross mounts, so the recorded destinations are pruned, unopened. A mount the
@@ -176,8 +210,6 @@ impl Monitor {
                 limits,
                 prune: Some(&prune),
                 deadline: Some(deadline),
-                cache: root_id.is_some().then_some(&cache),
-                want_cache: root_id.is_some(),
                 // The periodic full re-hash bounds how long a change the stat key cannot see
                 // (a write through a mapping on overlay or tmpfs) goes unseen, so the monitor
                 // keeps its cache there; without it, only where stat keys are sound.
@@ -186,19 +218,15 @@ impl Monitor {
                 expected: Some(&seal.manifest),
                 ..walk::Options::default()
             };
-            let walked = walk::walk_cached(&w.rec.rootfs, fd, &opts).map_err(|e| e.to_string())?;
-            if let Some(id) = root_id {
-                let next = match walked.cache {
-                    Some(new) => {
-                        if let Err(e) = crate::cache::save(&cache_dir, &w.rec.rootfs, &id, &new) {
-                            eprintln!("rootseal monitor: warning: {e}");
-                        }
-                        new
-                    }
-                    None => cache,
-                };
-                w.cache = Some((id, next.without_racy(SystemTime::now())));
+            let slot = crate::verify::scan::CacheSlot { cache_dir: &cache_dir, rootfs: &w.rec.rootfs, root: root_id };
+            let scanned = crate::verify::scan::walk(&slot, fd, prior, opts)?;
+            if let Some(e) = scanned.save_error {
+                tracing::warn!("warning: {e}");
             }
+            if let (Some(id), Some(c)) = (slot.root, scanned.cache) {
+                w.cache = Some((id, c.without_racy(SystemTime::now())));
+            }
+            let walked = scanned.walked;
             if full {
                 w.last_full = Instant::now();
                 w.full_scans += 1;
@@ -228,7 +256,7 @@ impl Monitor {
                     Some(crate::layers::forget(&cache_dir, lowers))
                 };
                 if let Some(Err(e)) = renewed {
-                    eprintln!("rootseal monitor: warning: {e}");
+                    tracing::warn!("warning: {e}");
                 }
             }
             Ok(diffs)
@@ -245,7 +273,9 @@ impl Monitor {
             return events;
         }
         match result {
-            Err(why) => {
+            Err(e) => {
+                // The reason as the operator reads it: a new event only when it changes.
+                let why = e.to_string();
                 self.stats.failures += 1;
                 w.outcome = Outcome::Failed;
                 if w.last_error.as_deref() != Some(why.as_str()) {
@@ -316,6 +346,7 @@ impl Monitor {
                 w.replaced = replaced;
             }
         }
+        events.extend(self.gate_check(id));
         events
     }
 
@@ -358,12 +389,12 @@ pub(super) fn event(
         event: kind,
         severity,
         mode: if w.rec.mode == "audit" { Mode::Audit } else { Mode::Enforce },
-        container: ContainerInfo {
+        container: Some(ContainerInfo {
             id: display_path(w.rec.id.as_bytes()),
             bundle: w.rec.bundle.display().to_string(),
             rootfs: Some(w.rec.rootfs.display().to_string()),
             pid: w.rec.pid,
-        },
+        }),
         stage: None,
         image: w.rec.image.clone(),
         seal: w.rec.seal_digest.as_ref().map(|d| SealInfo {

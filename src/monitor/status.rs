@@ -44,7 +44,7 @@ impl Monitor {
         let status = Status {
             updated: Event::now_string(),
             pid: std::process::id(),
-            interval: self.cfg.monitor.interval.clone(),
+            interval: self.cfg.monitor.interval.to_string(),
             watch_limited: self.watch_limited,
             containers: self
                 .watched
@@ -73,7 +73,7 @@ impl Monitor {
         let mut bytes = serde_json::to_vec_pretty(&status).expect("serialises");
         bytes.push(b'\n');
         if let Err(e) = crate::atomic::write(&path, &bytes, 0o644) {
-            eprintln!("rootseal monitor: cannot write status: {e}");
+            tracing::warn!("cannot write status: {e}");
         }
         if !self.cfg.monitor.metrics_file.as_os_str().is_empty() {
             let drifted = self.watched.values().filter(|w| w.outcome == Outcome::Drift).count();
@@ -97,7 +97,7 @@ impl Monitor {
                 s.cpu_sum
             );
             if let Err(e) = crate::atomic::write(&self.cfg.monitor.metrics_file, text.as_bytes(), 0o644) {
-                eprintln!("rootseal monitor: cannot write metrics: {e}");
+                tracing::warn!("cannot write metrics: {e}");
             }
         }
     }
@@ -119,7 +119,7 @@ pub fn console_line(e: &Event) -> String {
         e.time,
         e.severity.as_str().to_uppercase(),
         e.event,
-        crate::alerts::short_id(&e.container.id),
+        crate::alerts::short_id(e.container.as_ref().map(|c| c.id.as_str()).unwrap_or("-")),
         e.image.as_deref().unwrap_or("no image name")
     )
 }

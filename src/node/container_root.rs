@@ -14,6 +14,19 @@ use std::time::Duration;
 /// reported as a root that is not the verified one.
 pub const NOT_ENTERED_GRACE: Duration = Duration::from_secs(10);
 
+/// Why what a container sees cannot be opened (a scan failure).
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerRootError {
+    #[error("the container's process could not be identified")]
+    NoPid,
+    #[error("cannot open the container's root /proc/{pid}/root: {error}")]
+    Open { pid: i32, error: std::io::Error },
+    #[error("the container's process {pid} exited")]
+    Exited { pid: i32 },
+    #[error("cannot stat /proc/{pid}/root")]
+    Stat { pid: i32 },
+}
+
 /// A directory as the kernel names it: (st_dev, st_ino).
 pub type Ident = (u64, u64);
 
@@ -88,18 +101,18 @@ pub struct Seen {
 /// 3. Compare (st_dev, st_ino) of that root with the identity the hook recorded of the
 ///    directory it walked (the bind mount keeps both; the mount id differs, so it is not
 ///    compared), and the host path's with both ([`judge`]).
-pub fn open(rec: &Record, pidfd: &OwnedFd, just_watched: bool) -> Result<Seen, String> {
+pub fn open(rec: &Record, pidfd: &OwnedFd, just_watched: bool) -> Result<Seen, ContainerRootError> {
     let Some(pid) = rec.pid.filter(|p| *p > 0) else {
-        return Err("the container's process could not be identified".into());
+        return Err(ContainerRootError::NoPid);
     };
     let path = std::ffi::CString::new(format!("/proc/{pid}/root/.")).expect("no NUL");
     let fd = sys::openat2(sys::cwd(), &path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map_err(|e| format!("cannot open the container's root /proc/{pid}/root: {e}"))?;
+        .map_err(|error| ContainerRootError::Open { pid, error })?;
     if sys::pidfd_exited(pidfd.as_fd()) {
-        return Err(format!("the container's process {pid} exited"));
+        return Err(ContainerRootError::Exited { pid });
     }
     let ident = |fd: &OwnedFd| sys::statx_mount(fd.as_fd()).ok().map(|(dev, ino, _)| (dev, ino));
-    let seen = ident(&fd).ok_or_else(|| format!("cannot stat /proc/{pid}/root"))?;
+    let seen = ident(&fd).ok_or(ContainerRootError::Stat { pid })?;
     let host = walk::open_root(&rec.rootfs).ok();
     let facts = Facts {
         seen,

@@ -18,6 +18,31 @@ use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Why a container could not be killed or frozen (the event says "kill failed: ..." or
+/// "freeze failed: ...").
+#[derive(Debug, thiserror::Error)]
+pub enum ContainmentError {
+    #[error("pid {pid}: {error}")]
+    Status { pid: i32, error: std::io::Error },
+    #[error("SIGKILL to pid {pid}: {error}")]
+    Signal { pid: i32, error: std::io::Error },
+    /// Killing the cgroup would kill more than the container.
+    #[error(
+        "its cgroup {cgroup} is the root or also holds the monitor; killing it would kill more than the container"
+    )]
+    SharedCgroup { cgroup: String },
+    #[error("{}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+    #[error("{SHARED_PID_NS} and it has no cgroup of its own to find its processes by")]
+    NoCgroup { pid: i32 },
+    #[error("{} did not reach FROZEN within 5 s", path.display())]
+    NotFrozen { path: PathBuf },
+    #[error("no cgroup freezer for this process")]
+    NoFreezer { pid: i32 },
+}
+
+const SHARED_PID_NS: &str = "the container shares its PID namespace";
+
 /// How a container is killed (decided from facts about its init, [`plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillPlan {
@@ -40,14 +65,16 @@ pub fn plan(nspid: &str, shares_ours: bool) -> KillPlan {
 
 /// Kills every process of the container whose init is `pid` (held by `pidfd`). Returns what
 /// was done, for the event.
-pub fn kill(pidfd: BorrowedFd<'_>, pid: i32) -> Result<String, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("pid {pid}: {e}"))?;
+pub fn kill(pidfd: BorrowedFd<'_>, pid: i32) -> Result<String, ContainmentError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|error| ContainmentError::Status { pid, error })?;
     let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or("");
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
     let shares_ours = ns(&pid.to_string()).is_none_or(|n| Some(n) == ns("self"));
     match plan(nspid, shares_ours) {
         KillPlan::Init => {
-            crate::sys::pidfd_send_signal(pidfd, libc::SIGKILL).map_err(|e| format!("SIGKILL to pid {pid}: {e}"))?;
+            crate::sys::pidfd_send_signal(pidfd, libc::SIGKILL)
+                .map_err(|error| ContainmentError::Signal { pid, error })?;
             Ok(format!(
                 "killed: SIGKILL sent to the container's init (pid {pid}) through its pidfd; as the init of its PID namespace, the kernel ends every process in it"
             ))
@@ -81,7 +108,7 @@ fn mount_of(controller: Option<&str>) -> Option<PathBuf> {
 
 /// The container's cgroup directory in one hierarchy (v2 when `controller` is None), unless
 /// it is the root or the monitor's own.
-fn own_cgroup(pid: i32, controller: Option<&str>) -> Result<Option<PathBuf>, String> {
+fn own_cgroup(pid: i32, controller: Option<&str>) -> Result<Option<PathBuf>, ContainmentError> {
     let pick = |lines: Vec<(String, String, String)>| {
         lines.into_iter().find_map(|(h, c, p)| match controller {
             None => (h == "0" && c.is_empty()).then_some(p),
@@ -91,32 +118,36 @@ fn own_cgroup(pid: i32, controller: Option<&str>) -> Result<Option<PathBuf>, Str
     let Some(path) = pick(cgroups(&pid.to_string())) else { return Ok(None) };
     let Some(mount) = mount_of(controller) else { return Ok(None) };
     if path == "/" || Some(&path) == pick(cgroups("self")).as_ref() {
-        return Err(format!(
-            "its cgroup {path} is the root or also holds the monitor; killing it would kill more than the container"
-        ));
+        return Err(ContainmentError::SharedCgroup { cgroup: path });
     }
     Ok(Some(mount.join(path.trim_start_matches('/'))))
 }
 
-fn kill_cgroup(pidfd: BorrowedFd<'_>, pid: i32) -> Result<String, String> {
-    let shared = "the container shares its PID namespace";
+/// Writes `value` to a cgroup file.
+fn set(path: &std::path::Path, value: &str) -> Result<(), ContainmentError> {
+    std::fs::write(path, value).map_err(|error| ContainmentError::Write { path: path.into(), error })
+}
+
+fn kill_cgroup(pidfd: BorrowedFd<'_>, pid: i32) -> Result<String, ContainmentError> {
     if let Some(dir) = own_cgroup(pid, None)? {
         let f = dir.join("cgroup.kill");
         if f.exists() {
-            std::fs::write(&f, "1").map_err(|e| format!("{}: {e}", f.display()))?;
-            return Ok(format!("killed: {shared}, so every process of its cgroup was killed ({} set)", f.display()));
+            set(&f, "1")?;
+            return Ok(format!(
+                "killed: {SHARED_PID_NS}, so every process of its cgroup was killed ({} set)",
+                f.display()
+            ));
         }
     }
-    let dir = own_cgroup(pid, Some("freezer"))?
-        .ok_or_else(|| format!("{shared} and it has no cgroup of its own to find its processes by"))?;
+    let dir = own_cgroup(pid, Some("freezer"))?.ok_or(ContainmentError::NoCgroup { pid })?;
     let state = dir.join("freezer.state");
-    let write = |v: &str| std::fs::write(&state, v).map_err(|e| format!("{}: {e}", state.display()));
+    let write = |v: &str| set(&state, v);
     write("FROZEN")?;
     let end = Instant::now() + Duration::from_secs(5);
     while std::fs::read_to_string(&state).unwrap_or_default().trim() != "FROZEN" {
         if Instant::now() > end {
             let _ = write("THAWED");
-            return Err(format!("{} did not reach FROZEN within 5 s", state.display()));
+            return Err(ContainmentError::NotFrozen { path: state });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -137,24 +168,24 @@ fn kill_cgroup(pidfd: BorrowedFd<'_>, pid: i32) -> Result<String, String> {
     }
     write("THAWED")?;
     Ok(format!(
-        "killed: {shared}, so its {n} process(es) in freezer cgroup {} were frozen, sent SIGKILL and thawed",
+        "killed: {SHARED_PID_NS}, so its {n} process(es) in freezer cgroup {} were frozen, sent SIGKILL and thawed",
         dir.display()
     ))
 }
 
 /// Freezes the cgroup of `pid` (cgroup v2 `cgroup.freeze`, else the v1 freezer).
-pub fn freeze(pid: i32) -> Result<PathBuf, String> {
+pub fn freeze(pid: i32) -> Result<PathBuf, ContainmentError> {
     if let Some(dir) = own_cgroup(pid, Some("freezer"))? {
         let f = dir.join("freezer.state");
-        std::fs::write(&f, "FROZEN").map_err(|e| format!("{}: {e}", f.display()))?;
+        set(&f, "FROZEN")?;
         return Ok(f);
     }
     if let Some(dir) = own_cgroup(pid, None)? {
         let f = dir.join("cgroup.freeze");
-        std::fs::write(&f, "1").map_err(|e| format!("{}: {e}", f.display()))?;
+        set(&f, "1")?;
         return Ok(f);
     }
-    Err("no cgroup freezer for this process".into())
+    Err(ContainmentError::NoFreezer { pid })
 }
 
 #[cfg(test)]

@@ -35,6 +35,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+mod codec;
+pub use codec::SkeletonError;
+use codec::{decode_skeleton, encode_skeleton};
+
 const VERSION: u32 = 2;
 const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// An upper directory with more entries than this is not "only mount points".
@@ -129,6 +133,50 @@ pub struct Record {
     pub skeleton: Manifest,
 }
 
+/// Why a rootfs is not an overlay mount whose layers rootseal can vouch for (condition 2).
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("statx: {error}")]
+    Statx { error: std::io::Error },
+    #[error("open ..: {error}")]
+    OpenParent { error: std::io::Error },
+    #[error("statx ..: {error}")]
+    StatxParent { error: std::io::Error },
+    #[error("the rootfs is not the root of a mount")]
+    NotMountRoot,
+    #[error(transparent)]
+    Mountinfo(#[from] crate::node::mountinfo::MountinfoError),
+    #[error("mount {mnt_id} is not in /proc/self/mountinfo")]
+    NotListed { mnt_id: u64 },
+    #[error("not a mountinfo line")]
+    NotMountinfoLine,
+    #[error("the mount shows a subdirectory of its filesystem")]
+    Subdirectory,
+    #[error("the rootfs is a {fstype:?} mount, not overlay")]
+    NotOverlay { fstype: String },
+    #[error("data-only or escaped lower layers are not supported")]
+    DataOnlyLowers,
+    /// `lowerdir+` or `datadir+`.
+    #[error("{option} layers are not supported")]
+    AppendedLayers { option: String },
+    #[error("metacopy=on: file data may live outside the layers")]
+    Metacopy,
+    #[error("verity mounts are not supported")]
+    Verity,
+    #[error("the overlay has no lowerdir")]
+    NoLowerdir,
+    #[error("the overlay's lowerdir is not a list of absolute paths")]
+    RelativeLowers,
+    #[error("lower {}: {error}", path.display())]
+    Lower { path: PathBuf, error: std::io::Error },
+    #[error("lower {} is not a directory", path.display())]
+    LowerNotDir { path: PathBuf },
+    #[error("lower {} is not UTF-8", path.display())]
+    LowerNotUtf8 { path: PathBuf },
+}
+
+/// A layer record: why it cannot be written, read, trusted or reused (conditions 1, 4 and 5
+/// of the module doc; any of them means a walk).
 #[derive(Debug, thiserror::Error)]
 pub enum LayersError {
     #[error("layer record {}: {source}", path.display())]
@@ -137,38 +185,104 @@ pub enum LayersError {
     Write { path: PathBuf, source: crate::atomic::WriteError },
     #[error(transparent)]
     Key(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Boot(#[from] crate::cache::BootIdUnreadable),
+    #[error("{}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{} is not a regular file owned by this user and writable only by it", path.display())]
+    NotOwned { path: PathBuf },
+    #[error("{} has no MAC", path.display())]
+    NoMac { path: PathBuf },
+    #[error("{}: integrity check failed (edited, truncated or from another node)", path.display())]
+    Integrity { path: PathBuf },
+    #[error("{}: no header line", path.display())]
+    NoHeader { path: PathBuf },
+    #[error("{}: {error}", path.display())]
+    Header { path: PathBuf, error: serde_json::Error },
+    #[error("{}: version {version} is not {VERSION}", path.display())]
+    Version { path: PathBuf, version: u32 },
+    #[error("{}: written in another boot", path.display())]
+    OtherBoot { path: PathBuf },
+    #[error("{}: the lower directories are not the same directories now", path.display())]
+    LowersChanged { path: PathBuf },
+    #[error("{}: skeleton: {error}", path.display())]
+    Skeleton { path: PathBuf, error: SkeletonError },
+    #[error("the record was verified in the future")]
+    VerifiedInFuture,
+    #[error("verified {}s ago, more than layer_ttl", age.as_secs())]
+    Expired { age: Duration },
+    #[error("the record's seal digest is malformed")]
+    MalformedSealDigest,
+    #[error("seal {} changed or is gone since it verified", seal.short())]
+    SealChanged { seal: TreeDigest },
+    #[error("a mount over /")]
+    MountOverRoot,
+    #[error("the record's exclusions are malformed")]
+    MalformedExclusions,
+    /// A path the verifying walk excluded (a mount destination then) that no mount hides now.
+    #[error("{} was not verified (a mount destination then) and is not hidden now", display(path))]
+    NotHidden { path: Vec<u8> },
+    /// A mount that may hide sealed content and was not a destination of the verifying walk.
+    #[error(
+        "the mount at {} was not a destination when the layers verified (it may hide sealed content)",
+        display(path)
+    )]
+    NewMount { path: Vec<u8> },
+    #[error(transparent)]
+    Upper(#[from] UpperError),
+}
+
+/// Why an upper directory holds more than runtime mount points (condition 3).
+#[derive(Debug, thiserror::Error)]
+pub enum UpperError {
+    #[error("upper: {error}")]
+    Open { error: crate::walk::WalkError },
+    #[error("upper {} is too deep", shown(path))]
+    TooDeep { path: Vec<u8> },
+    #[error("upper {}: listxattr: {error}", shown(path))]
+    Xattrs { path: Vec<u8>, error: std::io::Error },
+    #[error("upper {} has {}", shown(path), String::from_utf8_lossy(xattr))]
+    OverlayXattr { path: Vec<u8>, xattr: Vec<u8> },
+    #[error("upper {}: {error}", shown(path))]
+    Io { path: Vec<u8>, error: std::io::Error },
+    #[error("upper has more than {MAX_UPPER_ENTRIES} entries")]
+    TooManyEntries,
+    #[error("upper has {} (not a mount point or a directory on the way to one)", shown(path))]
+    NotMountPoint { path: Vec<u8> },
+    #[error("upper directory {} differs from the verified one", shown(path))]
+    DirDiffers { path: Vec<u8> },
+    #[error("upper {} changed while it was checked", shown(path))]
+    Raced { path: Vec<u8> },
 }
 
 /// The overlay mount whose root is the directory `root` (an fd on the rootfs), or why not.
-pub fn overlay_of(root: BorrowedFd<'_>) -> Result<Overlay, String> {
-    let (_, _, mnt_id) = crate::sys::statx_mount(root).map_err(|e| format!("statx: {e}"))?;
+pub fn overlay_of(root: BorrowedFd<'_>) -> Result<Overlay, OverlayError> {
+    let (_, _, mnt_id) = crate::sys::statx_mount(root).map_err(|error| OverlayError::Statx { error })?;
     let parent = crate::sys::openat2(root, c"..", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
-        .map_err(|e| format!("open ..: {e}"))?;
-    let (_, _, parent_mnt) = crate::sys::statx_mount(parent.as_fd()).map_err(|e| format!("statx ..: {e}"))?;
+        .map_err(|error| OverlayError::OpenParent { error })?;
+    let (_, _, parent_mnt) =
+        crate::sys::statx_mount(parent.as_fd()).map_err(|error| OverlayError::StatxParent { error })?;
     if parent_mnt == mnt_id {
-        return Err("the rootfs is not the root of a mount".into());
+        return Err(OverlayError::NotMountRoot);
     }
     let mounts = crate::node::mountinfo::read()?;
-    let m = mounts
-        .iter()
-        .find(|m| m.id == mnt_id)
-        .ok_or_else(|| format!("mount {mnt_id} is not in /proc/self/mountinfo"))?;
+    let m = mounts.iter().find(|m| m.id == mnt_id).ok_or(OverlayError::NotListed { mnt_id })?;
     overlay_from(m)
 }
 
 /// One mountinfo line of an overlay mount: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS] - overlay SRC SUPEROPTS`.
-pub fn parse_mountinfo_line(line: &str) -> Result<Overlay, String> {
-    overlay_from(&crate::node::mountinfo::parse_line(line).ok_or("not a mountinfo line")?)
+pub fn parse_mountinfo_line(line: &str) -> Result<Overlay, OverlayError> {
+    overlay_from(&crate::node::mountinfo::parse_line(line).ok_or(OverlayError::NotMountinfoLine)?)
 }
 
 /// The layers of an overlay mount, or why it is not one rootseal can vouch for.
-fn overlay_from(m: &crate::node::mountinfo::Mount) -> Result<Overlay, String> {
+fn overlay_from(m: &crate::node::mountinfo::Mount) -> Result<Overlay, OverlayError> {
     use crate::node::mountinfo::path;
     if m.root != Path::new("/") {
-        return Err("the mount shows a subdirectory of its filesystem".into());
+        return Err(OverlayError::Subdirectory);
     }
     if m.fstype != "overlay" {
-        return Err(format!("the rootfs is a {:?} mount, not overlay", m.fstype));
+        return Err(OverlayError::NotOverlay { fstype: m.fstype.clone() });
     }
     let mut lowers = None;
     let mut upper = None;
@@ -176,36 +290,36 @@ fn overlay_from(m: &crate::node::mountinfo::Mount) -> Result<Overlay, String> {
         match k {
             "lowerdir" => {
                 if v.contains("::") || v.contains("\\:") {
-                    return Err("data-only or escaped lower layers are not supported".into());
+                    return Err(OverlayError::DataOnlyLowers);
                 }
                 lowers = Some(v.split(':').map(path).collect());
             }
-            "lowerdir+" | "datadir+" => return Err(format!("{k} layers are not supported")),
+            "lowerdir+" | "datadir+" => return Err(OverlayError::AppendedLayers { option: k.into() }),
             "upperdir" => upper = Some(path(v)),
-            "metacopy" if v == "on" => return Err("metacopy=on: file data may live outside the layers".into()),
-            "verity" if v != "off" => return Err("verity mounts are not supported".into()),
+            "metacopy" if v == "on" => return Err(OverlayError::Metacopy),
+            "verity" if v != "off" => return Err(OverlayError::Verity),
             _ => {}
         }
     }
-    let lowers: Vec<PathBuf> = lowers.ok_or("the overlay has no lowerdir")?;
+    let lowers: Vec<PathBuf> = lowers.ok_or(OverlayError::NoLowerdir)?;
     if lowers.is_empty() || lowers.iter().any(|l| !l.is_absolute()) {
-        return Err("the overlay's lowerdir is not a list of absolute paths".into());
+        return Err(OverlayError::RelativeLowers);
     }
     Ok(Overlay { lowers, upper })
 }
 
 /// The lowers' identities, or why they cannot be had.
-pub fn identify(o: &Overlay) -> Result<Vec<Layer>, String> {
+pub fn identify(o: &Overlay) -> Result<Vec<Layer>, OverlayError> {
     o.lowers
         .iter()
         .map(|p| {
             // podman names its lowers by symlinks (storage/overlay/l/ID -> ../LAYER/diff), which
             // the kernel followed at mount time: host paths, followed here too.
-            let m = std::fs::metadata(p).map_err(|e| format!("lower {}: {e}", p.display()))?;
+            let m = std::fs::metadata(p).map_err(|error| OverlayError::Lower { path: p.clone(), error })?;
             if !m.is_dir() {
-                return Err(format!("lower {} is not a directory", p.display()));
+                return Err(OverlayError::LowerNotDir { path: p.clone() });
             }
-            let path = p.to_str().ok_or_else(|| format!("lower {} is not UTF-8", p.display()))?;
+            let path = p.to_str().ok_or_else(|| OverlayError::LowerNotUtf8 { path: p.clone() })?;
             Ok(Layer { path: path.into(), dev: m.dev(), ino: m.ino() })
         })
         .collect()
@@ -222,23 +336,25 @@ pub fn record_path(cache_dir: &Path, lowers: &[Layer]) -> PathBuf {
 }
 
 /// Reads and authenticates a record; every reason to ignore it is an Err.
-pub fn load(cache_dir: &Path, lowers: &[Layer]) -> Result<Record, String> {
+pub fn load(cache_dir: &Path, lowers: &[Layer]) -> Result<Record, LayersError> {
+    use LayersError as E;
     let path = record_path(cache_dir, lowers);
+    let read = |error| E::Read { path: path.clone(), error };
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(read)?;
+    let meta = f.metadata().map_err(read)?;
     if !meta.is_file() || meta.uid() != crate::sys::euid() || meta.mode() & 0o022 != 0 {
-        return Err(format!("{} is not a regular file owned by this user and writable only by it", path.display()));
+        return Err(E::NotOwned { path });
     }
     let mut bytes = Vec::new();
-    f.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = crate::cache::key(cache_dir).map_err(|e| e.to_string())?;
+    f.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).map_err(read)?;
+    let key = crate::cache::key(cache_dir)?;
     // JSON line, '\n', binary skeleton, then the HMAC of all that (64 hex digits).
     let Some(split) = bytes.len().checked_sub(64) else {
-        return Err(format!("{} has no MAC", path.display()));
+        return Err(E::NoMac { path });
     };
     let (body, mac) = bytes.split_at(split);
     // The tag is stored as 64 hex digits; anything that is not hex never verifies.
@@ -250,20 +366,28 @@ pub fn load(cache_dir: &Path, lowers: &[Layer]) -> Result<Record, String> {
         })
         .collect();
     if !tag.is_some_and(|t| crate::cache::hmac_verify(&key, body, &t)) {
-        return Err(format!("{}: integrity check failed (edited, truncated or from another node)", path.display()));
+        return Err(E::Integrity { path });
     }
-    let nl = body.iter().position(|&b| b == b'\n').ok_or_else(|| format!("{}: no header line", path.display()))?;
-    let mut r: Record = serde_json::from_slice(&body[..nl]).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(nl) = body.iter().position(|&b| b == b'\n') else {
+        return Err(E::NoHeader { path });
+    };
+    let mut r: Record = match serde_json::from_slice(&body[..nl]) {
+        Ok(r) => r,
+        Err(error) => return Err(E::Header { path, error }),
+    };
     if r.version != VERSION {
-        return Err(format!("{}: version {} is not {VERSION}", path.display(), r.version));
+        return Err(E::Version { path, version: r.version });
     }
     if r.boot_id != crate::cache::known_boot()? {
-        return Err(format!("{}: written in another boot", path.display()));
+        return Err(E::OtherBoot { path });
     }
     if r.lowers != lowers {
-        return Err(format!("{}: the lower directories are not the same directories now", path.display()));
+        return Err(E::LowersChanged { path });
     }
-    r.skeleton = decode_skeleton(&body[nl + 1..]).map_err(|e| format!("{}: skeleton: {e}", path.display()))?;
+    r.skeleton = match decode_skeleton(&body[nl + 1..]) {
+        Ok(m) => m,
+        Err(error) => return Err(E::Skeleton { path, error }),
+    };
     Ok(r)
 }
 
@@ -341,40 +465,35 @@ pub fn reusable(
     seal_file: impl Fn(&TreeDigest) -> PathBuf,
     ttl: Duration,
     now: SystemTime,
-) -> Result<Record, String> {
+) -> Result<Record, LayersError> {
+    use LayersError as E;
     let r = load(cache_dir, lowers)?;
     let age = now
         .duration_since(SystemTime::UNIX_EPOCH + Duration::from_secs(r.verified_at))
-        .map_err(|_| "the record was verified in the future".to_string())?;
+        .map_err(|_| E::VerifiedInFuture)?;
     if age > ttl {
-        return Err(format!("verified {}s ago, more than layer_ttl", age.as_secs()));
+        return Err(E::Expired { age });
     }
-    let digest = r.seal.tree_digest().ok_or("the record's seal digest is malformed")?;
+    let digest = r.seal.tree_digest().ok_or(E::MalformedSealDigest)?;
     if file_key(&seal_file(&digest)).ok() != Some(r.seal.file) {
-        return Err(format!("seal {} changed or is gone since it verified", digest.short()));
+        return Err(E::SealChanged { seal: digest });
     }
     let skeleton = &r.skeleton;
     let ex = Exclusions::new(destinations, skeleton).with_artifacts(artifacts);
     if ex.destinations().any(|d| d.is_empty()) {
-        return Err("a mount over /".into());
+        return Err(E::MountOverRoot);
     }
     for root in &r.excluded {
-        let root = crate::manifest::parse_hex(root).ok_or("the record's exclusions are malformed")?;
+        let root = crate::manifest::parse_hex(root).ok_or(E::MalformedExclusions)?;
         if !ex.is_excluded(&root) {
-            return Err(format!(
-                "{} was not verified (a mount destination then) and is not hidden now",
-                crate::manifest::display_path(&root)
-            ));
+            return Err(E::NotHidden { path: root });
         }
     }
     // A mount that may not hide sealed content was checked against the whole seal by the
     // verifying walk only if it was a destination then (the skeleton has no files to check).
     for d in ex.destinations() {
         if !may_shadow(d) && !r.excluded.contains(&hex(d)) {
-            return Err(format!(
-                "the mount at {} was not a destination when the layers verified (it may hide sealed content)",
-                crate::manifest::display_path(d)
-            ));
+            return Err(E::NewMount { path: d.to_vec() });
         }
     }
     upper_holds_only_mount_points(overlay, &ex, skeleton)?;
@@ -382,12 +501,16 @@ pub fn reusable(
 }
 
 /// Condition 3 of the module doc.
-pub fn upper_holds_only_mount_points(overlay: &Overlay, ex: &Exclusions, skeleton: &Manifest) -> Result<(), String> {
+pub fn upper_holds_only_mount_points(
+    overlay: &Overlay,
+    ex: &Exclusions,
+    skeleton: &Manifest,
+) -> Result<(), UpperError> {
     let Some(upper) = &overlay.upper else {
         // A read-only overlay (lowers only): nothing but the layers.
         return Ok(());
     };
-    let root = crate::walk::open_root(upper).map_err(|e| format!("upper: {e}"))?;
+    let root = crate::walk::open_root(upper).map_err(|error| UpperError::Open { error })?;
     let mut seen = 0usize;
     check_upper_dir(root.as_fd(), b"", 0, ex, skeleton, &mut seen)
 }
@@ -399,24 +522,24 @@ fn check_upper_dir(
     ex: &Exclusions,
     skeleton: &Manifest,
     seen: &mut usize,
-) -> Result<(), String> {
-    let shown = || if path.is_empty() { "/".to_string() } else { crate::manifest::display_path(path) };
+) -> Result<(), UpperError> {
+    use UpperError as E;
     if depth > MAX_UPPER_DEPTH {
-        return Err(format!("upper {} is too deep", shown()));
+        return Err(E::TooDeep { path: path.to_vec() });
     }
-    for name in crate::sys::flistxattr(dir, 64 * 1024).map_err(|e| format!("upper {}: listxattr: {e}", shown()))? {
+    for name in crate::sys::flistxattr(dir, 64 * 1024).map_err(|error| E::Xattrs { path: path.to_vec(), error })? {
         let attr = name.strip_prefix(b"trusted.overlay.").or_else(|| name.strip_prefix(b"user.overlay."));
         if attr.is_some_and(|a| !HARMLESS_OVERLAY_XATTRS.contains(&a)) {
-            return Err(format!("upper {} has {}", shown(), String::from_utf8_lossy(&name)));
+            return Err(E::OverlayXattr { path: path.to_vec(), xattr: name });
         }
     }
     let mut names = crate::sys::DirNames::default();
-    names.read(dir, MAX_UPPER_ENTRIES).map_err(|e| format!("upper {}: {e}", shown()))?;
+    names.read(dir, MAX_UPPER_ENTRIES).map_err(|error| E::Io { path: path.to_vec(), error })?;
     for i in 0..names.len() {
         let (name, _) = names.get(i);
         *seen += 1;
         if *seen > MAX_UPPER_ENTRIES {
-            return Err(format!("upper has more than {MAX_UPPER_ENTRIES} entries"));
+            return Err(E::TooManyEntries);
         }
         let mut child = path.to_vec();
         child.push(b'/');
@@ -424,12 +547,12 @@ fn check_upper_dir(
         if ex.is_excluded(&child) {
             continue; // hidden by a mount in the container, as the walk's compare excludes it
         }
-        let st = crate::sys::lstatat(dir, name).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+        let io = |error| E::Io { path: child.clone(), error };
+        let st = crate::sys::lstatat(dir, name).map_err(io)?;
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK && skeleton.get(&child).is_none() {
             // What the runtime itself creates outside any mount (podman's /etc/mtab), where
             // the seal has nothing: the walk's compare ignores exactly that too.
-            let target =
-                crate::sys::readlinkat(dir, name, 4096).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+            let target = crate::sys::readlinkat(dir, name, 4096).map_err(io)?;
             let e = crate::manifest::Entry {
                 path: child.clone(),
                 mode: st.st_mode & 0o7777,
@@ -442,11 +565,11 @@ fn check_upper_dir(
             }
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR || !ex.is_ancestor(&child) {
-            return Err(format!("upper has {} (not a mount point or a directory on the way to one)", display(&child)));
+            return Err(E::NotMountPoint { path: child });
         }
         if let Some(e) = skeleton.get(&child) {
             if e.kind != Kind::Dir || e.mode != st.st_mode & 0o7777 || e.uid != st.st_uid || e.gid != st.st_gid {
-                return Err(format!("upper directory {} differs from the verified one", display(&child)));
+                return Err(E::DirDiffers { path: child });
             }
         }
         let fd: OwnedFd = crate::sys::openat2(
@@ -455,112 +578,27 @@ fn check_upper_dir(
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             crate::sys::RESOLVE_STRICT,
         )
-        .map_err(|e| format!("upper {}: {e}", display(&child)))?;
-        let again = crate::sys::fstat(fd.as_fd()).map_err(|e| format!("upper {}: {e}", display(&child)))?;
+        .map_err(io)?;
+        let again = crate::sys::fstat(fd.as_fd()).map_err(io)?;
         if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
-            return Err(format!("upper {} changed while it was checked", display(&child)));
+            return Err(E::Raced { path: child });
         }
         check_upper_dir(fd.as_fd(), &child, depth + 1, ex, skeleton, seen)?;
     }
     Ok(())
 }
 
-/// The skeleton as records of: kind (u8), mode, uid, gid (u32 LE), path (u32 LE length, bytes),
-/// then per kind: a symlink's target (length, bytes); a file's size (u64 LE), SHA-256 and
-/// capability (length, bytes; u32::MAX for none); a device's major and minor (u64 LE).
-fn encode_skeleton(m: &Manifest, out: &mut Vec<u8>) {
-    let bytes = |out: &mut Vec<u8>, b: &[u8]| {
-        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        out.extend_from_slice(b);
-    };
-    for e in m.entries() {
-        let tag: u8 = match e.kind {
-            Kind::Dir => 0,
-            Kind::Symlink { .. } => 1,
-            Kind::File { .. } => 2,
-            Kind::CharDev { .. } => 3,
-            Kind::BlockDev { .. } => 4,
-            Kind::Fifo => 5,
-            Kind::Socket => 6,
-        };
-        out.push(tag);
-        for v in [e.mode, e.uid, e.gid] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        bytes(out, &e.path);
-        match &e.kind {
-            Kind::Symlink { target } => bytes(out, target),
-            Kind::File { size, sha256, cap } => {
-                out.extend_from_slice(&size.to_le_bytes());
-                out.extend_from_slice(sha256);
-                match cap {
-                    Some(c) => bytes(out, c),
-                    None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-                }
-            }
-            Kind::CharDev { major, minor } | Kind::BlockDev { major, minor } => {
-                out.extend_from_slice(&major.to_le_bytes());
-                out.extend_from_slice(&minor.to_le_bytes());
-            }
-            Kind::Dir | Kind::Fifo | Kind::Socket => {}
-        }
-    }
-}
-
-/// Reads [`encode_skeleton`]'s records back; the paths must ascend strictly, as in any
-/// manifest. Only authenticated bytes (the record's HMAC) reach it; bounded all the same.
-fn decode_skeleton(mut b: &[u8]) -> Result<Manifest, String> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-        if b.len() < n {
-            return Err("truncated".into());
-        }
-        let (head, rest) = b.split_at(n);
-        *b = rest;
-        Ok(head)
-    }
-    fn u32_(b: &mut &[u8]) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(take(b, 4)?.try_into().expect("4 bytes")))
-    }
-    fn u64_(b: &mut &[u8]) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(take(b, 8)?.try_into().expect("8 bytes")))
-    }
-    fn bytes(b: &mut &[u8]) -> Result<Vec<u8>, String> {
-        let n = u32_(b)? as usize;
-        Ok(take(b, n)?.to_vec())
-    }
-    let mut entries: Vec<crate::manifest::Entry> = Vec::new();
-    while !b.is_empty() {
-        let tag = take(&mut b, 1)?[0];
-        let (mode, uid, gid) = (u32_(&mut b)?, u32_(&mut b)?, u32_(&mut b)?);
-        let path = bytes(&mut b)?;
-        let kind = match tag {
-            0 => Kind::Dir,
-            1 => Kind::Symlink { target: bytes(&mut b)? },
-            2 => {
-                let size = u64_(&mut b)?;
-                let sha256: [u8; 32] = take(&mut b, 32)?.try_into().expect("32 bytes");
-                let cap = match u32_(&mut b)? {
-                    u32::MAX => None,
-                    n => Some(take(&mut b, n as usize)?.to_vec()),
-                };
-                Kind::File { size, sha256, cap }
-            }
-            3 => Kind::CharDev { major: u64_(&mut b)?, minor: u64_(&mut b)? },
-            4 => Kind::BlockDev { major: u64_(&mut b)?, minor: u64_(&mut b)? },
-            5 => Kind::Fifo,
-            6 => Kind::Socket,
-            t => return Err(format!("unknown kind {t}")),
-        };
-        if entries.last().is_some_and(|l| l.path >= path) {
-            return Err("paths out of order".into());
-        }
-        entries.push(crate::manifest::Entry { path, mode, uid, gid, kind });
-    }
-    Ok(Manifest::from_entries(entries))
-}
-
 fn display(p: &[u8]) -> String {
     crate::manifest::display_path(p)
+}
+
+/// A path in the upper directory for messages: its root is "/".
+fn shown(p: &[u8]) -> String {
+    if p.is_empty() {
+        "/".to_string()
+    } else {
+        display(p)
+    }
 }
 
 /// The paths of an overlay's lowers, for messages.
@@ -573,98 +611,5 @@ pub fn describe(lowers: &[Layer]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_lines_parse_and_refuse_what_is_not_supported() {
-        let ok = "47 27 0:40 / /tmp/ov/m rw,relatime - overlay overlay rw,lowerdir=/l\\0402:/l1,upperdir=/u,workdir=/w,uuid=on";
-        let o = parse_mountinfo_line(ok).unwrap();
-        assert_eq!(o.lowers, vec![PathBuf::from("/l 2"), PathBuf::from("/l1")]);
-        assert_eq!(o.upper, Some(PathBuf::from("/u")));
-        for (bad, why) in [
-            (ok.replace("overlay overlay", "ext4 /dev/sda"), "not overlay"),
-            (ok.replace(" / /tmp", " /sub /tmp"), "subdirectory"),
-            (ok.replace("uuid=on", "metacopy=on"), "metacopy"),
-            (ok.replace("/l1,", "::/data,"), "data-only"),
-            (ok.replace("lowerdir=/l\\0402:/l1,", ""), "no lowerdir"),
-            (ok.replace("/l1,", "rel,"), "absolute"),
-        ] {
-            let e = parse_mountinfo_line(&bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn records_round_trip_and_refuse_edits_other_lowers_and_other_keys() {
-        let t = tempfile::tempdir().unwrap();
-        let cache = t.path().join("cache");
-        let lowers = vec![Layer { path: "/a".into(), dev: 1, ino: 2 }];
-        let r = Record {
-            version: VERSION,
-            boot_id: crate::cache::known_boot().unwrap(),
-            verified_at: 1,
-            lowers: lowers.clone(),
-            seal: SealMemo {
-                digest: format!("sha256:{}", "ab".repeat(32)),
-                name: "app".into(),
-                created: 5,
-                expires: None,
-                keyids: vec!["k".into()],
-                file: [0; 7],
-            },
-            excluded: vec![hex(b"/proc")],
-            skeleton: Manifest::from_entries(vec![
-                crate::manifest::Entry { path: b"/etc".to_vec(), mode: 0o755, uid: 0, gid: 0, kind: Kind::Dir },
-                crate::manifest::Entry {
-                    path: b"/etc/mtab".to_vec(),
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                    kind: Kind::File { size: 3, sha256: [7; 32], cap: Some(vec![1, 2]) },
-                },
-                crate::manifest::Entry {
-                    path: b"/var/run".to_vec(),
-                    mode: 0o777,
-                    uid: 1,
-                    gid: 2,
-                    kind: Kind::Symlink { target: b"/run".to_vec() },
-                },
-                crate::manifest::Entry {
-                    path: b"/z".to_vec(),
-                    mode: 0o600,
-                    uid: 0,
-                    gid: 0,
-                    kind: Kind::CharDev { major: 1, minor: 3 },
-                },
-            ]),
-        };
-        save(&cache, &r).unwrap();
-        assert_eq!(load(&cache, &lowers).unwrap(), r);
-        let other = vec![Layer { path: "/a".into(), dev: 1, ino: 3 }];
-        assert!(load(&cache, &other).unwrap_err().contains("not the same directories"));
-        let path = record_path(&cache, &lowers);
-        let mut bytes = std::fs::read(&path).unwrap();
-        // A byte of the header, then a byte of the binary skeleton.
-        let i = bytes.windows(5).position(|w| w == b"\"app\"").unwrap();
-        bytes[i + 1] = b'b';
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&cache, &lowers).unwrap_err().contains("integrity"));
-        save(&cache, &r).unwrap();
-        let mut bytes = std::fs::read(&path).unwrap();
-        let i = bytes.windows(4).position(|w| w == b"/run").unwrap();
-        bytes[i + 1] = b'x';
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&cache, &lowers).unwrap_err().contains("integrity"));
-        let mut short = std::fs::read(&path).unwrap();
-        short.truncate(short.len() - 70);
-        std::fs::write(&path, &short).unwrap();
-        assert!(load(&cache, &lowers).is_err());
-        save(&cache, &r).unwrap();
-        std::fs::write(cache.join("key"), [9u8; 32]).unwrap();
-        assert!(load(&cache, &lowers).unwrap_err().contains("integrity"));
-        forget(&cache, &lowers).unwrap();
-        forget(&cache, &lowers).unwrap();
-        assert!(load(&cache, &lowers).is_err());
-    }
-}
+#[path = "layers_tests.rs"]
+mod tests;

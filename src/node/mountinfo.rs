@@ -32,12 +32,19 @@ impl Mount {
     }
 }
 
-/// The mounts of this process's mount namespace (empty when the file cannot be read).
-pub fn read() -> Result<Vec<Mount>, String> {
+/// /proc/self/mountinfo could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("/proc/self/mountinfo: {error}")]
+pub struct MountinfoError {
+    pub error: std::io::Error,
+}
+
+/// The mounts of this process's mount namespace.
+pub fn read() -> Result<Vec<Mount>, MountinfoError> {
     let mut text = String::new();
     std::fs::File::open("/proc/self/mountinfo")
         .and_then(|f| f.take(MAX_BYTES).read_to_string(&mut text))
-        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        .map_err(|error| MountinfoError { error })?;
     Ok(text.lines().filter_map(parse_line).collect())
 }
 

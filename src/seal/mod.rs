@@ -231,6 +231,13 @@ impl Seal {
         Seal::from_pae(pae, header_len, signatures)
     }
 
+    /// Any in-toto DSSE envelope (a seal, a scan attestation, a VEX document): its PAE bytes,
+    /// the payload's offset in them, and its signatures, checked as a seal's are.
+    #[allow(clippy::type_complexity)]
+    pub fn open_envelope(bytes: &[u8]) -> Result<(Vec<u8>, usize, Vec<(String, Signature)>), SealError> {
+        Seal::open(Seal::envelope(bytes)?)
+    }
+
     fn envelope(bytes: &[u8]) -> Result<Envelope<'_>, SealError> {
         if bytes.len() as u64 > MAX_SEAL_BYTES {
             return Err(SealError::TooLarge);

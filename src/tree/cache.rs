@@ -304,14 +304,48 @@ pub enum CacheError {
     Write { path: PathBuf, source: crate::atomic::WriteError },
 }
 
+/// The kernel's boot id could not be read: nothing can be tied to this boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the boot id cannot be read, so a cache cannot be tied to this boot")]
+pub struct BootIdUnreadable;
+
+/// Why a cache file is discarded (never trusted): the text after "cache PATH discarded: ".
+#[derive(Debug, thiserror::Error)]
+pub enum CacheFormatError {
+    #[error(transparent)]
+    Key(#[from] CacheError),
+    #[error("read: {error}")]
+    Read { error: std::io::Error },
+    #[error("not a rootseal cache (bad magic or truncated)")]
+    BadMagic,
+    #[error("header too long")]
+    HeaderTooLong,
+    #[error("header: {error}")]
+    Header { error: serde_json::Error },
+    #[error("truncated record")]
+    TruncatedRecord,
+    #[error("record capability too long")]
+    CapabilityTooLong,
+    #[error("integrity check failed (edited, truncated or from another node)")]
+    Integrity,
+    #[error(transparent)]
+    Boot(#[from] BootIdUnreadable),
+    #[error("written in another boot")]
+    OtherBoot,
+    #[error("for another rootfs")]
+    OtherRootfs,
+    #[error("the rootfs is another directory or mount now")]
+    RootMoved,
+}
+
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-pub(crate) fn known_boot() -> Result<String, String> {
+pub(crate) fn known_boot() -> Result<String, BootIdUnreadable> {
     let b = boot_id();
     if b.is_empty() {
-        return Err("the boot id cannot be read, so a cache cannot be tied to this boot".into());
+        return Err(BootIdUnreadable);
     }
     Ok(b)
 }
@@ -438,7 +472,7 @@ impl<R: std::io::Read> MacReader<R> {
     }
 
     /// Makes `buf[pos..]` hold more than `n` + 32 bytes, unless the file ends first.
-    fn fill(&mut self, n: usize) -> Result<(), String> {
+    fn fill(&mut self, n: usize) -> Result<(), CacheFormatError> {
         while !self.eof && self.buf.len() - self.pos <= n + 32 {
             if self.pos > 0 {
                 self.buf.drain(..self.pos);
@@ -450,9 +484,9 @@ impl<R: std::io::Read> MacReader<R> {
                 match self.inner.read(&mut self.buf[have..]) {
                     Ok(g) => break g,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
+                    Err(error) => {
                         self.buf.truncate(have);
-                        return Err(format!("read: {e}"));
+                        return Err(CacheFormatError::Read { error });
                     }
                 }
             };
@@ -463,10 +497,10 @@ impl<R: std::io::Read> MacReader<R> {
     }
 
     /// Takes exactly `n` body bytes (never the MAC).
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8], CacheFormatError> {
         self.fill(n)?;
         if self.buf.len() - self.pos < n + 32 {
-            return Err("truncated record".into());
+            return Err(CacheFormatError::TruncatedRecord);
         }
         let out = &self.buf[self.pos..self.pos + n];
         if let Some(m) = &mut self.mac {
@@ -476,12 +510,12 @@ impl<R: std::io::Read> MacReader<R> {
         Ok(out)
     }
 
-    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], CacheFormatError> {
         Ok(self.take(N)?.try_into().expect("N bytes"))
     }
 
     /// True when only the MAC (or less) is left.
-    fn at_mac(&mut self) -> Result<bool, String> {
+    fn at_mac(&mut self) -> Result<bool, CacheFormatError> {
         self.fill(0)?;
         Ok(self.buf.len() - self.pos <= 32)
     }
@@ -501,13 +535,13 @@ fn parse<R: std::io::Read>(
     root: &RootId,
     file: R,
     records: usize,
-) -> Result<Cache, String> {
-    let k = key(cache_dir).map_err(|e| e.to_string())?;
+) -> Result<Cache, CacheFormatError> {
+    use CacheFormatError as E;
+    let k = key(cache_dir)?;
     let r = &mut MacReader::new(file, &k);
-    let bad_magic = || "not a rootseal cache (bad magic or truncated)".to_string();
-    let magic = r.take_array::<8>().map_err(|_| bad_magic())?;
+    let magic = r.take_array::<8>().map_err(|_| E::BadMagic)?;
     if &magic != MAGIC {
-        return Err(bad_magic());
+        return Err(E::BadMagic);
     }
     let mut line = Vec::new();
     loop {
@@ -517,10 +551,10 @@ fn parse<R: std::io::Read>(
         }
         line.push(b);
         if line.len() > 64 * 1024 {
-            return Err("header too long".into());
+            return Err(E::HeaderTooLong);
         }
     }
-    let hdr: serde_json::Value = serde_json::from_slice(&line).map_err(|e| format!("header: {e}"))?;
+    let hdr: serde_json::Value = serde_json::from_slice(&line).map_err(|error| E::Header { error })?;
     let mut files = Files::default();
     files.reserve(records);
     while !r.at_mac()? {
@@ -533,7 +567,7 @@ fn parse<R: std::io::Read>(
         let sha256: [u8; 32] = r.take_array()?;
         let clen = u32::from_le_bytes(r.take_array()?) as usize;
         if clen > 64 * 1024 {
-            return Err("record capability too long".into());
+            return Err(E::CapabilityTooLong);
         }
         let cap = if clen == 0 { None } else { Some(r.take(clen)?.to_vec()) };
         let key = StatKey { dev, ino, size, mtime: (ms as i64, mn as i64), ctime: (cs as i64, cn as i64) };
@@ -541,19 +575,19 @@ fn parse<R: std::io::Read>(
     }
     // Nothing read so far is trusted until the MAC over all of it checks out.
     if !r.mac_ok() {
-        return Err("integrity check failed (edited, truncated or from another node)".into());
+        return Err(E::Integrity);
     }
     if hdr["boot_id"].as_str() != Some(known_boot()?.as_str()) {
-        return Err("written in another boot".into());
+        return Err(E::OtherBoot);
     }
     if hdr["rootfs"].as_str() != Some(rootfs.display().to_string().as_str()) {
-        return Err("for another rootfs".into());
+        return Err(E::OtherRootfs);
     }
     if hdr["dev"].as_u64() != Some(root.dev)
         || hdr["ino"].as_u64() != Some(root.ino)
         || hdr["mnt_id"].as_u64() != Some(root.mnt_id)
     {
-        return Err("the rootfs is another directory or mount now".into());
+        return Err(E::RootMoved);
     }
     // Written in hash order, so this only checks; the slack the size bound left is returned.
     files.sort();

@@ -19,6 +19,56 @@ pub enum ManifestError {
     Header { found: String },
     #[error("manifest line {line}: path {path} is out of order or repeated (entries are sorted by raw path bytes)")]
     Order { line: usize, path: String },
+    #[error("manifest line {line}: {error}")]
+    Entry { line: usize, error: ManifestParseError },
+}
+
+/// Why one manifest line (an entry) or one escaped path does not parse (docs/digest.md). The
+/// text is the "what" of "manifest line N: what".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestParseError {
+    #[error("truncated %-escape")]
+    TruncatedEscape,
+    #[error("bad %-escape %{escape}")]
+    BadEscape { escape: String },
+    #[error("non-canonical escape %{escape}")]
+    NonCanonicalEscape { escape: String },
+    #[error("unescaped byte 0x{byte:02x}")]
+    UnescapedByte { byte: u8 },
+    #[error("empty line")]
+    EmptyLine,
+    #[error("path must start with / and name an entry below the root")]
+    PathNotBelowRoot,
+    #[error("path {path} is not clean (empty, . or .. component)")]
+    PathNotClean { path: String },
+    /// A positional field: `type`, `mode`, `uid`, `gid`.
+    #[error("missing {field}")]
+    MissingField { field: &'static str },
+    /// A `key=value` field: `size`, `sha256`, `target`, `dev`.
+    #[error("missing {key}=")]
+    MissingKey { key: &'static str },
+    #[error("expected {key}=, found {found:?}")]
+    ExpectedKey { key: &'static str, found: String },
+    #[error("mode {mode:?} is not 4 octal digits")]
+    ModeNotOctal { mode: String },
+    #[error("bad mode {mode:?}")]
+    BadMode { mode: String },
+    #[error("mode has bits beyond 07777")]
+    ModeTooWide,
+    #[error("bad number {number:?}")]
+    BadNumber { number: String },
+    #[error("number {number} too large")]
+    NumberTooLarge { number: String },
+    #[error("bad sha256")]
+    BadSha256,
+    #[error("bad cap=")]
+    BadCap,
+    #[error("dev= needs major,minor")]
+    DevNotPair,
+    #[error("unknown type {kind:?}")]
+    UnknownType { kind: String },
+    #[error("trailing fields")]
+    TrailingFields,
 }
 
 /// What kind of filesystem object an entry is, with the data that identifies it.
@@ -208,7 +258,7 @@ impl Manifest {
                 }
                 continue;
             }
-            let e = parse_entry(text).map_err(|what| ManifestError::Parse { line: n, what })?;
+            let e = parse_entry(text).map_err(|error| ManifestError::Entry { line: n, error })?;
             if let Some(prev) = entries.last() {
                 if prev.path >= e.path {
                     return Err(ManifestError::Order { line: n, path: display_path(&e.path) });
@@ -288,20 +338,22 @@ pub fn escape(raw: &[u8], out: &mut String) {
     }
 }
 
-pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+pub fn unescape(s: &str) -> Result<Vec<u8>, ManifestParseError> {
+    use ManifestParseError as E;
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let h = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                let h = s.get(i + 1..i + 3).ok_or(E::TruncatedEscape)?;
+                let bad = || E::BadEscape { escape: h.into() };
                 if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(format!("bad %-escape %{h}"));
+                    return Err(bad());
                 }
-                let v = u8::from_str_radix(h, 16).map_err(|_| format!("bad %-escape %{h}"))?;
+                let v = u8::from_str_radix(h, 16).map_err(|_| bad())?;
                 if (0x21..=0x7e).contains(&v) && v != b'%' || h.bytes().any(|c| c.is_ascii_lowercase()) {
-                    return Err(format!("non-canonical escape %{h}"));
+                    return Err(E::NonCanonicalEscape { escape: h.into() });
                 }
                 out.push(v);
                 i += 3;
@@ -310,7 +362,7 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
                 out.push(c);
                 i += 1;
             }
-            c => return Err(format!("unescaped byte 0x{c:02x}")),
+            byte => return Err(E::UnescapedByte { byte }),
         }
     }
     Ok(out)
@@ -351,44 +403,44 @@ fn write_entry(out: &mut String, e: &Entry) {
     out.push('\n');
 }
 
-fn parse_entry(line: &str) -> Result<Entry, String> {
+fn parse_entry(line: &str) -> Result<Entry, ManifestParseError> {
+    use ManifestParseError as E;
     let mut f = line.split(' ');
-    let path = unescape(f.next().ok_or("empty line")?)?;
+    let path = unescape(f.next().ok_or(E::EmptyLine)?)?;
     if path.first() != Some(&b'/') || path.len() < 2 {
-        return Err("path must start with / and name an entry below the root".into());
+        return Err(E::PathNotBelowRoot);
     }
     // Only clean paths, as a walk writes them: one spelling per entry.
     if path.ends_with(b"/") || path[1..].split(|&b| b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..") {
-        return Err(format!("path {} is not clean (empty, . or .. component)", display_path(&path)));
+        return Err(E::PathNotClean { path: display_path(&path) });
     }
-    let kind = f.next().ok_or("missing type")?;
-    let mode = f.next().ok_or("missing mode")?;
+    let missing = |field| E::MissingField { field };
+    let kind = f.next().ok_or(missing("type"))?;
+    let mode = f.next().ok_or(missing("mode"))?;
     if mode.len() != 4 || !mode.bytes().all(|c| (b'0'..=b'7').contains(&c)) {
-        return Err(format!("mode {mode:?} is not 4 octal digits"));
+        return Err(E::ModeNotOctal { mode: mode.into() });
     }
-    let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode {mode:?}"))?;
-    let uid = parse_u32(f.next().ok_or("missing uid")?)?;
-    let gid = parse_u32(f.next().ok_or("missing gid")?)?;
-    let mut field = |key: &str| -> Result<&str, String> {
-        let v = f.next().ok_or(format!("missing {key}="))?;
-        v.strip_prefix(key).and_then(|v| v.strip_prefix('=')).ok_or(format!("expected {key}=, found {v:?}"))
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| E::BadMode { mode: mode.into() })?;
+    let uid = parse_u32(f.next().ok_or(missing("uid"))?)?;
+    let gid = parse_u32(f.next().ok_or(missing("gid"))?)?;
+    let mut field = |key: &'static str| -> Result<&str, ManifestParseError> {
+        let v = f.next().ok_or(E::MissingKey { key })?;
+        v.strip_prefix(key).and_then(|v| v.strip_prefix('=')).ok_or_else(|| E::ExpectedKey { key, found: v.into() })
     };
     let kind = match kind {
         "f" => {
             let size = parse_u64(field("size")?)?;
-            let sha256 = parse_hex32(field("sha256")?).ok_or("bad sha256")?;
+            let sha256 = parse_hex32(field("sha256")?).ok_or(E::BadSha256)?;
             let cap = match f.next() {
                 None => None,
-                Some(v) => {
-                    Some(v.strip_prefix("cap=").and_then(parse_hex).filter(|c| !c.is_empty()).ok_or("bad cap=")?)
-                }
+                Some(v) => Some(v.strip_prefix("cap=").and_then(parse_hex).filter(|c| !c.is_empty()).ok_or(E::BadCap)?),
             };
             Kind::File { size, sha256, cap }
         }
         "d" => Kind::Dir,
         "l" => Kind::Symlink { target: unescape(field("target")?)? },
         "c" | "b" => {
-            let (ma, mi) = field("dev")?.split_once(',').ok_or("dev= needs major,minor")?;
+            let (ma, mi) = field("dev")?.split_once(',').ok_or(E::DevNotPair)?;
             let (major, minor) = (parse_u64(ma)?, parse_u64(mi)?);
             if kind == "c" {
                 Kind::CharDev { major, minor }
@@ -398,26 +450,27 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
         }
         "p" => Kind::Fifo,
         "s" => Kind::Socket,
-        other => return Err(format!("unknown type {other:?}")),
+        other => return Err(E::UnknownType { kind: other.into() }),
     };
     if f.next().is_some() {
-        return Err("trailing fields".into());
+        return Err(E::TrailingFields);
     }
     if mode > 0o7777 {
-        return Err("mode has bits beyond 07777".into());
+        return Err(E::ModeTooWide);
     }
     Ok(Entry { path, mode, uid, gid, kind })
 }
 
-fn parse_u64(s: &str) -> Result<u64, String> {
+fn parse_u64(s: &str) -> Result<u64, ManifestParseError> {
+    let bad = || ManifestParseError::BadNumber { number: s.into() };
     if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(format!("bad number {s:?}"));
+        return Err(bad());
     }
-    s.parse().map_err(|_| format!("bad number {s:?}"))
+    s.parse().map_err(|_| bad())
 }
 
-fn parse_u32(s: &str) -> Result<u32, String> {
-    u32::try_from(parse_u64(s)?).map_err(|_| format!("number {s} too large"))
+fn parse_u32(s: &str) -> Result<u32, ManifestParseError> {
+    u32::try_from(parse_u64(s)?).map_err(|_| ManifestParseError::NumberTooLarge { number: s.into() })
 }
 
 /// How one path differs between the sealed manifest and the tree on disk.

@@ -27,6 +27,10 @@ pub enum Code {
     MountRedirect,
     Shadowed,
     Rollback,
+    // The scan gate (src/verify/gate.rs).
+    ScanMissing,
+    ScanStale,
+    ScanFindings,
     // Errors, which fail closed.
     State,
     Usage,
@@ -41,10 +45,12 @@ pub enum Code {
     Drift,
     RootfsReplaced,
     ScanFailed,
+    /// A running container's scan passed `max_age`.
+    ScanExpired,
 }
 
 impl Code {
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 34] = [
         Code::WritableRoot,
         Code::WritableMount,
         Code::RemountCapable,
@@ -63,6 +69,9 @@ impl Code {
         Code::MountRedirect,
         Code::Shadowed,
         Code::Rollback,
+        Code::ScanMissing,
+        Code::ScanStale,
+        Code::ScanFindings,
         Code::State,
         Code::Usage,
         Code::Bundle,
@@ -75,6 +84,7 @@ impl Code {
         Code::Drift,
         Code::RootfsReplaced,
         Code::ScanFailed,
+        Code::ScanExpired,
     ];
 
     /// The code as events and messages spell it (`tampered`, `mount-redirect`, ...).
@@ -98,6 +108,9 @@ impl Code {
             Code::MountRedirect => "mount-redirect",
             Code::Shadowed => "shadowed",
             Code::Rollback => "rollback",
+            Code::ScanMissing => "scan-missing",
+            Code::ScanStale => "scan-stale",
+            Code::ScanFindings => "scan-findings",
             Code::State => "state",
             Code::Usage => "usage",
             Code::Bundle => "bundle",
@@ -110,6 +123,7 @@ impl Code {
             Code::Drift => "drift",
             Code::RootfsReplaced => "rootfs-replaced",
             Code::ScanFailed => "scan-failed",
+            Code::ScanExpired => "scan-expired",
         }
     }
 
@@ -147,7 +161,7 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str(), "{c:?}");
             assert_eq!(serde_json::from_value::<Code>(c.as_str().into()).unwrap(), c);
-            if !matches!(c, Code::Drift | Code::RootfsReplaced | Code::ScanFailed) {
+            if !matches!(c, Code::Drift | Code::RootfsReplaced | Code::ScanFailed | Code::ScanExpired) {
                 assert!(docs.contains(&format!("`{c}`")), "docs/hook.md names the code {c}");
             }
         }

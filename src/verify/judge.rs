@@ -40,6 +40,12 @@ pub struct Refusal {
     pub message: String,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl From<Rejection> for Refusal {
     fn from(r: Rejection) -> Refusal {
         Refusal { code: r.code(), message: r.to_string() }
@@ -135,6 +141,7 @@ mod tests {
             min_signers: min,
             drift_action: None,
             allow_remount: None,
+            scan: None,
         }
     }
 

@@ -7,10 +7,13 @@
 //! 4. it has not expired;
 //! 5. the tree on disk matches the sealed manifest (after mount exclusions, if any).
 
+pub mod admit;
 pub mod code;
+pub mod gate;
 pub mod judge;
 pub mod policy;
 pub mod readonly;
+pub mod scan;
 
 use crate::exclude::Exclusions;
 use crate::manifest::{self, Difference, Manifest, TreeDigest};
@@ -20,7 +23,7 @@ pub use code::Code;
 use std::time::SystemTime;
 
 /// A key that signed the seal.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Signer {
     pub name: String,
     pub keyid: String,
@@ -81,41 +84,56 @@ pub fn describe_mismatch(diffs: &[Difference], limit: usize, seal: &Seal, signer
     )
 }
 
-/// Steps 2 to 4: the seal itself.
-pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usize) -> Result<Vec<Signer>, Rejection> {
-    let digest = seal.digest;
-    if trust.revoked.digest_revoked(&digest) {
-        return Err(Rejection::DigestRevoked { digest });
-    }
-    let mut signers: Vec<Signer> = Vec::new();
-    let mut revoked = None;
-    let mut bad = None;
-    for (claimed, sig) in &seal.signatures {
-        // The keyid is a hint only: a signature counts for the key that verifies it, and a key
-        // is counted once however many signatures it made.
+/// Who signed `pae`, among the trusted keys.
+#[derive(Debug, Default)]
+pub struct Signatures {
+    /// Trusted, unrevoked keys whose signatures verify, each once.
+    pub signers: Vec<Signer>,
+    /// A revoked key whose signature verifies (name, keyid).
+    pub revoked: Option<(String, String)>,
+    /// A trusted key named by a signature's keyid that does not verify.
+    pub bad: Option<String>,
+}
+
+/// Verifies DSSE `signatures` over `pae` against the trust store (ed25519 `verify_strict`).
+/// The keyid is a hint only: a signature counts for the key that verifies it, and a key is
+/// counted once however many signatures it made.
+pub fn signatures(pae: &[u8], signatures: &[(String, ed25519_dalek::Signature)], trust: &Trust) -> Signatures {
+    let mut out = Signatures::default();
+    for (claimed, sig) in signatures {
         let candidates: Vec<&crate::trust::TrustedKey> = match trust.by_keyid(claimed) {
             Some(k) => vec![k],
             None => trust.keys.iter().collect(),
         };
         let mut ok = false;
         for k in candidates {
-            if k.key.key.verify_strict(&seal.pae, sig).is_err() {
+            if k.key.key.verify_strict(pae, sig).is_err() {
                 continue;
             }
             ok = true;
             if trust.revoked.key_revoked(&k.key.keyid) {
-                revoked.get_or_insert((k.name.clone(), k.key.keyid.clone()));
-            } else if !signers.iter().any(|s| s.keyid == k.key.keyid) {
-                signers.push(Signer { name: k.name.clone(), keyid: k.key.keyid.clone() });
+                out.revoked.get_or_insert((k.name.clone(), k.key.keyid.clone()));
+            } else if !out.signers.iter().any(|s| s.keyid == k.key.keyid) {
+                out.signers.push(Signer { name: k.name.clone(), keyid: k.key.keyid.clone() });
             }
             break;
         }
         if !ok {
             if let Some(k) = trust.by_keyid(claimed) {
-                bad.get_or_insert(k.name.clone());
+                out.bad.get_or_insert(k.name.clone());
             }
         }
     }
+    out
+}
+
+/// Steps 2 to 4: the seal itself.
+pub fn check_seal(seal: &Seal, trust: &Trust, now: SystemTime, min_signers: usize) -> Result<Vec<Signer>, Rejection> {
+    let digest = seal.digest;
+    if trust.revoked.digest_revoked(&digest) {
+        return Err(Rejection::DigestRevoked { digest });
+    }
+    let Signatures { signers, revoked, bad } = signatures(&seal.pae, &seal.signatures, trust);
     if signers.is_empty() {
         if let Some(name) = bad.filter(|_| revoked.is_none()) {
             return Err(Rejection::BadSignature { digest, name });

@@ -67,6 +67,9 @@ pub struct Rule {
     /// logged in every event for the container.
     #[serde(default)]
     pub allow_remount: Option<String>,
+    /// The scan gate for these images, replacing `[scan]` (docs/scan.md).
+    #[serde(default)]
+    pub scan: Option<crate::verify::gate::ScanPolicy>,
 }
 
 /// An exemption: a container whose image matches one of `images`, or whose annotations
@@ -150,6 +153,7 @@ mod tests {
             min_signers: None,
             drift_action: None,
             allow_remount: None,
+            scan: None,
         }];
         assert_eq!(rule(&rules, Some("registry.example/prod/team/app:1")).unwrap().name, "prod");
         assert!(rule(&rules, Some("registry.example/dev/app:1")).is_none());

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::span::{Span, SpanError};
+
 pub const DEFAULT_PATH: &str = "/etc/rootseal/config.toml";
 pub const ENV_VAR: &str = "ROOTSEAL_CONFIG";
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -50,6 +52,10 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     /// The drift monitor.
     pub monitor: MonitorSettings,
+    /// Where seals are pulled from (`rootseal pull`, `rootseal sync`).
+    pub registry: RegistrySettings,
+    /// The scan gate (docs/scan.md); a rule's `scan` replaces it for the rule's images.
+    pub scan: crate::verify::gate::ScanPolicy,
     /// Per-image rules, first match wins.
     pub rules: Vec<Rule>,
     /// Exemptions; when the file has none, [`policy::default_exemptions`] apply.
@@ -88,7 +94,7 @@ impl Default for RuntimeSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct HookSettings {
     /// Wall-clock budget for the whole hook, e.g. "10s", "1500ms".
-    pub deadline: String,
+    pub deadline: Span,
     /// Distinct trusted signatures a seal needs (a rule may raise it).
     pub min_signers: usize,
     /// "cached" (default): files unchanged since they were hashed (same inode, size, mtime
@@ -97,7 +103,7 @@ pub struct HookSettings {
     /// not walked at all (src/node/layers.rs, docs/performance.md).
     pub verify: VerifyMode,
     /// How long a verified layer set is trusted without a walk in `verify = "layers"`.
-    pub layer_ttl: String,
+    pub layer_ttl: Span,
     /// Refuse a seal older than the newest one accepted on this node for the same image
     /// repository (src/trust/rollback.rs); `rootseal rollback allow` makes a deliberate rollback.
     pub rollback_protection: bool,
@@ -125,10 +131,10 @@ impl VerifyMode {
 impl Default for HookSettings {
     fn default() -> Self {
         HookSettings {
-            deadline: "10s".into(),
+            deadline: Span::lit("10s"),
             min_signers: 1,
             verify: VerifyMode::Cached,
-            layer_ttl: "10m".into(),
+            layer_ttl: Span::lit("10m"),
             rollback_protection: true,
             rollback_scope: crate::rollback::Scope::Repository,
         }
@@ -136,12 +142,12 @@ impl Default for HookSettings {
 }
 
 impl HookSettings {
-    pub fn deadline(&self) -> std::time::Duration {
-        humantime::parse_duration(&self.deadline).expect("validated at load")
+    pub fn deadline(&self) -> Duration {
+        self.deadline.get()
     }
 
-    pub fn layer_ttl(&self) -> std::time::Duration {
-        humantime::parse_duration(&self.layer_ttl).expect("validated at load")
+    pub fn layer_ttl(&self) -> Duration {
+        self.layer_ttl.get()
     }
 }
 
@@ -185,6 +191,8 @@ impl Default for Config {
             readonly: ReadonlyPolicy::default(),
             runtime: RuntimeSettings::default(),
             monitor: MonitorSettings::default(),
+            registry: RegistrySettings::default(),
+            scan: crate::verify::gate::ScanPolicy::default(),
             rules: Vec::new(),
             exempt: None,
         }
@@ -192,6 +200,37 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The scan policies a container answers to: the `scan` of the rule for the runtime's
+    /// image name (only when the runtime reported it: a name the container's creator set must
+    /// not choose a laxer policy) and of the rule for the seal's signed name; `[scan]` when
+    /// neither rule has one. The gate must pass each.
+    pub fn scan_policies(&self, runtime_image: Option<&str>, seal_name: &str) -> Vec<&crate::verify::gate::ScanPolicy> {
+        let mut out: Vec<&crate::verify::gate::ScanPolicy> = Vec::new();
+        for name in [runtime_image, Some(seal_name)] {
+            if let Some(p) = crate::policy::rule(&self.rules, name).and_then(|r| r.scan.as_ref()) {
+                if !out.iter().any(|o| std::ptr::eq(*o, p)) {
+                    out.push(p);
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(&self.scan);
+        }
+        out
+    }
+
+    /// The oldest VEX document any policy accepts (`[scan]` and every rule's `scan`): what an
+    /// import lets in; each container is judged by its own policy's `vex_max_age`.
+    pub fn vex_max_age(&self) -> Duration {
+        self.rules
+            .iter()
+            .filter_map(|r| r.scan.as_ref())
+            .chain([&self.scan])
+            .map(|p| p.vex_max_age.get())
+            .max()
+            .unwrap_or_default()
+    }
+
     /// The policy the shared judgement needs (src/verify/judge.rs).
     pub fn node_policy(&self) -> crate::verify::judge::NodePolicy<'_> {
         crate::verify::judge::NodePolicy { mode: self.mode, rules: &self.rules, min_signers: self.hook.min_signers }
@@ -246,34 +285,24 @@ impl Config {
             }
         }
         let invalid = |what: String| ConfigError::Invalid { path: path.into(), what };
-        match humantime::parse_duration(&cfg.hook.deadline) {
-            Ok(d) if d >= std::time::Duration::from_millis(100) && d <= std::time::Duration::from_secs(600) => {}
-            _ => {
-                return Err(invalid(format!(
-                    "[hook] deadline {:?} must be a duration between 100ms and 600s, e.g. \"10s\"",
-                    cfg.hook.deadline
-                )))
-            }
+        if !cfg.hook.deadline.within(Duration::from_millis(100), Duration::from_secs(600)) {
+            return Err(invalid(format!(
+                "[hook] deadline {:?} must be a duration between 100ms and 600s, e.g. \"10s\"",
+                cfg.hook.deadline.as_str()
+            )));
         }
-        match humantime::parse_duration(&cfg.hook.layer_ttl) {
-            Ok(d) if d <= std::time::Duration::from_secs(86400) => {}
-            _ => {
-                return Err(invalid(format!(
-                    "[hook] layer_ttl {:?} must be a duration of at most 24h, e.g. \"10m\" (0s: never reuse)",
-                    cfg.hook.layer_ttl
-                )))
-            }
+        if !cfg.hook.layer_ttl.within(Duration::ZERO, Duration::from_secs(86400)) {
+            return Err(invalid(format!(
+                "[hook] layer_ttl {:?} must be a duration of at most 24h, e.g. \"10m\" (0s: never reuse)",
+                cfg.hook.layer_ttl.as_str()
+            )));
         }
         for (key, v) in [("interval", &cfg.monitor.interval), ("scan_deadline", &cfg.monitor.scan_deadline)] {
-            match humantime::parse_duration(v) {
-                Ok(d)
-                    if d >= std::time::Duration::from_millis(100) && d <= std::time::Duration::from_secs(7 * 86400) => {
-                }
-                _ => {
-                    return Err(invalid(format!(
-                        "[monitor] {key} {v:?} must be a duration between 100ms and 7 days, e.g. \"60s\""
-                    )))
-                }
+            if !v.within(Duration::from_millis(100), Duration::from_secs(7 * 86400)) {
+                return Err(invalid(format!(
+                    "[monitor] {key} {:?} must be a duration between 100ms and 7 days, e.g. \"60s\"",
+                    v.as_str()
+                )));
             }
         }
         if let Err(why) = cfg.monitor.full_rehash_period() {
@@ -289,6 +318,28 @@ impl Config {
             return Err(invalid(
                 "[runtime] hook_binary must be an absolute path (runtimes run hooks by absolute path)".into(),
             ));
+        }
+        if !cfg.registry.timeout.within(Duration::from_millis(100), Duration::from_secs(600)) {
+            return Err(invalid(format!(
+                "[registry] timeout {:?} must be a duration between 100ms and 600s, e.g. \"10s\"",
+                cfg.registry.timeout.as_str()
+            )));
+        }
+        if !(1..=64).contains(&cfg.registry.concurrency) || !(1..=10).contains(&cfg.registry.attempts) {
+            return Err(invalid("[registry] concurrency must be 1 to 64 and attempts 1 to 10".into()));
+        }
+        for i in &cfg.registry.images {
+            if let Err(e) = crate::registry::Reference::parse(i) {
+                return Err(invalid(format!("[registry] images: {e}")));
+            }
+        }
+        if let Some(p) = cfg.scan.problem() {
+            return Err(invalid(format!("[scan] {p}")));
+        }
+        for r in &cfg.rules {
+            if let Some(p) = r.scan.as_ref().and_then(|s| s.problem()) {
+                return Err(invalid(format!("rule {:?}: scan: {p}", r.name)));
+            }
         }
         if cfg.hook.min_signers == 0 {
             return Err(invalid("[hook] min_signers must be at least 1".into()));
@@ -320,9 +371,9 @@ impl Config {
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorSettings {
     /// Time between full scans of each container.
-    pub interval: String,
+    pub interval: Span,
     /// Budget for one container's scan; exceeding it is a scan failure.
-    pub scan_deadline: String,
+    pub scan_deadline: Span,
     /// Prometheus textfile-collector output; empty disables it.
     pub metrics_file: PathBuf,
     /// Watch the directories backing each rootfs with inotify for near-real-time detection.
@@ -338,50 +389,92 @@ pub struct MonitorSettings {
     /// cache says; "0" turns them off. A write through a shared writable mapping to a page
     /// that is already dirty moves neither mtime nor ctime, so a cached scan cannot see it:
     /// this bounds how long such a change goes unseen.
-    pub full_rehash: String,
+    pub full_rehash: Span,
 }
 
 impl Default for MonitorSettings {
     fn default() -> Self {
         MonitorSettings {
-            interval: "60s".into(),
-            scan_deadline: "30s".into(),
+            interval: Span::lit("60s"),
+            scan_deadline: Span::lit("30s"),
             metrics_file: PathBuf::new(),
             watch: true,
             max_watches: 8192,
             action: crate::policy::Action::Alert,
             max_event_paths: 100,
-            full_rehash: "1h".into(),
+            full_rehash: Span::lit("1h"),
         }
     }
 }
 
 impl MonitorSettings {
     pub fn interval(&self) -> Duration {
-        humantime::parse_duration(&self.interval).expect("validated at load")
+        self.interval.get()
     }
 
     pub fn scan_deadline(&self) -> Duration {
-        humantime::parse_duration(&self.scan_deadline).expect("validated at load")
+        self.scan_deadline.get()
     }
 
     /// `full_rehash`: None when off ("0"), else between 1 second and 30 days; Err: why not.
     pub fn full_rehash_period(&self) -> Result<Option<Duration>, String> {
-        if self.full_rehash.trim() == "0" {
-            return Ok(None);
-        }
-        match humantime::parse_duration(&self.full_rehash) {
-            Ok(d) if d.is_zero() => Ok(None),
-            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(30 * 86400) => Ok(Some(d)),
-            _ => Err(format!(
+        let d = self.full_rehash.get();
+        if d.is_zero() {
+            Ok(None)
+        } else if self.full_rehash.within(Duration::from_secs(1), Duration::from_secs(30 * 86400)) {
+            Ok(Some(d))
+        } else {
+            Err(format!(
                 "[monitor] full_rehash {:?} must be \"0\" (off) or a duration between 1s and 30 days, e.g. \"1h\"",
-                self.full_rehash
-            )),
+                self.full_rehash.as_str()
+            ))
         }
     }
 
+    /// Checked at load: in range.
     pub fn full_rehash(&self) -> Option<Duration> {
-        self.full_rehash_period().expect("validated at load")
+        Some(self.full_rehash.get()).filter(|d| !d.is_zero())
+    }
+}
+
+/// `[registry]` in the config: how `pull` and `sync` reach registries (docs/registry.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// Credentials: a Docker `config.json` / containers `auth.json` (`podman login --authfile`).
+    pub auth_file: PathBuf,
+    /// Extra CAs per registry: `certs_dir/<host[:port]>/*.crt` (containerd's `certs.d` layout).
+    pub certs_dir: PathBuf,
+    /// Registries (`host:port`) spoken to over plain HTTP: development registries only.
+    pub plain_http: Vec<String>,
+    /// Images to sync besides those the node has (references).
+    pub images: Vec<String>,
+    /// Deadline of each request, whole: connect, redirects, headers and body (a 64 MiB seal
+    /// at the default 10 s needs about 55 Mbit/s; raise it for slow links).
+    pub timeout: Span,
+    /// Images synced at once.
+    pub concurrency: usize,
+    /// Attempts per image when the registry is unreachable or overloaded (429, 5xx).
+    pub attempts: u32,
+    /// containerd's socket, whose images (every namespace) are synced; empty: none.
+    pub containerd_address: PathBuf,
+    /// Sync podman's images (`podman images`) too.
+    pub podman: bool,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            auth_file: "/etc/rootseal/auth.json".into(),
+            certs_dir: "/etc/rootseal/certs.d".into(),
+            plain_http: Vec::new(),
+            images: Vec::new(),
+            timeout: Span::lit("10s"),
+            concurrency: 4,
+            attempts: 3,
+            containerd_address: "/run/containerd/containerd.sock".into(),
+            podman: true,
+        }
     }
 }
 
