@@ -66,6 +66,11 @@ impl Containerd {
         &self.sock
     }
 
+    /// containerd's --root directory (snapshots under io.containerd.snapshotter.v1.overlayfs/).
+    pub(crate) fn root_dir(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
     /// containerd's --state directory (task bundles under io.containerd.runtime.v2.task/).
     pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.join("state")

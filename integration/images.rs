@@ -129,6 +129,17 @@ pub fn feature_layer(motd: &str) -> Layer {
 
 /// Writes an OCI archive with `layers` (first is the base) named `reference`.
 pub fn oci_archive(work: &Path, reference: &str, layers: Vec<(Vec<u8>, Compression)>) -> PathBuf {
+    oci_archive_with_cmd(work, reference, layers, &["/bin/sh"])
+}
+
+/// As [`oci_archive`], with the image config's `Cmd` (what a CRI sandbox or container runs
+/// when the request names no command).
+pub fn oci_archive_with_cmd(
+    work: &Path,
+    reference: &str,
+    layers: Vec<(Vec<u8>, Compression)>,
+    cmd: &[&str],
+) -> PathBuf {
     let layout = work.join(format!("layout-{}", sanitize(reference)));
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -157,7 +168,7 @@ pub fn oci_archive(work: &Path, reference: &str, layers: Vec<(Vec<u8>, Compressi
     }
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
+        "config": {"Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .unwrap();

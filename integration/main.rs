@@ -6,6 +6,8 @@ mod util;
 
 mod containerd;
 mod crash;
+mod cri;
+mod cri_env;
 mod deb;
 mod harness;
 mod hostile;

@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time lintian python3-cryptography docker-registry skopeo apache2-utils strace python3-venv; do
+for pkg in runc crun containerd podman openssl busybox-static mtree-netbsd rsyslog attr libcap2-bin time lintian python3-cryptography docker-registry skopeo apache2-utils strace python3-venv protobuf-compiler buildah; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
