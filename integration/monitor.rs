@@ -277,6 +277,7 @@ fn a_reused_pid_is_not_touched() {
         mount_destinations: None,
         manager: None,
         root: None,
+        pod: None,
     };
     rootseal::state::write(&f.env.path("state"), &rec).unwrap();
     let out = f.env.run(["monitor", "--once"]);

@@ -23,6 +23,9 @@ pub struct ContainerInfo {
     pub rootfs: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// The Kubernetes pod, for a container of containerd's CRI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::node::pod::PodInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -347,7 +350,13 @@ mod tests {
             event: EventKind::Blocked,
             severity: Severity::Err,
             mode: Mode::Enforce,
-            container: Some(ContainerInfo { id: "abc".into(), bundle: "/b".into(), rootfs: None, pid: None }),
+            container: Some(ContainerInfo {
+                id: "abc".into(),
+                bundle: "/b".into(),
+                rootfs: None,
+                pid: None,
+                pod: None,
+            }),
             stage: Some("prestart".into()),
             image: Some("app:1".into()),
             seal: None,

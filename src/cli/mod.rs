@@ -522,8 +522,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                         ),
                     };
                     println!(
-                        "{}\t{}\t{}\tlast scan {}\t{res}",
+                        "{}\t{}\t{}\t{}\tlast scan {}\t{res}",
                         crate::hook::short_id(&c.id),
+                        c.pod.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                         c.image.as_deref().unwrap_or("-"),
                         c.seal_digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("-"),
                         c.last_scan.as_deref().unwrap_or("never"),

@@ -345,8 +345,8 @@ impl Config {
             return Err(invalid("[hook] min_signers must be at least 1".into()));
         }
         for r in &cfg.rules {
-            if r.images.is_empty() {
-                return Err(invalid(format!("rule {:?} has no images patterns", r.name)));
+            if r.images.is_empty() && r.namespaces.is_empty() {
+                return Err(invalid(format!("rule {:?} matches nothing: give images or namespaces patterns", r.name)));
             }
             if r.min_signers == Some(0) {
                 return Err(invalid(format!("rule {:?}: min_signers must be at least 1", r.name)));

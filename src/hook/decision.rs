@@ -110,6 +110,8 @@ pub struct Decision {
     pub manager: Option<String>,
     /// The rootfs directory that was walked (or whose layers were reused).
     pub root_identity: Option<state::RootIdentity>,
+    /// The Kubernetes pod, for a container of containerd's CRI.
+    pub pod: Option<crate::node::pod::PodInfo>,
 }
 
 impl Decision {
@@ -133,6 +135,7 @@ impl Decision {
             mount_destinations: Vec::new(),
             manager: None,
             root_identity: None,
+            pod: None,
         }
     }
 
@@ -185,6 +188,7 @@ impl Decision {
                 bundle: self.bundle.display().to_string(),
                 rootfs: self.rootfs.as_ref().map(|r| r.display().to_string()),
                 pid,
+                pod: self.pod.clone(),
             }),
             stage: stage.map(|s| s.name().to_string()),
             image: self.image.clone(),

@@ -73,21 +73,27 @@ pub fn decide(cfg: &Config, id: &str, bundle_dir: &Path, deadline: Instant) -> D
     d.mount_destinations =
         bundle.mount_destinations().into_iter().map(|b| PathBuf::from(std::ffi::OsString::from_vec(b))).collect();
     d.manager = bundle.annotations.get("io.container.manager").cloned();
-    d.image = policy::image_name(&bundle.annotations);
+    // Under a CRI runtime, only that runtime's own annotations (and not the other CRI
+    // runtime's, which a pod can set) name the image, the pod and the sandbox.
+    let annotations = policy::runtime_annotations(&bundle.annotations);
+    d.pod = crate::node::pod::PodInfo::from_annotations(&annotations);
+    d.image = policy::image_name(&annotations);
     // A name the container's creator set (`rootseal.dev/image`) may select candidates and a
     // stricter rule, never an exemption by image nor a rule's audit mode (docs/hook.md).
-    let trusted_name = policy::image_name_from_runtime(&bundle.annotations);
+    let trusted_name = policy::image_name_from_runtime(&annotations);
     let exempt_by = if trusted_name { d.image.as_deref() } else { None };
-    if let Some(e) = policy::exemption(&cfg.exemptions(), exempt_by, &bundle.annotations) {
+    if let Some(e) = policy::exemption(&cfg.exemptions(), exempt_by, &annotations) {
         d.exemption = Some(e.name.clone());
         return d;
     }
     // Until a seal verifies, only the runtime's image name selects a rule: the subject name of
-    // a seal that does not verify must not change the mode.
-    let image_rule = policy::rule(&cfg.rules, d.image.as_deref());
+    // a seal that does not verify must not change the mode. The namespace is the CRI's own.
+    let image_rule = policy::rule_for(&cfg.rules, d.image.as_deref(), policy::pod_namespace(&annotations));
     let image_rule_owned;
     let image_rule = match image_rule {
-        Some(r) if !trusted_name && r.mode == Some(Mode::Audit) && cfg.mode == Mode::Enforce => {
+        Some(r)
+            if !r.images.is_empty() && !trusted_name && r.mode == Some(Mode::Audit) && cfg.mode == Mode::Enforce =>
+        {
             image_rule_owned = policy::Rule { mode: Some(Mode::Enforce), ..r.clone() };
             Some(&image_rule_owned)
         }
@@ -280,6 +286,7 @@ fn finish(cfg: &Config, d: &Decision, stage: Option<Stage>, pid: Option<i32>) ->
                 mount_destinations: Some(d.mount_destinations.clone()),
                 manager: d.manager.clone(),
                 root: d.root_identity,
+                pod: d.pod.clone(),
             }
         });
     // A running container with this id and bundle (under another runc root) keeps its record:

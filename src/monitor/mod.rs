@@ -631,6 +631,7 @@ mod tests {
             mount_destinations: None,
             manager: None,
             root: None,
+            pod: None,
         };
         assert!(open_process(&rec).unwrap().is_some());
         rec.pid_start_time = rec.pid_start_time.map(|t| t + 1);

@@ -394,6 +394,7 @@ pub(super) fn event(
             bundle: w.rec.bundle.display().to_string(),
             rootfs: Some(w.rec.rootfs.display().to_string()),
             pid: w.rec.pid,
+            pod: w.rec.pod.clone(),
         }),
         stage: None,
         image: w.rec.image.clone(),

@@ -16,6 +16,9 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerStatus {
     pub id: String,
+    /// The Kubernetes pod, for a container of containerd's CRI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::node::pod::PodInfo>,
     pub image: Option<String>,
     pub seal_digest: Option<String>,
     pub rootfs: String,
@@ -51,6 +54,7 @@ impl Monitor {
                 .values()
                 .map(|w| ContainerStatus {
                     id: w.rec.id.clone(),
+                    pod: w.rec.pod.clone(),
                     image: w.rec.image.clone(),
                     seal_digest: w.rec.seal_digest.clone(),
                     rootfs: w.rec.rootfs.display().to_string(),
@@ -114,8 +118,9 @@ pub fn console_line(e: &Event) -> String {
         paths.join("; ")
     };
     let action = e.action.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
+    let pod = e.container.as_ref().and_then(|c| c.pod.as_ref()).map(|p| format!(" pod {p}")).unwrap_or_default();
     format!(
-        "{} {} {} container {} ({}): {detail}{action}",
+        "{} {} {} container {}{pod} ({}): {detail}{action}",
         e.time,
         e.severity.as_str().to_uppercase(),
         e.event,

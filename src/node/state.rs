@@ -77,6 +77,9 @@ pub struct Record {
     /// The identity of the rootfs directory the hook walked. None in version 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootIdentity>,
+    /// The Kubernetes pod, for a container of containerd's CRI (the monitor names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::node::pod::PodInfo>,
 }
 
 /// Container ids come from the runtime but end up in file names and logs: only a safe charset.
@@ -248,6 +251,7 @@ mod tests {
             mount_destinations: Some(vec!["/proc".into()]),
             manager: None,
             root: Some(RootIdentity { dev: 1, ino: 2, mnt_id: 3 }),
+            pod: None,
         }
     }
 

@@ -136,6 +136,7 @@ mod tests {
         Rule {
             name: name.into(),
             images: vec![images.into()],
+            namespaces: vec![],
             keys: keys.iter().map(|k| k.to_string()).collect(),
             mode,
             min_signers: min,

@@ -13,6 +13,60 @@ pub const IMAGE_ANNOTATIONS: [&str; 3] =
 /// An annotation naming the seal (tree digest) explicitly; rootseal-runtime may set it.
 pub const SEAL_ANNOTATION: &str = "rootseal.dev/seal";
 
+/// The prefix of the annotations containerd's CRI plugin sets (`io.kubernetes.cri.*`).
+pub const CONTAINERD_CRI_PREFIX: &str = "io.kubernetes.cri.";
+/// The prefix of the annotations CRI-O sets (`io.kubernetes.cri-o.*`).
+pub const CRI_O_PREFIX: &str = "io.kubernetes.cri-o.";
+/// containerd's CRI: `sandbox` on a pod's sandbox (pause) container, `container` otherwise.
+pub const CONTAINERD_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// CRI-O's counterpart of [`CONTAINERD_CONTAINER_TYPE`].
+pub const CRI_O_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
+/// containerd's CRI: the pod's namespace (from the kubelet's RunPodSandbox request).
+pub const CONTAINERD_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
+
+/// The annotations a decision may rely on: the container's annotations without those of the
+/// *other* CRI runtime (docs/kubernetes.md, "Who sets the annotations").
+///
+/// Each CRI runtime sets its own family of annotations after it copies the pod's (containerd
+/// 1.6 `WithAnnotation` calls in `container_create_linux.go` and `sandbox_run_linux.go` come
+/// after the `pod_annotations` pass-through, so a pod cannot override `io.kubernetes.cri.*`),
+/// but nothing stops a pod from setting the other family's: under containerd with
+/// `pod_annotations = ["*"]`, a pod annotated `io.kubernetes.cri-o.ContainerType: sandbox`
+/// would match the default CRI-O sandbox exemption. So:
+/// 1. a container marked by exactly one runtime's container-type keeps that family and loses
+///    the other's;
+/// 2. a container marked by both (which no runtime does by itself) is ambiguous: it loses both
+///    families, so that no runtime-set name, namespace or sandbox mark can relax anything;
+/// 3. a container marked by neither (podman, ctr, runc) keeps everything: its creator set
+///    every annotation and is trusted as much as the runtime is.
+pub fn runtime_annotations(annotations: &HashMap<String, String>) -> HashMap<String, String> {
+    let containerd = annotations.contains_key(CONTAINERD_CONTAINER_TYPE);
+    let cri_o = annotations.contains_key(CRI_O_CONTAINER_TYPE);
+    annotations
+        .iter()
+        .filter(|(k, _)| {
+            let (is_containerd, is_cri_o) = (k.starts_with(CONTAINERD_CRI_PREFIX), k.starts_with(CRI_O_PREFIX));
+            match (containerd, cri_o) {
+                (true, true) => !is_containerd && !is_cri_o,
+                (true, false) => !is_cri_o,
+                (false, true) => !is_containerd,
+                (false, false) => true,
+            }
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The pod namespace a CRI runtime reported, from annotations filtered by
+/// [`runtime_annotations`]. Only containerd's CRI plugin's is read (CRI-O's is not tested).
+pub fn pod_namespace(trusted: &HashMap<String, String>) -> Option<&str> {
+    trusted
+        .get(CONTAINERD_POD_NAMESPACE)
+        .filter(|_| trusted.contains_key(CONTAINERD_CONTAINER_TYPE))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
 /// What a violation does: block the container (enforce) or let it run with an alert (audit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -46,13 +100,21 @@ pub enum Action {
     Freeze,
 }
 
-/// A rule: images matching `images` need a signature by one of `keys` (when non-empty) and
-/// are handled in `mode` (when set).
+/// A rule: images matching `images` (and, when given, pods in a namespace matching
+/// `namespaces`) need a signature by one of `keys` (when non-empty) and are handled in `mode`
+/// (when set).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
+    /// Image name patterns; empty matches every image (then `namespaces` must be given).
+    #[serde(default)]
     pub images: Vec<String>,
+    /// Kubernetes namespace patterns, matched against the namespace containerd's CRI plugin
+    /// reports (`io.kubernetes.cri.sandbox-namespace`); empty: not scoped by namespace. A rule
+    /// with namespaces never matches a container outside the CRI.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     #[serde(default)]
     pub keys: Vec<String>,
     #[serde(default)]
@@ -129,10 +191,24 @@ pub fn exemption<'a>(
     })
 }
 
-/// The first rule whose image patterns match `image`.
+/// The first rule whose image patterns match `image`, among the rules not scoped by namespace
+/// (for a container outside the CRI, or a name alone: a seal's subject, a sync's image).
 pub fn rule<'a>(rules: &'a [Rule], image: Option<&str>) -> Option<&'a Rule> {
-    let image = image?;
-    rules.iter().find(|r| r.images.iter().any(|p| glob::matches(p, image)))
+    rule_for(rules, image, None)
+}
+
+/// The first rule that applies to a container of `image` in pod namespace `namespace`: its
+/// image patterns match (or it has none) and its namespace patterns match (or it has none).
+pub fn rule_for<'a>(rules: &'a [Rule], image: Option<&str>, namespace: Option<&str>) -> Option<&'a Rule> {
+    rules.iter().find(|r| {
+        let by_image = match image {
+            Some(i) => r.images.is_empty() || r.images.iter().any(|p| glob::matches(p, i)),
+            None => r.images.is_empty() && !r.namespaces.is_empty(),
+        };
+        let by_namespace =
+            r.namespaces.is_empty() || namespace.is_some_and(|n| r.namespaces.iter().any(|p| glob::matches(p, n)));
+        by_image && by_namespace
+    })
 }
 
 #[cfg(test)]
@@ -148,6 +224,7 @@ mod tests {
         let rules = vec![Rule {
             name: "prod".into(),
             images: vec!["registry.example/prod/**".into()],
+            namespaces: vec![],
             keys: vec!["ci-2026".into()],
             mode: Some(Mode::Enforce),
             min_signers: None,
@@ -161,5 +238,74 @@ mod tests {
         let named =
             HashMap::from([("io.kubernetes.cri.image-name".to_string(), "docker.io/library/nginx:1".to_string())]);
         assert_eq!(image_name(&named).unwrap(), "docker.io/library/nginx:1");
+    }
+
+    fn ann(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn namespace_rules_match_only_the_cri_namespace() {
+        let mk = |name: &str, images: &[&str], namespaces: &[&str]| Rule {
+            name: name.into(),
+            images: images.iter().map(|s| s.to_string()).collect(),
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            keys: vec![],
+            mode: Some(Mode::Audit),
+            min_signers: None,
+            drift_action: None,
+            allow_remount: None,
+            scan: None,
+        };
+        let rules =
+            vec![mk("sys-app", &["app:*"], &["kube-system"]), mk("sys", &[], &["kube-*"]), mk("app", &["app:*"], &[])];
+        assert_eq!(rule_for(&rules, Some("app:1"), Some("kube-system")).unwrap().name, "sys-app");
+        assert_eq!(rule_for(&rules, Some("other:1"), Some("kube-public")).unwrap().name, "sys");
+        assert_eq!(rule_for(&rules, None, Some("kube-system")).unwrap().name, "sys");
+        assert_eq!(rule_for(&rules, Some("app:1"), Some("default")).unwrap().name, "app");
+        assert_eq!(rule_for(&rules, Some("app:1"), None).unwrap().name, "app");
+        assert!(rule_for(&rules, Some("other:1"), None).is_none());
+        assert!(rule_for(&rules, None, None).is_none());
+        assert_eq!(rule(&rules, Some("app:1")).unwrap().name, "app", "a name alone never selects a namespace rule");
+    }
+
+    #[test]
+    fn each_cri_runtime_is_trusted_for_its_own_annotations_only() {
+        let sandbox_forged_by_pod = ann(&[
+            (CONTAINERD_CONTAINER_TYPE, "container"),
+            (CONTAINERD_POD_NAMESPACE, "team-a"),
+            ("io.kubernetes.cri.image-name", "registry.example/app:1"),
+            (CRI_O_CONTAINER_TYPE, "sandbox"),
+            ("io.kubernetes.cri-o.ImageName", "registry.example/trusted:1"),
+            ("rootseal.dev/image", "x"),
+        ]);
+        // Ambiguous: both families dropped, the creator's own kept.
+        let t = runtime_annotations(&sandbox_forged_by_pod);
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert!(exemption(&default_exemptions(), None, &t).is_none());
+        assert!(!image_name_from_runtime(&t));
+        assert_eq!(pod_namespace(&t), None);
+        // containerd alone: its own family kept, CRI-O's dropped.
+        let containerd = ann(&[
+            (CONTAINERD_CONTAINER_TYPE, "container"),
+            (CONTAINERD_POD_NAMESPACE, "team-a"),
+            ("io.kubernetes.cri-o.ImageName", "registry.example/trusted:1"),
+        ]);
+        let t = runtime_annotations(&containerd);
+        assert_eq!(pod_namespace(&t), Some("team-a"));
+        assert!(!image_name_from_runtime(&t) && image_name(&t).is_none(), "{t:?}");
+        // CRI-O alone: containerd's family dropped.
+        let cri_o = ann(&[(CRI_O_CONTAINER_TYPE, "sandbox"), (CONTAINERD_POD_NAMESPACE, "kube-system")]);
+        let t = runtime_annotations(&cri_o);
+        assert_eq!(exemption(&default_exemptions(), None, &t).unwrap().name, "cri-o-sandbox");
+        assert_eq!(pod_namespace(&t), None);
+        // Outside the CRI: everything kept (the creator is the runtime's user).
+        let podman = ann(&[("io.container.manager", "libpod"), ("rootseal.dev/image", "app:1")]);
+        assert_eq!(runtime_annotations(&podman), podman);
+        assert_eq!(
+            pod_namespace(&ann(&[(CONTAINERD_POD_NAMESPACE, "kube-system")])),
+            None,
+            "no CRI type, no namespace"
+        );
     }
 }
