@@ -17,6 +17,7 @@ pub(crate) struct Containerd {
     child: Child,
     dir: PathBuf,
     sock: PathBuf,
+    rootseal_config: PathBuf,
 }
 
 impl Containerd {
@@ -30,31 +31,48 @@ impl Containerd {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.toml"), text).unwrap();
         let sock = dir.join("c.sock");
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        let child = Containerd::spawn(&dir, &sock, &env.config_path());
+        let c = Containerd { child, dir, sock, rootseal_config: env.config_path() };
+        c.wait_ready();
+        c
+    }
+
+    fn spawn(dir: &Path, sock: &Path, rootseal_config: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("containerd.log")).unwrap();
+        Command::new("containerd")
             .arg("--root")
             .arg(dir.join("root"))
             .arg("--state")
             .arg(dir.join("state"))
             .arg("--address")
-            .arg(&sock)
+            .arg(sock)
             .arg("--config")
             .arg(dir.join("config.toml"))
-            .env("ROOTSEAL_CONFIG", env.config_path())
+            .env("ROOTSEAL_CONFIG", rootseal_config)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("containerd is installed (scripts/setup-host.sh)");
-        let c = Containerd { child, dir, sock };
+            .expect("containerd is installed (scripts/setup-host.sh)")
+    }
+
+    fn wait_ready(&self) {
         let start = Instant::now();
         loop {
-            if c.sock.exists() && c.ctr(&["version"]).status.success() {
+            if self.sock.exists() && self.ctr(&["version"]).status.success() {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "containerd did not start: {}", c.log());
+            assert!(start.elapsed() < Duration::from_secs(20), "containerd did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        c
+    }
+
+    /// Stops the daemon (SIGTERM, as `systemctl restart` does) and starts it again on the same
+    /// directories and config; running tasks keep running under their shims.
+    pub(crate) fn restart(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        self.child = Containerd::spawn(&self.dir, &self.sock, &self.rootseal_config);
+        self.wait_ready();
     }
 
     pub(crate) fn log(&self) -> String {

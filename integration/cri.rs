@@ -1,10 +1,14 @@
 //! Kubernetes' path through containerd: the CRI plugin of a real containerd 1.6, driven by a
-//! real CRI client as the kubelet drives it (integration/cri_env.rs), pods under the runtime
+//! real CRI client as the kubelet drives it (integration/cri/env.rs), pods under the runtime
 //! handler `rootseal install containerd` registers.
 
-use crate::cri_env::*;
+mod bad_input;
+mod env;
+mod pods;
 
-fn assert_blocked(r: Result<String, (Option<String>, tonic::Status)>, expect: &str) -> String {
+use env::*;
+
+pub(crate) fn assert_blocked(r: Result<String, (Option<String>, tonic::Status)>, expect: &str) -> String {
     match r {
         Ok(id) => panic!("container {id} should have been blocked ({expect})"),
         Err((_, status)) => {

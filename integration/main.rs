@@ -7,7 +7,6 @@ mod util;
 mod containerd;
 mod crash;
 mod cri;
-mod cri_env;
 mod deb;
 mod harness;
 mod hostile;

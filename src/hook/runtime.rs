@@ -5,7 +5,9 @@
 //! 1. find the bundle (`--bundle`/`-b`, else the working directory) and load its config.json;
 //! 2. build the new spec as data: add the rootseal hooks (createRuntime or prestart, and
 //!    poststop) unless present, and, when `[runtime] make_readonly` is set, make the root
-//!    read-only with tmpfs at `readonly_tmpfs` where nothing is mounted yet;
+//!    read-only with tmpfs at `readonly_tmpfs` where nothing is mounted yet; remove any
+//!    `io.kubernetes.cri-o.*` annotation (containerd never sets them: under this wrapper they
+//!    come from a pod, and would claim CRI-O's trust, `policy::runtime_annotations`);
 //! 3. validate it (it must still parse as an OCI spec);
 //! 4. write it atomically (temp file, fsync, rename) and exec the real runtime with the
 //!    original arguments.
@@ -173,6 +175,13 @@ pub fn modify_spec(
     hooks.retain(|_, list| list.as_array().is_none_or(|l| !l.is_empty()));
     if Value::Object(hooks.clone()) != before {
         changed = true;
+    }
+    // containerd never sets CRI-O's annotations; its CRI plugin passes a pod's annotations
+    // through when the runtime's `pod_annotations` allows them, so here they are a pod's.
+    if let Some(Value::Object(ann)) = obj.get_mut("annotations") {
+        let n = ann.len();
+        ann.retain(|k, _| !k.starts_with(crate::policy::CRI_O_PREFIX));
+        changed |= ann.len() != n;
     }
     if settings.make_readonly {
         let root = obj.entry("root").or_insert_with(|| json!({"path": "rootfs"}));
@@ -347,6 +356,22 @@ mod tests {
         assert_eq!(dests, ["/run", "/tmp"], "/run was already mounted");
         s.hook_stage = "poststart".into();
         assert!(modify_spec(&spec, &s, bin, None, 10).is_err());
+    }
+
+    #[test]
+    fn cri_o_annotations_a_pod_passed_through_containerd_are_removed() {
+        let spec = json!({"ociVersion": "1.0.2", "root": {"path": "rootfs", "readonly": true}, "annotations": {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri-o.ContainerType": "sandbox",
+            "io.kubernetes.cri-o.ImageName": "registry.example/trusted:1",
+            "team": "a",
+        }});
+        let s = RuntimeSettings::default();
+        let (out, changed) = modify_spec(&spec, &s, Path::new("/usr/bin/rootseal"), None, 10).unwrap();
+        assert!(changed);
+        assert_eq!(out["annotations"], json!({"io.kubernetes.cri.container-type": "container", "team": "a"}));
+        let (_, again) = modify_spec(&out, &s, Path::new("/usr/bin/rootseal"), None, 10).unwrap();
+        assert!(!again);
     }
 
     #[test]

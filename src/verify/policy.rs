@@ -25,34 +25,29 @@ pub const CRI_O_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 pub const CONTAINERD_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
 
 /// The annotations a decision may rely on: the container's annotations without those of the
-/// *other* CRI runtime (docs/kubernetes.md, "Who sets the annotations").
+/// CRI runtime it is not running under (docs/kubernetes.md, "Who sets the annotations").
 ///
 /// Each CRI runtime sets its own family of annotations after it copies the pod's (containerd
-/// 1.6 `WithAnnotation` calls in `container_create_linux.go` and `sandbox_run_linux.go` come
+/// 1.6's `WithAnnotation` calls in `container_create_linux.go` and `sandbox_run_linux.go` come
 /// after the `pod_annotations` pass-through, so a pod cannot override `io.kubernetes.cri.*`),
-/// but nothing stops a pod from setting the other family's: under containerd with
-/// `pod_annotations = ["*"]`, a pod annotated `io.kubernetes.cri-o.ContainerType: sandbox`
-/// would match the default CRI-O sandbox exemption. So:
-/// 1. a container marked by exactly one runtime's container-type keeps that family and loses
-///    the other's;
-/// 2. a container marked by both (which no runtime does by itself) is ambiguous: it loses both
-///    families, so that no runtime-set name, namespace or sandbox mark can relax anything;
-/// 3. a container marked by neither (podman, ctr, runc) keeps everything: its creator set
-///    every annotation and is trusted as much as the runtime is.
+/// but nothing stops a pod from setting the other family's. So:
+/// 1. CRI-O's container-type present: CRI-O's family counts, containerd's is dropped (under
+///    containerd, rootseal-runtime has already removed every `io.kubernetes.cri-o.*`, so a
+///    CRI-O mark reaching the hook comes from CRI-O, whose pods may set containerd's keys);
+/// 2. containerd's container-type alone: containerd's family counts, CRI-O's is dropped;
+/// 3. neither (podman, ctr, runc): everything counts, as the creator set every annotation and
+///    is trusted as much as the runtime is.
 pub fn runtime_annotations(annotations: &HashMap<String, String>) -> HashMap<String, String> {
-    let containerd = annotations.contains_key(CONTAINERD_CONTAINER_TYPE);
-    let cri_o = annotations.contains_key(CRI_O_CONTAINER_TYPE);
+    let drop = if annotations.contains_key(CRI_O_CONTAINER_TYPE) {
+        Some(CONTAINERD_CRI_PREFIX)
+    } else if annotations.contains_key(CONTAINERD_CONTAINER_TYPE) {
+        Some(CRI_O_PREFIX)
+    } else {
+        None
+    };
     annotations
         .iter()
-        .filter(|(k, _)| {
-            let (is_containerd, is_cri_o) = (k.starts_with(CONTAINERD_CRI_PREFIX), k.starts_with(CRI_O_PREFIX));
-            match (containerd, cri_o) {
-                (true, true) => !is_containerd && !is_cri_o,
-                (true, false) => !is_cri_o,
-                (false, true) => !is_containerd,
-                (false, false) => true,
-            }
-        })
+        .filter(|(k, _)| drop.is_none_or(|p| !k.starts_with(p)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -271,21 +266,26 @@ mod tests {
 
     #[test]
     fn each_cri_runtime_is_trusted_for_its_own_annotations_only() {
-        let sandbox_forged_by_pod = ann(&[
-            (CONTAINERD_CONTAINER_TYPE, "container"),
-            (CONTAINERD_POD_NAMESPACE, "team-a"),
-            ("io.kubernetes.cri.image-name", "registry.example/app:1"),
-            (CRI_O_CONTAINER_TYPE, "sandbox"),
-            ("io.kubernetes.cri-o.ImageName", "registry.example/trusted:1"),
+        // Under CRI-O, a pod's forged containerd keys are dropped.
+        let cri_o = ann(&[
+            (CRI_O_CONTAINER_TYPE, "container"),
+            ("io.kubernetes.cri-o.ImageName", "registry.example/app:1"),
+            (CONTAINERD_CONTAINER_TYPE, "sandbox"),
+            (CONTAINERD_POD_NAMESPACE, "kube-system"),
+            ("io.kubernetes.cri.image-name", "registry.example/trusted:1"),
             ("rootseal.dev/image", "x"),
         ]);
-        // Ambiguous: both families dropped, the creator's own kept.
-        let t = runtime_annotations(&sandbox_forged_by_pod);
-        assert_eq!(t.len(), 1, "{t:?}");
+        let t = runtime_annotations(&cri_o);
+        assert_eq!(t.len(), 3, "{t:?}");
         assert!(exemption(&default_exemptions(), None, &t).is_none());
-        assert!(!image_name_from_runtime(&t));
+        assert_eq!(image_name(&t).as_deref(), Some("registry.example/app:1"));
         assert_eq!(pod_namespace(&t), None);
-        // containerd alone: its own family kept, CRI-O's dropped.
+        let sandbox = ann(&[(CRI_O_CONTAINER_TYPE, "sandbox")]);
+        assert_eq!(
+            exemption(&default_exemptions(), None, &runtime_annotations(&sandbox)).unwrap().name,
+            "cri-o-sandbox"
+        );
+        // Under containerd: its own family kept, CRI-O's dropped.
         let containerd = ann(&[
             (CONTAINERD_CONTAINER_TYPE, "container"),
             (CONTAINERD_POD_NAMESPACE, "team-a"),
@@ -294,11 +294,6 @@ mod tests {
         let t = runtime_annotations(&containerd);
         assert_eq!(pod_namespace(&t), Some("team-a"));
         assert!(!image_name_from_runtime(&t) && image_name(&t).is_none(), "{t:?}");
-        // CRI-O alone: containerd's family dropped.
-        let cri_o = ann(&[(CRI_O_CONTAINER_TYPE, "sandbox"), (CONTAINERD_POD_NAMESPACE, "kube-system")]);
-        let t = runtime_annotations(&cri_o);
-        assert_eq!(exemption(&default_exemptions(), None, &t).unwrap().name, "cri-o-sandbox");
-        assert_eq!(pod_namespace(&t), None);
         // Outside the CRI: everything kept (the creator is the runtime's user).
         let podman = ann(&[("io.container.manager", "libpod"), ("rootseal.dev/image", "app:1")]);
         assert_eq!(runtime_annotations(&podman), podman);

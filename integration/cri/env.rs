@@ -34,7 +34,8 @@ pub(crate) struct NodeSpec {
     /// Extra rootseal config (TOML before `[alerts]`).
     pub config: &'static str,
     /// Let the rootseal runtime pass every pod and container annotation to the spec
-    /// (containerd's `pod_annotations = ["*"]`): the most permissive setting an operator can
+    /// (containerd's `pod_annotations = ["*", "*/*"]`; containerd matches with Go's
+    /// `filepath.Match`, where `*` stops at a `/`): the most permissive setting an operator can
     /// choose, under which a pod author controls every annotation the CRI does not set itself.
     pub pass_annotations: bool,
 }
@@ -121,7 +122,7 @@ impl CriNode {
             assert!(toml.contains(table), "{toml}");
             toml = toml.replacen(
                 table,
-                &format!("{table}pod_annotations = [\"*\"]\ncontainer_annotations = [\"*\"]\n"),
+                &format!("{table}pod_annotations = [\"*\", \"*/*\"]\ncontainer_annotations = [\"*\", \"*/*\"]\n"),
                 1,
             );
             std::fs::write(&config, &toml).unwrap();
