@@ -27,12 +27,18 @@ impl Containerd {
 
     /// A containerd in `env`'s directory `name`, on the config `text`.
     pub(crate) fn start_with(env: &Env, name: &str, text: &str) -> Containerd {
-        let dir = env.path(name);
+        Containerd::start_in(&env.path(name), text, &env.config_path())
+    }
+
+    /// A containerd in `dir` (its config.toml, root, state and socket), on the config `text`,
+    /// with `ROOTSEAL_CONFIG=rootseal_config` in its environment (and so its shims').
+    pub(crate) fn start_in(dir: &Path, text: &str, rootseal_config: &Path) -> Containerd {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.toml"), text).unwrap();
         let sock = dir.join("c.sock");
-        let child = Containerd::spawn(&dir, &sock, &env.config_path());
-        let c = Containerd { child, dir, sock, rootseal_config: env.config_path() };
+        let child = Containerd::spawn(&dir, &sock, rootseal_config);
+        let c = Containerd { child, dir, sock, rootseal_config: rootseal_config.to_path_buf() };
         c.wait_ready();
         c
     }

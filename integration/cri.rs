@@ -3,6 +3,7 @@
 //! handler `rootseal install containerd` registers.
 
 mod bad_input;
+mod daemonset;
 mod env;
 mod pods;
 

@@ -59,8 +59,18 @@ fn manifests_parse_and_agree() {
     assert_eq!(spec["hostPID"].as_bool(), Some(true), "the monitor needs host pids for pidfds");
     // RuntimeClass handler = the name the init step installs; both select the same nodes.
     let handler = s(&m["RuntimeClass"]["handler"]);
-    let init = s(&spec["initContainers"][0]["args"][0]);
-    assert!(init.contains(&format!("--name {handler}")), "install uses the RuntimeClass handler name");
+    // The init step is the image's rootseal-node-install (integration/k8s_image.rs runs it),
+    // told the handler name and the host's binary directory by its environment.
+    let init_container = &spec["initContainers"][0];
+    assert_eq!(s(&init_container["command"][0]), "/usr/bin/rootseal-node-install");
+    let init_env: BTreeMap<&str, &str> =
+        init_container["env"].as_vec().unwrap().iter().map(|e| (s(&e["name"]), s(&e["value"]))).collect();
+    assert_eq!(init_env["RUNTIME_NAME"], handler, "install uses the RuntimeClass handler name");
+    let init = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes/image/rootseal-node-install"),
+    )
+    .unwrap();
+    assert!(init.contains("--name \"$RUNTIME_NAME\""), "{init}");
     assert_eq!(m["RuntimeClass"]["scheduling"]["nodeSelector"], spec["nodeSelector"]);
     // Volumes referenced exist, and the ConfigMap and Secret they name exist.
     let volumes: BTreeMap<&str, &Yaml> = spec["volumes"].as_vec().unwrap().iter().map(|v| (s(&v["name"]), v)).collect();
@@ -94,8 +104,9 @@ fn manifests_parse_and_agree() {
     }
     // The hook binary the wrapper injects is where the init step installs it on the host.
     let hook = cfg.runtime.hook_binary.as_ref().expect("hook_binary is set").display().to_string();
-    assert!(init.contains("/host/opt/rootseal/bin/") && hook.starts_with("/opt/rootseal/bin/"), "{hook}");
-    assert!(init.contains("--runtime-binary /opt/rootseal/bin/rootseal-runtime"));
+    assert!(init.contains("BIN=/host/opt/rootseal/bin\n") && hook.starts_with("/opt/rootseal/bin/"), "{hook}");
+    assert_eq!(format!("{}/rootseal", init_env["HOST_BIN_DIR"]), hook);
+    assert!(init.contains("--runtime-binary \"$HOST_BIN_DIR/rootseal-runtime\""));
     // The example pod uses the class, read-only.
     let pod = &m["Pod"]["spec"];
     assert_eq!(s(&pod["runtimeClassName"]), s(&m["RuntimeClass"]["metadata"]["name"]));

@@ -56,12 +56,45 @@ pub(crate) struct CriNode {
     kubelet_dirs: std::cell::RefCell<Vec<PathBuf>>,
 }
 
+/// The test images, built as OCI archives: the sealed two-layer app and the busybox pause image
+/// (sealed when asked), both sealed with `key` into `env`'s seal store.
+pub(crate) struct Images {
+    pub app: String,
+    pub pause: String,
+    archives: Vec<PathBuf>,
+}
+
+impl Images {
+    /// The pause image's name for `tag` (what `sandbox_image` names).
+    pub(crate) fn pause_name(tag: &str) -> String {
+        format!("test.local/rootseal/pause-{tag}:{}", std::process::id())
+    }
+
+    pub(crate) fn build(env: &Env, key: &Path, tag: &str, seal_pause: bool) -> Images {
+        let pid = std::process::id();
+        let app = format!("test.local/rootseal/cri-{tag}:{pid}");
+        let pause = Images::pause_name(tag);
+        let app_archive = multi_layer_archive(env.tmp.path(), &app, "hello from a sealed pod\n");
+        let pause_archive = oci_archive_with_cmd(
+            env.tmp.path(),
+            &pause,
+            vec![(busybox_layer().finish(), Compression::Gzip)],
+            &["/bin/sleep", "3600"],
+        );
+        seal_archive(env, key, &app_archive, &[]);
+        if seal_pause {
+            seal_archive(env, key, &pause_archive, &[]);
+        }
+        Images { app, pause, archives: vec![app_archive, pause_archive] }
+    }
+}
+
 /// containerd's CRI config for a test node: host-network pods need no CNI, AppArmor is off (the
 /// CRI would load its profile into the host's kernel), the stream server takes a free port, and
 /// `restrict_oom_score_adj` keeps the sandbox's oom_score_adj (-998) from going below the
 /// daemon's own: lowering it needs CAP_SYS_RESOURCE in the initial user namespace, which a CI
 /// machine that is itself a container lacks (runc: "failed to update /proc/self/oom_score_adj").
-fn containerd_config(dir: &Path, pause: &str) -> String {
+pub(crate) fn containerd_config(dir: &Path, pause: &str) -> String {
     let d = dir.display();
     format!(
         r#"version = 2
@@ -85,24 +118,11 @@ impl CriNode {
         env.write_config(spec.config);
         let (key, public) = env.keygen("ci-2026");
         env.expect(0, [OsStr::new("trust"), OsStr::new("add"), public.as_os_str()]);
-        let pid = std::process::id();
-        let app = format!("test.local/rootseal/cri-{tag}:{pid}");
-        let pause = format!("test.local/rootseal/pause-{tag}:{pid}");
-        let app_archive = multi_layer_archive(env.tmp.path(), &app, "hello from a sealed pod\n");
-        let pause_archive = oci_archive_with_cmd(
-            env.tmp.path(),
-            &pause,
-            vec![(busybox_layer().finish(), Compression::Gzip)],
-            &["/bin/sleep", "3600"],
-        );
-        seal_archive(&env, &key, &app_archive, &[]);
-        if spec.seal_pause {
-            seal_archive(&env, &key, &pause_archive, &[]);
-        }
+        let images = Images::build(&env, &key, tag, spec.seal_pause);
         let dir = env.path("cri");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.toml");
-        std::fs::write(&config, containerd_config(&dir, &pause)).unwrap();
+        std::fs::write(&config, containerd_config(&dir, &images.pause)).unwrap();
         let w = wrapper();
         let (out, _) = env.expect(
             0,
@@ -128,7 +148,12 @@ impl CriNode {
             std::fs::write(&config, &toml).unwrap();
         }
         let containerd = Containerd::start_with(&env, "cri", &toml);
-        for archive in [&app_archive, &pause_archive] {
+        CriNode::attach(env, containerd, key, images, config)
+    }
+
+    /// A node on a running containerd: imports the images into `k8s.io` and connects.
+    pub(crate) fn attach(env: Env, containerd: Containerd, key: PathBuf, images: Images, config: PathBuf) -> CriNode {
+        for archive in &images.archives {
             let o = containerd.ctr(&[
                 OsStr::new("-n"),
                 OsStr::new("k8s.io"),
@@ -146,9 +171,9 @@ impl CriNode {
             rt,
             client,
             key,
-            app,
-            pause,
-            config: dir.join("config.toml"),
+            app: images.app,
+            pause: images.pause,
+            config,
             pods: Default::default(),
             kubelet_dirs: Default::default(),
         }
@@ -377,15 +402,22 @@ impl CriNode {
     }
 }
 
-impl Drop for CriNode {
-    fn drop(&mut self) {
-        // Remove every pod (containers, shims and mounts with it) before containerd stops:
-        // a shim outlives its containerd.
-        for id in self.pods.borrow().iter() {
+impl CriNode {
+    /// Stops and removes every pod this node ran (what a drain does).
+    pub(crate) fn remove_pods(&self) {
+        for id in self.pods.take() {
             let mut c = self.client.clone();
             let _ = self.call(c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }));
             let _ = self.call(c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id.clone() }));
         }
+    }
+}
+
+impl Drop for CriNode {
+    fn drop(&mut self) {
+        // Remove every pod (containers, shims and mounts with it) before containerd stops:
+        // a shim outlives its containerd.
+        self.remove_pods();
         for d in self.kubelet_dirs.borrow().iter() {
             let _ = std::fs::remove_dir_all(d);
         }
