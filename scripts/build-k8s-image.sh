@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the DaemonSet's image (packaging/kubernetes/daemonset.yaml) with buildah, from scratch:
-# rootseal and rootseal-runtime, the shared libraries they link (from this machine, by ldd),
-# busybox-static for the shell and applets the install step uses, and the install step itself
-# (packaging/kubernetes/image/rootseal-node-install). Writes an OCI archive; load it with
+# rootseal and rootseal-runtime, containerd's ctr (the sync container lists the node's images
+# with it: this machine's, Debian's containerd package), the shared libraries they link (from
+# this machine, by ldd), busybox-static for the shell and applets the install step uses, and the
+# install step itself (packaging/kubernetes/image/rootseal-node-install). Writes an OCI archive; load it with
 # `podman load -i`, or push it with `skopeo copy oci-archive:OUT docker://REGISTRY/REPO:TAG`.
 #
 #   scripts/build-k8s-image.sh [--bin-dir target/release] [--name NAME] --out OUT.tar
@@ -26,6 +27,7 @@ for b in rootseal rootseal-runtime; do
   [ -x "$bin_dir/$b" ] || { echo "build-k8s-image: $bin_dir/$b missing: cargo build --release first" >&2; exit 2; }
 done
 [ -x /bin/busybox ] || { echo "build-k8s-image: /bin/busybox missing (busybox-static)" >&2; exit 2; }
+ctr_bin=$(command -v ctr) || { echo "build-k8s-image: ctr missing (containerd)" >&2; exit 2; }
 
 stage=$(mktemp -d)
 ctr=
@@ -36,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$stage/usr/bin" "$stage/bin" "$stage/etc" "$stage/tmp"
 chmod 1777 "$stage/tmp"
-cp "$bin_dir/rootseal" "$bin_dir/rootseal-runtime" "$stage/usr/bin/"
+cp "$bin_dir/rootseal" "$bin_dir/rootseal-runtime" "$ctr_bin" "$stage/usr/bin/"
 cp packaging/kubernetes/image/rootseal-node-install "$stage/usr/bin/"
 chmod 0755 "$stage/usr/bin/"*
 cp /bin/busybox "$stage/bin/busybox"
@@ -44,7 +46,7 @@ for applet in $(/bin/busybox --list); do
   [ -e "$stage/bin/$applet" ] || ln -s busybox "$stage/bin/$applet"
 done
 # The dynamic loader and the libraries the binaries link, at the paths ldd names.
-for lib in $(ldd "$bin_dir/rootseal" "$bin_dir/rootseal-runtime" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u); do
+for lib in $(ldd "$bin_dir/rootseal" "$bin_dir/rootseal-runtime" "$ctr_bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u); do
   mkdir -p "$stage$(dirname "$lib")"
   cp -L "$lib" "$stage$lib"
 done

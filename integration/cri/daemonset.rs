@@ -134,6 +134,16 @@ fn cri_the_daemonset_image_builds_and_installs_rootseal_on_a_real_containerd() {
         .create_start(&pod_id, &pod, node.container_config(&pod, "app", &node.app, true, &["cat", "/etc/motd"]))
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(node.wait_exit(&id), 0);
+    // The image's ctr (what the sync container lists the node's images with) reaches the
+    // node's containerd through the socket the DaemonSet mounts.
+    let ctr = Command::new("podman")
+        .args(["run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000"])
+        .arg("-v")
+        .arg(format!("{}:/run/containerd/containerd.sock", node.containerd.socket().display()))
+        .args([&image, "ctr", "-n", "k8s.io", "images", "ls", "-q"])
+        .output()
+        .unwrap();
+    assert!(ctr.status.success() && out(&ctr).contains(&node.app), "{}", text(&ctr));
     let v = node.events().into_iter().find(|e| e["event"] == "verified").expect("verified by the installed hook");
     assert_eq!(v["seal"]["signers"][0], "ci-2026", "the key the step installed: {v}");
     super::assert_blocked(
