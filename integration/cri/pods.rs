@@ -67,10 +67,13 @@ fn cri_a_namespace_rule_audits_kube_system_and_other_namespaces_stay_enforced() 
 }
 
 /// The pod's name, namespace and container name in the hook's event, the state record, the
-/// monitor's status (`rootseal status`) and its drift event.
+/// monitor's status (`rootseal status`) and its drift event; the monitor applies the
+/// namespace's rule (`drift_action = "kill"`).
 #[test]
 fn cri_events_records_status_and_drift_name_the_pod() {
-    let n = CriNode::new("podmeta", NodeSpec { config: "[monitor]\ninterval = \"1s\"", ..Default::default() });
+    let config =
+        "[monitor]\ninterval = \"1s\"\n[[rules]]\nname = \"shop\"\nnamespaces = [\"shop\"]\ndrift_action = \"kill\"\n";
+    let n = CriNode::new("podmeta", NodeSpec { config, ..Default::default() });
     let pod = n.pod_config("web-0", "shop", &[]);
     let pod_id = n.run_pod(&pod, HANDLER).unwrap();
     let id = n
@@ -114,6 +117,10 @@ fn cri_events_records_status_and_drift_name_the_pod() {
     assert_eq!(drift["container"]["id"], id.as_str());
     assert_eq!(drift["container"]["pod"], want, "{drift}");
     assert_eq!(drift["violations"][0]["paths"][0]["path"], "/etc/motd");
+    assert!(drift["action"].as_str().is_some_and(|a| a.starts_with("killed")), "the namespace rule's kill: {drift}");
+    wait_for("the killed container to exit", Duration::from_secs(30), || {
+        n.status(&id).state == k8s_cri::v1::ContainerState::ContainerExited as i32
+    });
     assert_eq!(mon.stop(), Some(0));
 }
 

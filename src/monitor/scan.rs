@@ -90,7 +90,8 @@ impl Monitor {
         // rules): a key revoked or a seal expired since the start is a scan failure now.
         {
             let seal = &w.seal.as_ref().expect("loaded above").0;
-            let image_rule = policy::rule(&cfg.rules, w.rec.image.as_deref());
+            let namespace = w.rec.pod.as_ref().map(|p| p.namespace.as_str());
+            let image_rule = policy::rule_for(&cfg.rules, w.rec.image.as_deref(), namespace);
             let now = SystemTime::now();
             let keys: Vec<String> = trust.keys.iter().map(|k| k.key.keyid.clone()).collect();
             let memo = w.sig_memo.as_ref().filter(|(k, _)| *k == keys).and_then(|(_, verifying)| {
@@ -353,7 +354,10 @@ impl Monitor {
     pub(super) fn action_for(&self, id: &str) -> Action {
         let Some(w) = self.watched.get(id) else { return Action::Alert };
         let name = w.rec.image.clone().or_else(|| w.seal.as_ref().map(|(s, _)| s.name.clone()));
-        policy::rule(&self.cfg.rules, name.as_deref()).and_then(|r| r.drift_action).unwrap_or(self.cfg.monitor.action)
+        let namespace = w.rec.pod.as_ref().map(|p| p.namespace.as_str());
+        policy::rule_for(&self.cfg.rules, name.as_deref(), namespace)
+            .and_then(|r| r.drift_action)
+            .unwrap_or(self.cfg.monitor.action)
     }
 }
 
