@@ -202,12 +202,18 @@ impl Default for Config {
 impl Config {
     /// The scan policies a container answers to: the `scan` of the rule for the runtime's
     /// image name (only when the runtime reported it: a name the container's creator set must
-    /// not choose a laxer policy) and of the rule for the seal's signed name; `[scan]` when
-    /// neither rule has one. The gate must pass each.
-    pub fn scan_policies(&self, runtime_image: Option<&str>, seal_name: &str) -> Vec<&crate::verify::gate::ScanPolicy> {
+    /// not choose a laxer policy) and the CRI's pod namespace, and of the rule for the seal's
+    /// signed name; `[scan]` when neither rule has one. The gate must pass each.
+    pub fn scan_policies(
+        &self,
+        runtime_image: Option<&str>,
+        namespace: Option<&str>,
+        seal_name: &str,
+    ) -> Vec<&crate::verify::gate::ScanPolicy> {
         let mut out: Vec<&crate::verify::gate::ScanPolicy> = Vec::new();
-        for name in [runtime_image, Some(seal_name)] {
-            if let Some(p) = crate::policy::rule(&self.rules, name).and_then(|r| r.scan.as_ref()) {
+        let runtime_rule = crate::policy::rule_for(&self.rules, runtime_image, namespace);
+        for rule in [runtime_rule, crate::policy::rule(&self.rules, Some(seal_name))] {
+            if let Some(p) = rule.and_then(|r| r.scan.as_ref()) {
                 if !out.iter().any(|o| std::ptr::eq(*o, p)) {
                     out.push(p);
                 }
@@ -527,5 +533,29 @@ annotations = { "io.kubernetes.cri.container-type" = "sandbox" }
         let err = Config::parse("trust_dir = \"rel\"", Path::new("c.toml")).unwrap_err().to_string();
         assert!(err.contains("absolute"), "{err}");
         assert_eq!(Config::parse("", Path::new("c.toml")).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn namespace_rules_parse_and_choose_scan_policies() {
+        let text = r#"
+[[rules]]
+name = "system"
+namespaces = ["kube-system"]
+mode = "audit"
+scan = { require = true, max_severity = "critical" }
+[[rules]]
+name = "prod"
+images = ["registry.example/prod/**"]
+scan = { require = true, max_severity = "high" }
+"#;
+        let cfg = Config::parse(text, Path::new("c.toml")).unwrap();
+        let severities = |image: Option<&str>, ns: Option<&str>, seal: &str| -> Vec<String> {
+            cfg.scan_policies(image, ns, seal).iter().map(|p| format!("{:?}", p.max_severity)).collect()
+        };
+        assert_eq!(severities(None, Some("kube-system"), "other:1"), ["Critical"]);
+        assert_eq!(severities(None, Some("kube-system"), "registry.example/prod/app:1"), ["Critical", "High"]);
+        assert_eq!(severities(None, None, "registry.example/prod/app:1"), ["High"]);
+        let err = Config::parse("[[rules]]\nname = \"empty\"\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("matches nothing: give images or namespaces"), "{err}");
     }
 }

@@ -13,8 +13,11 @@ pub(super) fn scan_gate(cfg: &Config, d: &mut Decision, trust: &Trust, runtime_i
         return;
     }
     let Some(seal) = d.seal.clone() else { return };
-    let policies: Vec<&gate::ScanPolicy> =
-        cfg.scan_policies(runtime_image, &seal.name).into_iter().filter(|p| p.require).collect();
+    let policies: Vec<&gate::ScanPolicy> = cfg
+        .scan_policies(runtime_image, d.pod.as_ref().map(|p| p.namespace.as_str()), &seal.name)
+        .into_iter()
+        .filter(|p| p.require)
+        .collect();
     let Some(min) = policies.iter().map(|p| p.max_severity).min() else { return };
     let now = SystemTime::now();
     let vex_max = policies.iter().map(|p| p.vex_max_age.get()).min().unwrap_or_default();

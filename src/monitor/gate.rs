@@ -16,10 +16,12 @@ impl Monitor {
         let max_paths = self.cfg.monitor.max_event_paths;
         let w = self.watched.get_mut(id)?;
         let (seal, _) = w.seal.as_ref()?;
-        // By the seal's signed name only: the record does not say whether its image name was the
-        // runtime's or an annotation the container's creator set, which must not pick a policy.
+        // By the seal's signed name and the CRI's namespace: the record does not say whether
+        // its image name was the runtime's or an annotation the container's creator set, which
+        // must not pick a policy (its pod comes from the CRI's own annotations only).
+        let namespace = w.rec.pod.as_ref().map(|p| p.namespace.as_str());
         let policies: Vec<&gate::ScanPolicy> =
-            self.cfg.scan_policies(None, &seal.name).into_iter().filter(|p| p.require).collect();
+            self.cfg.scan_policies(None, namespace, &seal.name).into_iter().filter(|p| p.require).collect();
         let min = policies.iter().map(|p| p.max_severity).min()?;
         let now = SystemTime::now();
         let store = AttestStore::new(&self.cfg.seal_dir, &self.cfg.cache_dir);
