@@ -5,6 +5,7 @@
 mod util;
 
 mod containerd;
+mod containerd_install;
 mod crash;
 mod cri;
 mod deb;
