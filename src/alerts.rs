@@ -270,6 +270,9 @@ pub fn syslog_line(event: &Event) -> Vec<u8> {
     params.insert("mode".to_string(), event.mode.to_string());
     if let Some(c) = &event.container {
         params.insert("container".to_string(), c.id.clone());
+        if let Some(p) = &c.pod {
+            params.insert("pod".to_string(), p.to_string());
+        }
     }
     if let Some(i) = &event.image {
         params.insert("image".to_string(), i.clone());
@@ -396,6 +399,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(ev.trim()).unwrap();
         assert_eq!(v["event"], "blocked");
         assert_eq!(v["container"]["id"], "abc");
+    }
+
+    #[test]
+    fn a_cri_containers_pod_is_in_the_event_and_the_syslog_line() {
+        let mut e = event();
+        e.container.as_mut().unwrap().pod = Some(crate::node::pod::PodInfo {
+            name: "web-0".into(),
+            namespace: "shop".into(),
+            uid: None,
+            container: Some("app".into()),
+            sandbox: false,
+        });
+        let line = String::from_utf8_lossy(&syslog_line(&e)).into_owned();
+        assert!(line.contains(" mode=\"enforce\" pod=\"shop/web-0/app\" reason="), "{line}");
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v["container"]["pod"],
+            serde_json::json!({"name": "web-0", "namespace": "shop", "container": "app", "sandbox": false})
+        );
     }
 
     #[test]

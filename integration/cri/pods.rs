@@ -27,7 +27,7 @@ fn cri_sandboxes_are_verified_when_exemptions_are_off_and_an_unsealed_pause_is_r
     assert_eq!(blocked["container"]["pod"]["name"], "strict", "{blocked}");
 
     let n = CriNode::new("sbx-sealed", NodeSpec { config: "exempt = []", seal_pause: true, ..Default::default() });
-    let pod = n.pod_config("strict", "default", &[]);
+    let pod = n.pod_config("strict-sealed", "default", &[]);
     let pod_id = n.run_pod(&pod, HANDLER).unwrap_or_else(|e| panic!("a sealed sandbox runs: {e:?}"));
     let ev = n.events();
     let v = ev.iter().find(|e| e["event"] == "verified" && e["container"]["id"] == pod_id.as_str());
