@@ -25,7 +25,7 @@ fn cri_a_sealed_read_only_pod_runs_under_the_rootseal_handler() {
     let n = CriNode::new("sealed", NodeSpec::default());
     let pod = n.pod_config("sealed-app", "default", &[]);
     let pod_id = n.run_pod(&pod, HANDLER).unwrap_or_else(|e| panic!("{e:?}\n{}", n.containerd.log()));
-    let cmd = ["sh", "-c", "cat /etc/motd; touch /x 2>/dev/null || echo read-only; touch /data/ok && echo data-writable; cat /var/run/secrets/kubernetes.io/serviceaccount/token"];
+    let cmd = ["sh", "-c", "cat /etc/motd; touch /x 2>/dev/null || echo read-only; touch /data/ok && echo data-writable; cat /var/run/secrets/kubernetes.io/serviceaccount/token; echo; touch /var/run/secrets/kubernetes.io/serviceaccount/x 2>/dev/null || echo token-read-only; echo bye > /dev/termination-log && echo termination-log-writable; test -e /etc/resolv.conf && echo resolv-present; grep -q localhost /etc/hosts && echo hosts-present"];
     let cfg = n.container_config(&pod, "app", &n.app, true, &cmd);
     let id = n.create_start(&pod_id, &pod, cfg).unwrap_or_else(|e| panic!("{e:?}\n{}", n.containerd.log()));
     assert_eq!(n.wait_exit(&id), 0);
@@ -34,7 +34,9 @@ fn cri_a_sealed_read_only_pod_runs_under_the_rootseal_handler() {
         out.contains("hello from a sealed pod") && out.contains("read-only") && out.contains("data-writable"),
         "{out}"
     );
-    assert!(out.contains("not-a-real-token"), "{out}");
+    for line in ["not-a-real-token", "token-read-only", "termination-log-writable", "resolv-present", "hosts-present"] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
     let ev = n.events();
     let verified = ev.iter().find(|e| e["event"] == "verified" && e["container"]["id"] == id.as_str());
     let verified = verified.unwrap_or_else(|| panic!("a verified event for {id}: {ev:?}"));
