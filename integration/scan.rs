@@ -3,8 +3,7 @@
 //! binary for `attest scan` and `trust import`, the real Trivy (scripts/setup-host.sh installs
 //! it) for the secret scans, and reports written here after Trivy's and Grype's documented JSON
 //! (src/scan/testdata/ holds real ones) for vulnerabilities, which Trivy cannot scan offline.
-//! OpenVEX documents are signed with the library (`rootseal::attest::sign`): there is no CLI
-//! for that yet.
+//! OpenVEX documents are signed with `rootseal attest vex`.
 
 use crate::containerd::{text, Containerd};
 use crate::harness::*;
@@ -131,10 +130,9 @@ fn seal_subject(seal: &Path) -> (String, String) {
 }
 
 /// An OpenVEX v0.2.0 document (openvex/spec) with one `not_affected` statement per
-/// `(vulnerability, product id)`, last updated at `updated`, as an in-toto statement about the
-/// seal's tree signed by `key` (the library's `sign`, as `attest scan` signs).
+/// `(vulnerability, product id)`, last updated at `updated`, signed by `key` as an in-toto
+/// statement about the seal's tree with the real `rootseal attest vex`.
 fn vex(key: &Path, seal: &Path, id: &str, updated: SystemTime, statements: &[(&str, &str)]) -> Vec<u8> {
-    let (tree, subject) = seal_subject(seal);
     let doc = json!({
         "@context": "https://openvex.dev/ns/v0.2.0",
         "@id": format!("https://vex.test.local/{id}"),
@@ -148,14 +146,71 @@ fn vex(key: &Path, seal: &Path, id: &str, updated: SystemTime, statements: &[(&s
             "justification": "vulnerable_code_not_in_execute_path",
         })).collect::<Vec<_>>(),
     });
-    let st = json!({
-        "_type": rootseal::attest::STATEMENT_TYPE,
-        "subject": [{"name": subject, "digest": {"sha256": tree.trim_start_matches("sha256:")}}],
-        "predicateType": rootseal::attest::OPENVEX_PREDICATE,
-        "predicate": doc,
-    });
-    let sk = rootseal::keys::load_signing_key(key).unwrap();
-    rootseal::attest::sign(&serde_json::to_vec(&st).unwrap(), &sk)
+    let doc_path = seal.with_file_name(format!("{id}.openvex.json"));
+    std::fs::write(&doc_path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let out = Command::new(bin())
+        .args([OsStr::new("attest"), OsStr::new("vex"), doc_path.as_os_str(), OsStr::new("--key"), key.as_os_str()])
+        .args([OsStr::new("--seal"), seal.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "attest vex: {}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("attested VEX document https://vex.test.local/{id} ({} statement(s)", statements.len())),
+        "{said}"
+    );
+    let (tree, _) = seal_subject(seal);
+    assert!(said.contains(&tree), "{said}");
+    out.stdout
+}
+
+/// `attest vex` refuses what `trust import` would refuse, before signing: a document that is not
+/// OpenVEX v0.2.0, or a `not_affected` without its justification, named with the file.
+#[test]
+fn attest_vex_refuses_a_document_the_gate_would_not_read() {
+    let env = Env::new();
+    let (key, _) = env.keygen("scanner");
+    let rootfs = env.path("rootfs");
+    small_tree(&rootfs);
+    let seal = env.path("app.seal");
+    env.expect(
+        0,
+        [
+            OsStr::new("seal"),
+            rootfs.as_os_str(),
+            OsStr::new("--key"),
+            key.as_os_str(),
+            OsStr::new("--name"),
+            OsStr::new(IMAGE),
+            OsStr::new("--out"),
+            seal.as_os_str(),
+        ],
+    );
+    let bad = env.path("bad.openvex.json");
+    let cases = [
+        json!({"@context": "https://openvex.dev/ns/v0.0.1", "@id": "x", "author": "a", "timestamp": "2026-12-01T00:00:00Z", "version": 1, "statements": []}),
+        json!({"@context": "https://openvex.dev/ns/v0.2.0", "@id": "x", "author": "a", "timestamp": "2026-12-01T00:00:00Z", "version": 1,
+               "statements": [{"vulnerability": {"name": "CVE-1"}, "products": [{"@id": "p"}], "status": "not_affected"}]}),
+    ];
+    for doc in cases {
+        std::fs::write(&bad, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let out = Command::new(bin())
+            .args([
+                OsStr::new("attest"),
+                OsStr::new("vex"),
+                bad.as_os_str(),
+                OsStr::new("--key"),
+                key.as_os_str(),
+                OsStr::new("--seal"),
+                seal.as_os_str(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{doc}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.openvex.json") && err.contains("OpenVEX"), "{err}");
+    }
 }
 
 /// A sealed, trusted bundle under [`POLICY`], plus a trusted `scanner` key.

@@ -103,6 +103,20 @@ pub fn scan_statement(report_bytes: &[u8], report: &Report, subjects: &[Subject]
     Ok(serde_json::to_vec(&st).expect("JSON values serialise"))
 }
 
+/// The in-toto statement of an OpenVEX document (`rootseal attest vex`): the document, checked
+/// as `trust import` will check it (src/scan/vex.rs), as the predicate, about `subjects`.
+pub fn vex_statement(vex_bytes: &[u8], subjects: &[Subject]) -> Result<(Vec<u8>, vex::Vex), AttestError> {
+    let doc = vex::parse(vex_bytes)?;
+    let predicate: Value = serde_json::from_slice(vex_bytes).map_err(|e| AttestError::Statement(e.to_string()))?;
+    let st = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subjects.iter().map(|s| json!({"name": s.name, "digest": {"sha256": s.sha256}})).collect::<Vec<_>>(),
+        "predicateType": OPENVEX_PREDICATE,
+        "predicate": predicate,
+    });
+    Ok((serde_json::to_vec(&st).expect("JSON values serialise"), doc))
+}
+
 /// Signs an in-toto statement into a DSSE envelope (the seal's envelope format).
 pub fn sign(statement: &[u8], key: &SigningKey) -> Vec<u8> {
     let public = crate::keys::PublicKey::new(key.verifying_key());

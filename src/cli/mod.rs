@@ -288,6 +288,26 @@ pub enum AttestCommand {
         #[arg(long, value_name = "IMAGE_REF")]
         push: Option<String>,
     },
+    /// Sign an OpenVEX v0.2.0 document (e.g. from vexctl) as an attestation about a sealed
+    /// image, so that its `not_affected` statements can excuse scan findings (docs/scan.md)
+    Vex {
+        vex: PathBuf,
+        /// Private key (PKCS#8 PEM) of a key the nodes trust for VEX ([scan] keys)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The seal of the image the document is about
+        #[arg(long, value_name = "SEAL_FILE", required_unless_present = "image", conflicts_with = "image")]
+        seal: Option<PathBuf>,
+        /// The image the document is about: its newest seal in the registry names the subject
+        #[arg(long, value_name = "IMAGE_REF")]
+        image: Option<String>,
+        /// Write the signed document here (atomically) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also store it in the registry next to this image (docs/registry.md)
+        #[arg(long, value_name = "IMAGE_REF")]
+        push: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -390,7 +410,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Attest { what: AttestCommand::Scan { report, key, seal, image, out, push } } => {
             let cfg = load_config(cli.config.as_deref())?;
-            attest::scan(&cfg, &report, &key, seal.as_deref(), image.as_deref(), out.as_deref(), push.as_deref())
+            let to = attest::Target {
+                seal: seal.as_deref(),
+                image: image.as_deref(),
+                out: out.as_deref(),
+                push: push.as_deref(),
+            };
+            attest::scan(&cfg, &report, &key, to)
+        }
+        Command::Attest { what: AttestCommand::Vex { vex, key, seal, image, out, push } } => {
+            let cfg = load_config(cli.config.as_deref())?;
+            let to = attest::Target {
+                seal: seal.as_deref(),
+                image: image.as_deref(),
+                out: out.as_deref(),
+                push: push.as_deref(),
+            };
+            attest::vex(&cfg, &vex, &key, to)
         }
         Command::Pull { image } => {
             let cfg = load_config(cli.config.as_deref())?;
