@@ -118,6 +118,9 @@ impl SealStore {
         for d in [self.dir.clone(), self.dir.join("by-content"), self.dir.join("by-name"), self.dir.join("by-sketch")] {
             mkdir(&d)?;
         }
+        // The indexes are read, extended and replaced: two writers at once (a `sync` and a
+        // `trust import`, or two of sync's threads) would each drop the other's line.
+        let _lock = self.lock()?;
         let path = self.path_for(digest);
         let replaced = path.exists();
         atomic::write(&path, bytes, 0o644)?;
@@ -127,6 +130,23 @@ impl SealStore {
             add_line(&self.dir.join("by-sketch").join(crate::manifest::hex(&l)), digest)?;
         }
         Ok(replaced)
+    }
+
+    /// The store's writer lock (`flock` on `<dir>/.lock`), held until the guard drops. Readers
+    /// (the hook) take none: every file they read is replaced whole by rename.
+    fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| StoreError::Io { path, source: errno.into() })
     }
 
     /// The seal filed for `digest`, if any.
@@ -239,6 +259,27 @@ mod tests {
             e("/bin/sh", Kind::File { size: 3, sha256: [2; 32], cap: None }),
         ]);
         assert_ne!(content_key(&sealed), content_key(&tampered));
+    }
+
+    #[test]
+    fn concurrent_puts_of_one_name_keep_every_index_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SealStore::new(dir.path()));
+        let threads: Vec<_> = (0..8u8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for j in 0..10u8 {
+                        let m = Manifest::from_entries(vec![e(&format!("/f{i}-{j}"), Kind::Dir)]);
+                        store.put(&m.digest(), "app:1", &m, b"{}").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.by_name("app:1").unwrap().len(), 80);
     }
 
     #[test]
