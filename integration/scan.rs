@@ -708,6 +708,20 @@ fn a_100_mib_report_is_refused_naming_the_limit() {
     refused_and_blocked(&g);
 }
 
+/// A report under the report limit whose envelope (base64, 4/3) would pass the 64 MiB envelope
+/// limit every node enforces: `attest scan` says so and writes nothing, instead of writing an
+/// attestation that `trust import` would refuse.
+#[test]
+fn a_report_whose_envelope_would_pass_the_limit_is_refused_at_attest() {
+    let g = Gate::new();
+    let mut report: Value =
+        serde_json::from_slice(&trivy_report(ago(60), &[("CVE-2023-4911", "HIGH", "libc6")])).unwrap();
+    report["Padding"] = Value::String("x".repeat(50 << 20));
+    let path = g.report("big.json", &serde_json::to_vec(&report).unwrap());
+    let err = g.attest_refused(&path);
+    assert!(err.contains("over the 67108864 byte envelope limit every node enforces; nothing written"), "{err}");
+}
+
 #[test]
 fn deeply_nested_json_is_refused() {
     let g = Gate::new();

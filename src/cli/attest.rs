@@ -101,6 +101,15 @@ fn emit(
     to: &Target<'_>,
     kind: &str,
 ) -> Result<ExitCode, Error> {
+    // Every node refuses an envelope over this size (trust import, pull, sync, the hook's
+    // reads): say so here, in CI, instead of writing one that no node takes.
+    if envelope.len() as u64 > crate::seal::MAX_SEAL_BYTES {
+        return Err(Error::Usage(format!(
+            "the signed {kind} would be {} bytes (the input in base64, signed), over the {} byte envelope limit every node enforces; nothing written. Make the input smaller (Trivy: leave out --list-all-pkgs, or scan with fewer scanners) or split it",
+            envelope.len(),
+            crate::seal::MAX_SEAL_BYTES
+        )));
+    }
     match to.out {
         Some(out) => {
             crate::atomic::write(out, envelope, 0o644).map_err(Error::Write)?;
