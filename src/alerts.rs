@@ -25,6 +25,17 @@ pub struct ContainerInfo {
     pub pid: Option<i32>,
 }
 
+/// The process an event is about (drift prevention: the one that called execve).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// As the host numbers it.
+    pub pid: i32,
+    /// `/proc/PID/comm`: the program name before the exec.
+    pub comm: String,
+    /// `/proc/PID/exe`: the program before the exec, as the host's mount namespace names it.
+    pub exe: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SealInfo {
     pub digest: String,
@@ -69,6 +80,10 @@ pub enum EventKind {
     SealSynced,
     /// `rootseal sync` could not fetch an image's seals.
     SyncFailed,
+    /// Drift prevention refused an exec of a file not in the container's seal (enforce).
+    ExecBlocked,
+    /// Drift prevention let such an exec run (audit).
+    ExecAudit,
 }
 
 impl EventKind {
@@ -85,6 +100,8 @@ impl EventKind {
             EventKind::ScanFindings => "scan-findings",
             EventKind::SealSynced => "seal-synced",
             EventKind::SyncFailed => "sync-failed",
+            EventKind::ExecBlocked => "exec-blocked",
+            EventKind::ExecAudit => "exec-audit",
         }
     }
 
@@ -101,6 +118,8 @@ impl EventKind {
             EventKind::ScanExpired => 9,
             EventKind::ScanFindings => 10,
             EventKind::SyncFailed => 8,
+            EventKind::ExecBlocked => 11,
+            EventKind::ExecAudit => 12,
             EventKind::Verified => 0,
         }
     }
@@ -178,6 +197,9 @@ pub struct Event {
     /// What a rule allowed that policy would otherwise refuse, with the rule's reason.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub allowances: Vec<String>,
+    /// The process that acted (drift prevention's events).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub process: Option<ProcessInfo>,
 }
 
 impl Event {
@@ -327,6 +349,8 @@ mod tests {
             SyncFailed,
             ScanExpired,
             ScanFindings,
+            ExecBlocked,
+            ExecAudit,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
@@ -362,6 +386,7 @@ mod tests {
             message: "rootseal: blocked container abc: \"quoted\" ]".into(),
             action: None,
             allowances: Vec::new(),
+            process: None,
             elapsed_ms: None,
         }
     }

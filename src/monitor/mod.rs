@@ -41,6 +41,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub use crate::config::MonitorSettings;
 
 mod gate;
+pub mod prevent;
+mod protect;
 mod scan;
 mod status;
 pub use status::{console_line, stale, status, status_path, ContainerStatus, Status};
@@ -111,6 +113,12 @@ struct Watched {
     full_scans: u64,
     /// The scan gate's last refusal reported for this container (src/monitor/gate.rs).
     gate_reported: Option<String>,
+    /// Drift prevention's mode for it (`off` unless configured).
+    protect_mode: crate::policy::Prevent,
+    /// Its mounts marked and registered (src/monitor/prevent/).
+    protection: Option<prevent::Attachment>,
+    /// Why prevention is not (fully) active for it.
+    protect_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -145,6 +153,9 @@ pub struct Monitor {
     wd_users: HashMap<WatchDescriptor, usize>,
     /// Print one line per event on stderr (a terminal, or no syslog to deliver to).
     pub console: bool,
+    /// Drift prevention's fanotify group, started when the first container needs it (or why
+    /// it could not be).
+    prevention: Option<Result<prevent::Prevention, String>>,
 }
 
 impl Monitor {
@@ -166,6 +177,7 @@ impl Monitor {
             wd_users: HashMap::new(),
             trust_stamp: None,
             console: false,
+            prevention: None,
         }
     }
 
@@ -178,6 +190,9 @@ impl Monitor {
         }
         self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(Arc::new);
         self.seals.clear();
+        if let Some(Ok(p)) = &self.prevention {
+            p.set_sinks((self.cfg.alerts.clone(), self.console));
+        }
         for w in self.watched.values_mut() {
             w.seal = None;
             w.exclusions = None;
@@ -263,6 +278,9 @@ impl Monitor {
                         replaced: None,
                         full_scans: 0,
                         gate_reported: None,
+                        protect_mode: crate::policy::Prevent::Off,
+                        protection: None,
+                        protect_error: None,
                     };
                     self.add_watches(&id, &mut w);
                     self.watched.insert(id, w);
@@ -278,6 +296,9 @@ impl Monitor {
     }
 
     fn unwatch(&mut self, w: &Watched) {
+        if let (Some(Ok(p)), Some(a)) = (&self.prevention, &w.protection) {
+            p.detach(a);
+        }
         if let Some(ino) = &self.inotify {
             for wd in &w.watches {
                 // The kernel gives one descriptor per directory: containers sharing an image
@@ -385,6 +406,9 @@ impl Monitor {
         let mut events = Vec::new();
         for id in ids {
             let ev = self.scan_one(&id);
+            // Drift prevention follows the scan: attached once the container runs in its root,
+            // new mounts marked, the mode and seal kept current (src/monitor/protect.rs).
+            self.protect(&id);
             // A cycle over many containers must not look like a hang to systemd.
             if watchdog_interval().is_some() {
                 sd_notify("WATCHDOG=1");

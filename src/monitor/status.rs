@@ -32,6 +32,9 @@ pub struct ContainerStatus {
     /// Why its root is not the directory the hook verified (`rootfs-replaced`), if so.
     #[serde(default)]
     pub rootfs_replaced: Option<String>,
+    /// Drift prevention for it (absent when off).
+    #[serde(default)]
+    pub prevention: Option<super::prevent::PreventionStatus>,
 }
 
 pub fn status_path(state_dir: &Path) -> PathBuf {
@@ -63,6 +66,7 @@ impl Monitor {
                     notifications: !w.watches.is_empty(),
                     full_scans: w.full_scans,
                     rootfs_replaced: w.replaced.clone(),
+                    prevention: self.prevention_status(w),
                 })
                 .collect(),
         };
