@@ -208,3 +208,51 @@ fn prevent_off_marks_nothing() {
     assert!(out.contains("ran-unprotected"), "{out}");
     assert_eq!(mon.stop(), Some(0));
 }
+
+/// The same under containerd (rootseal-runtime, an overlay rootfs, `ctr task exec`): a binary
+/// written into the container's /run (tmpfs) and one added to the image's top snapshot (an
+/// overlay lower layer, changed on the host) cannot run; sealed ones do.
+#[test]
+fn prevent_enforce_under_containerd() {
+    let n = crate::containerd::node("prevent");
+    n.env.write_config("[monitor]\ninterval = \"1s\"\nprevent = \"enforce\"");
+    let id = crate::harness::container_id("ctrprev");
+    n.containerd.run_detached(&n.reference, &id);
+    let mon = MonitorProc::start(&n.env);
+    let prevention = || {
+        let out = n.env.run(["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["containers"][0]["prevention"].clone()
+    };
+    wait_for("prevention to be active", Duration::from_secs(30), || prevention()["active"] == true);
+    let exec = |n_: &str, script: &str| {
+        let o = n.containerd.ctr(&["task", "exec", "--exec-id", n_, &id, "/bin/sh", "-c", script]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let out = exec("e1", "echo sealed-ok; /bin/busybox true && echo busybox-ok");
+    assert!(out.contains("sealed-ok") && out.contains("busybox-ok"), "{out}");
+    // Written from inside: /run is a tmpfs of containerd's default spec.
+    let out = exec(
+        "e2",
+        "cat /bin/busybox > /run/busybox && /bin/busybox chmod 755 /run/busybox && /run/busybox echo ran-run; echo rc=$?",
+    );
+    assert!(!out.contains("ran-run") && out.contains("rc=126"), "{out}");
+    // Added to the image's top snapshot on the host: visible in the container's overlay.
+    let dir = n.containerd.top_snapshot_file("usr/sbin");
+    plant(&dir.join("busybox"));
+    let out = exec("e3", "/usr/sbin/busybox echo ran-layer; echo rc=$?");
+    assert!(!out.contains("ran-layer") && out.contains("rc=126"), "{out}");
+    wait_for("exec-blocked events for both", Duration::from_secs(10), || {
+        let ev: Vec<serde_json::Value> = std::fs::read_to_string(n.env.path("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        !exec_events(&ev, "exec-blocked", "/run/busybox").is_empty()
+            && !exec_events(&ev, "exec-blocked", "/usr/sbin/busybox").is_empty()
+    });
+    let out = exec("e4", "echo still-running");
+    assert!(out.contains("still-running"), "{out}");
+    assert_eq!(mon.stop(), Some(0));
+    n.containerd.remove(&id);
+}

@@ -10,15 +10,23 @@ use crate::policy::Prevent;
 impl Monitor {
     pub(super) fn protect(&mut self, id: &str) {
         let Some(w) = self.watched.get(id) else { return };
-        let name = w.rec.image.clone().or_else(|| w.seal.as_ref().map(|(s, _)| s.name.clone()));
-        let rule = policy::rule(&self.cfg.rules, name.as_deref());
-        let mode = decide::mode_for(self.cfg.monitor.prevent, rule.and_then(|r| r.prevent), w.rec.mode == "audit");
+        // The rule for the seal's signed name decides; the rule for the record's image name can
+        // only make it stricter: that name may be a `rootseal.dev/image` annotation, which the
+        // container's creator sets (the scan gate ignores it for the same reason).
+        let seal_rule = w.seal.as_ref().and_then(|(s, _)| policy::rule(&self.cfg.rules, Some(&s.name)));
+        let image_rule = policy::rule(&self.cfg.rules, w.rec.image.as_deref());
+        let mode = decide::mode_for(
+            self.cfg.monitor.prevent,
+            seal_rule.and_then(|r| r.prevent),
+            image_rule.and_then(|r| r.prevent),
+            w.rec.mode == "audit",
+        );
         let allow: Vec<String> = self
             .cfg
             .monitor
             .allow_exec
             .iter()
-            .chain(rule.map(|r| r.allow_exec.iter()).into_iter().flatten())
+            .chain(seal_rule.map(|r| r.allow_exec.iter()).into_iter().flatten())
             .cloned()
             .collect();
         let w = self.watched.get_mut(id).expect("watched");

@@ -134,11 +134,18 @@ fn by_mode(mode: Prevent, why: Why) -> Verdict {
     }
 }
 
-/// The mode for one container: its rule's `prevent`, else `[monitor] prevent`; a container the
-/// hook admitted in audit mode is never blocked (at most audited): enforcing execs of a root
-/// that was let run without matching its seal would break it on its first exec.
-pub fn mode_for(node: Prevent, rule: Option<Prevent>, admitted_in_audit: bool) -> Prevent {
-    let m = rule.unwrap_or(node);
+/// The mode for one container: the rule for its seal's signed name, else `[monitor] prevent`;
+/// the rule for its image name can only make it stricter (that name may be an annotation the
+/// container's creator set). A container the hook admitted in audit mode is never blocked (at
+/// most audited): enforcing execs of a root that was let run without matching its seal would
+/// break it on its first exec.
+pub fn mode_for(
+    node: Prevent,
+    seal_rule: Option<Prevent>,
+    image_rule: Option<Prevent>,
+    admitted_in_audit: bool,
+) -> Prevent {
+    let m = seal_rule.unwrap_or(node).max(image_rule.unwrap_or(Prevent::Off));
     if admitted_in_audit {
         m.min(Prevent::Audit)
     } else {
@@ -216,10 +223,14 @@ mod tests {
 
     #[test]
     fn a_rule_replaces_the_node_mode_and_audit_admission_caps_it() {
-        assert_eq!(mode_for(Prevent::Off, None, false), Prevent::Off);
-        assert_eq!(mode_for(Prevent::Off, Some(Prevent::Enforce), false), Prevent::Enforce);
-        assert_eq!(mode_for(Prevent::Enforce, Some(Prevent::Off), false), Prevent::Off);
-        assert_eq!(mode_for(Prevent::Enforce, None, true), Prevent::Audit);
-        assert_eq!(mode_for(Prevent::Off, None, true), Prevent::Off);
+        use Prevent::*;
+        assert_eq!(mode_for(Off, None, None, false), Off);
+        assert_eq!(mode_for(Off, Some(Enforce), None, false), Enforce);
+        assert_eq!(mode_for(Enforce, Some(Off), None, false), Off);
+        // The image name's rule can only tighten.
+        assert_eq!(mode_for(Enforce, None, Some(Off), false), Enforce, "a creator-set name cannot relax");
+        assert_eq!(mode_for(Off, Some(Audit), Some(Enforce), false), Enforce);
+        assert_eq!(mode_for(Enforce, None, None, true), Audit);
+        assert_eq!(mode_for(Off, None, None, true), Off);
     }
 }

@@ -1,0 +1,169 @@
+"""Drift prevention's cost (issue 20), on one runc container started through the hook:
+  loop        `runc exec` of a shell running EXECS x `/bin/busybox true` (a real execve each:
+              a command with a slash is exec'd, not run as a built-in applet), minus the same
+              shell with no loop; alternating ROUNDS times with no monitor (no marks) and with
+              the monitor in enforce mode (warm: the sealed binary's digest is cached)
+  first exec  `runc exec` of a 64 MiB sealed binary (busybox padded with zeros), the first
+              time (its content is hashed while the exec waits) and again (cached)
+  monitor     its CPU time per judged exec, and its RSS, with this one container attached
+The monitor's own counters (status file) confirm every exec of the loop was judged.
+
+  python3 bench/prevent.py target/release/rootseal      (bench/prevent.sh builds it)
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+RS = os.path.abspath(sys.argv[1])
+EXECS = int(os.environ.get("EXECS", "1000"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+BIG_MIB = 64
+
+
+def sh(*args, env=None, check=True):
+    return subprocess.run(args, env=env, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def rootfs(root):
+    os.makedirs(f"{root}/bin")
+    shutil.copy("/bin/busybox", f"{root}/bin/busybox")
+    for a in ("sh", "true", "sleep", "echo"):
+        os.symlink("busybox", f"{root}/bin/{a}")
+    with open("/bin/busybox", "rb") as src, open(f"{root}/bin/big", "wb") as dst:
+        dst.write(src.read())
+        dst.write(b"\0" * (BIG_MIB << 20))
+    os.chmod(f"{root}/bin/big", 0o755)
+
+
+def timed(argv):
+    t = time.perf_counter()
+    sh(*argv)
+    return time.perf_counter() - t
+
+
+def monitor_stats(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    return cpu, rss
+
+
+def status(env, cid):
+    out = sh(RS, "status", "--json", env=env, check=False).stdout
+    try:
+        for c in json.loads(out)["containers"]:
+            if c["id"] == cid:
+                return c.get("prevention") or {}
+    except (ValueError, KeyError):
+        pass
+    return {}
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="rootseal-bench-prevent.")
+    cid = f"rs-bench-prevent-{os.getpid()}"
+    mon = None
+    try:
+        root = f"{work}/bundle/rootfs"
+        rootfs(root)
+        cfg = f"{work}/config.toml"
+        with open(cfg, "w") as f:
+            f.write(f'trust_dir = "{work}/trust"\nseal_dir = "{work}/seals"\nstate_dir = "{work}/state"\n'
+                    f'cache_dir = "{work}/cache"\n[alerts]\nsyslog_socket = ""\nevents_file = "{work}/events.jsonl"\n'
+                    f'verified = false\n[monitor]\ninterval = "60s"\nprevent = "enforce"\n')
+        os.chmod(cfg, 0o600)
+        env = dict(os.environ, ROOTSEAL_CONFIG=cfg)
+        sh(RS, "keygen", "--out", f"{work}/ci")
+        sh(RS, "trust", "add", f"{work}/ci.pub", env=env)
+        sh(RS, "seal", root, "--key", f"{work}/ci.key", "--name", "bench/app:1", "--out", f"{work}/seal.json")
+        sh(RS, "trust", "import", f"{work}/seal.json", env=env)
+        b = f"{work}/bundle"
+        sh("runc", "spec", "--bundle", b)
+        c = json.load(open(f"{b}/config.json"))
+        c["root"] = {"path": "rootfs", "readonly": True}
+        c["process"]["terminal"] = False
+        c["process"]["args"] = ["/bin/sleep", "3600"]
+        h = lambda st: {"path": RS, "args": ["rootseal", "--config", cfg, "hook", st]}
+        c["hooks"] = {"prestart": [h("prestart")], "poststop": [h("poststop")]}
+        json.dump(c, open(f"{b}/config.json", "w"))
+        subprocess.run(["runc", "run", "--detach", "--bundle", b, cid], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        loop = ["runc", "exec", cid, "/bin/sh", "-c",
+                f"i=0; while [ $i -lt {EXECS} ]; do /bin/busybox true; i=$((i+1)); done"]
+        empty = ["runc", "exec", cid, "/bin/sh", "-c", "i=0"]
+
+        def per_exec():
+            return (timed(loop) - timed(empty)) / EXECS
+
+        def start_monitor():
+            m = subprocess.Popen([RS, "monitor"], env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=open(f"{work}/monitor.stderr", "a"))
+            t = time.time()
+            while not status(env, cid).get("active"):
+                if time.time() - t > 60:
+                    raise SystemExit("the monitor did not attach the container: " + open(f"{work}/monitor.stderr").read())
+                time.sleep(0.1)
+            return m
+
+        def stop_monitor(m):
+            m.terminate()
+            m.wait(timeout=30)
+
+        off, on = [], []
+        per_exec()  # warm the page cache and runc
+        first = again = None
+        judged = cpu_per_exec = rss = None
+        for r in range(ROUNDS):
+            off.append(per_exec())
+            mon = start_monitor()
+            if r == 0:
+                first = timed(["runc", "exec", cid, "/bin/big", "true"])
+                again = timed(["runc", "exec", cid, "/bin/big", "true"])
+                base = timed(["runc", "exec", cid, "/bin/busybox", "true"])
+                per_exec()  # warm: /bin/busybox's digest in the cache
+            before = status(env, cid).get("allowed", 0)
+            cpu0, _ = monitor_stats(mon.pid)
+            on.append(per_exec())
+            cpu1, rss = monitor_stats(mon.pid)
+            time.sleep(0.3)
+            judged = status(env, cid).get("allowed", 0) - before
+            cpu_per_exec = (cpu1 - cpu0) / max(judged, 1)
+            stop_monitor(mon)
+            mon = None
+        o, n = statistics.median(off), statistics.median(on)
+        rows = [
+            ("loop", f"exec, no prevention ({EXECS} x, median of {ROUNDS})", f"{o * 1e6:.0f} us", "", ""),
+            ("loop", "exec, prevent = enforce, warm", f"{n * 1e6:.0f} us", f"{n / o:.3f}x",
+             f"{(n - o) / o * 100:+.1f}% (target <= 10%)"),
+            ("loop", "execs judged by the monitor (last round)", f"{judged}", "", f"of {EXECS + 2} (loop + shell)"),
+            ("first", f"runc exec of a {BIG_MIB} MiB sealed binary, first (hashed)", f"{first * 1e3:.0f} ms", "", ""),
+            ("first", "the same, again (cached)", f"{again * 1e3:.0f} ms", "", ""),
+            ("first", "runc exec of /bin/busybox (reference)", f"{base * 1e3:.0f} ms", "", ""),
+            ("monitor", "CPU per judged exec", f"{cpu_per_exec * 1e6:.0f} us", "", "user + system"),
+            ("monitor", "RSS with 1 container attached", f"{rss:.1f} MiB", "", ""),
+        ]
+        print("| group | measurement | value | ratio | note |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    finally:
+        if mon:
+            mon.kill()
+        sh("runc", "kill", cid, "KILL", check=False)
+        time.sleep(0.3)
+        sh("runc", "delete", "--force", cid, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+main()
