@@ -4,7 +4,9 @@
 //! For each `FAN_OPEN_EXEC_PERM` event:
 //! 1. the monitor's own opens, and files on a mount no protected container owns, are allowed;
 //! 2. a process outside the container's mount namespace (the host, another container, reaching
-//!    the mount through `/proc/PID/root`) is allowed: only the container's processes are judged;
+//!    the mount through `/proc/PID/root`) is allowed: only the container's processes are judged
+//!    (looked at after step 3, and only when the file is not simply sealed: the hot path of a
+//!    sealed exec does not read /proc);
 //! 3. the path (`/proc/self/fd/N`: for a mount of another namespace the kernel names it from
 //!    that namespace's root, i.e. as the container sees it) and the stat key are judged against
 //!    the seal (decide.rs), with the digest from the cache when the file is unchanged;
@@ -32,6 +34,8 @@ use std::time::{Duration, Instant, SystemTime};
 const FILL_GRACE: Duration = Duration::from_secs(30);
 /// Events waiting for a hashing thread; past it, the answer is by the mode at once.
 pub(super) const HASH_QUEUE: usize = 256;
+/// The answering thread's nice value.
+const ANSWER_NICE: i32 = -10;
 
 /// One exec waiting for its content to be judged.
 pub(super) struct Pending {
@@ -81,6 +85,12 @@ fn allow(sh: &Shared, fd: BorrowedFd<'_>) {
 /// The reading thread (steps 1 to 4). Returns when `stop` is set.
 pub(super) fn read_loop(sh: Arc<Shared>, hash_tx: mpsc::SyncSender<Arc<Pending>>) {
     let me = std::process::id() as i32;
+    // Every exec in a protected container waits for this thread: on a busy node, a waiting
+    // exec would otherwise wait for a time slice too. The thread sleeps in poll between events,
+    // so a higher weight costs nothing when idle.
+    if let Err(e) = crate::sys::set_thread_nice(ANSWER_NICE) {
+        tracing::warn!("cannot raise the answering thread's priority (nice {ANSWER_NICE}): {e}");
+    }
     let mut pending: Vec<Arc<Pending>> = Vec::new();
     while !sh.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -145,11 +155,6 @@ fn handle(sh: &Shared, ev: FanotifyEvent, me: i32) -> Option<Arc<Pending>> {
         allow(sh, fd);
         return None;
     };
-    // 2. A process that cannot be looked at any more is judged (fail closed).
-    if mount_ns(pid).is_some_and(|ns| ns != prot.mnt_ns) {
-        allow(sh, fd);
-        return None;
-    }
     // 3.
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
     let mut path = link.as_os_str().as_bytes().to_vec();
@@ -167,6 +172,16 @@ fn handle(sh: &Shared, ev: FanotifyEvent, me: i32) -> Option<Arc<Pending>> {
     let cached = sh.cache.lock().ok().and_then(|mut c| c.get(&key));
     let facts = Facts { path: &path, deleted, size: key.size, sha256: cached.as_ref() };
     let j = decide::judge(&facts, prot.seal.manifest.get(&path), &prot.allow);
+    // 2, only for what would not simply be allowed (a sealed exec, the hot path, needs no
+    // look at the process): a process that cannot be looked at any more is judged (fail closed).
+    let judged = |j: &Judgement| {
+        matches!(j, Judgement::Sealed | Judgement::AllowedByPattern(_))
+            || mount_ns(pid).is_none_or(|ns| ns == prot.mnt_ns)
+    };
+    if !judged(&j) {
+        allow(sh, fd);
+        return None;
+    }
     if j == Judgement::NeedsContent {
         let deadline = Instant::now() + sh.deadline;
         return Some(Arc::new(Pending { ev, prot, path, key, pid, deadline, answered: AtomicBool::new(false) }));
