@@ -70,13 +70,16 @@ pub struct Pass {
     pub marked: Vec<Marked>,
     /// Mounts that could not be marked, and why (the status shows them).
     pub skipped: Vec<String>,
+    /// Every mount id of the namespace now (a mount id of a mount gone since may be reused by
+    /// another container's mount).
+    pub present: std::collections::BTreeSet<u64>,
 }
 
 /// Marks every markable mount of `pid`'s mount namespace not in `done` (mount ids).
 pub fn mark_mounts(fan: &Fanotify, pid: i32, done: &dyn Fn(u64) -> bool) -> Result<Pass, MarkError> {
     let mounts = mountinfo::read_of(pid).map_err(|error| MarkError::Mounts { pid, error })?;
     let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(|error| MarkError::Root { pid, error })?;
-    let mut pass = Pass::default();
+    let mut pass = Pass { present: mounts.iter().map(|m| m.id).collect(), ..Pass::default() };
     for m in mounts.iter().filter(|m| markable(&m.fstype) && !done(m.id)) {
         match mark_one(fan, pid, &root, m) {
             Ok(true) => pass.marked.push(Marked { mnt_id: m.id, mount_point: m.mount_point.clone() }),

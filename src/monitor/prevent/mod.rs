@@ -22,7 +22,7 @@ use crate::policy::Prevent;
 use crate::seal::Seal;
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -112,8 +112,8 @@ pub struct PreventionStatus {
 /// The main thread's record of one attached container.
 pub struct Attachment {
     pub prot: Arc<Protected>,
-    pub mounts: BTreeSet<u64>,
-    pub mount_points: Vec<String>,
+    /// The marked mounts: id → where the container sees it.
+    pub mounts: BTreeMap<u64, String>,
     pub skipped: Vec<String>,
 }
 
@@ -123,7 +123,7 @@ impl Attachment {
         PreventionStatus {
             mode: self.prot.mode,
             active: !self.mounts.is_empty(),
-            mounts: self.mount_points.clone(),
+            mounts: self.mounts.values().cloned().collect(),
             allowed: c.allowed.load(Ordering::Relaxed),
             audited: c.audited.load(Ordering::Relaxed),
             denied: c.denied.load(Ordering::Relaxed),
@@ -194,11 +194,11 @@ impl Prevention {
     /// counters and marked mounts are kept.
     pub fn attach(&self, req: Request, prior: Option<&Attachment>) -> Result<Attachment, PreventError> {
         let mnt_ns = answer::mount_ns(req.pid).ok_or(PreventError::Namespace(req.pid))?;
-        let (counters, window, mut mounts, mut mount_points) = match prior {
+        let (counters, window, mut mounts) = match prior {
             Some(a) if a.prot.mnt_ns == mnt_ns => {
-                (Arc::clone(&a.prot.counters), Arc::clone(&a.prot.window), a.mounts.clone(), a.mount_points.clone())
+                (Arc::clone(&a.prot.counters), Arc::clone(&a.prot.window), a.mounts.clone())
             }
-            _ => (Arc::default(), Arc::new(Mutex::new((Instant::now(), 0))), BTreeSet::new(), Vec::new()),
+            _ => (Arc::default(), Arc::new(Mutex::new((Instant::now(), 0))), BTreeMap::new()),
         };
         let prot = Arc::new(Protected {
             id: req.id,
@@ -214,27 +214,37 @@ impl Prevention {
         // container's first scan is a moment after its start anyway; docs/monitor.md).
         let pass = {
             let known = mounts.clone();
-            marks::mark_mounts(&self.shared.fan, req.pid, &|id| known.contains(&id))?
+            marks::mark_mounts(&self.shared.fan, req.pid, &|id| known.contains_key(&id))?
         };
+        // A mount gone since is no longer this container's: its id may come back for another.
+        let gone: Vec<u64> = mounts.keys().filter(|id| !pass.present.contains(id)).copied().collect();
         for m in &pass.marked {
-            mounts.insert(m.mnt_id);
-            mount_points.push(m.mount_point.display().to_string());
+            mounts.insert(m.mnt_id, m.mount_point.display().to_string());
         }
         // The write lock is held for map updates only: no I/O under it (an answering thread
         // waits for it, and the main thread's own opens may wait for an answer).
         if let Ok(mut c) = self.shared.containers.write() {
-            for id in &mounts {
+            for id in &gone {
+                mounts.remove(id);
+                if c.get(id).is_some_and(|p| p.id == prot.id) {
+                    c.remove(id);
+                }
+            }
+            for id in mounts.keys() {
                 c.insert(*id, Arc::clone(&prot));
             }
         }
-        Ok(Attachment { prot, mounts, mount_points, skipped: pass.skipped })
+        Ok(Attachment { prot, mounts, skipped: pass.skipped })
     }
 
     /// Stops judging a container's mounts (it stopped; or its mode is now off).
     pub fn detach(&self, a: &Attachment) {
         if let Ok(mut c) = self.shared.containers.write() {
-            for id in &a.mounts {
-                c.remove(id);
+            for id in a.mounts.keys() {
+                // Only if still this container's (a reused mount id may be another's now).
+                if c.get(id).is_some_and(|p| p.id == a.prot.id) {
+                    c.remove(id);
+                }
             }
         }
     }
