@@ -151,6 +151,9 @@ fn prevent_enforce_blocks_every_exec_outside_the_seal_and_the_container_keeps_ru
     wait_for("the status to count the refusals", Duration::from_secs(10), || {
         prevention(&f, &c)["denied"].as_u64().unwrap_or(0) >= 5
     });
+    // rootseal status says so in its line for the container.
+    let text = String::from_utf8_lossy(&f.env.run(["status"]).stdout).into_owned();
+    assert!(text.contains("prevent enforce (") && text.contains(" denied"), "{text}");
     // rootseal doctor names the protection.
     let doctor = f.env.run(["doctor"]);
     let text = String::from_utf8_lossy(&doctor.stdout);
