@@ -259,3 +259,45 @@ fn prevent_enforce_under_containerd() {
     assert_eq!(mon.stop(), Some(0));
     n.containerd.remove(&id);
 }
+
+/// Every exec is answered in bounded time: a sealed file too large to hash within
+/// `prevent_deadline` is refused by the deadline (enforce), and runs once the hashing that went
+/// on after the answer has cached its digest.
+#[test]
+fn prevent_deadline_answers_by_the_mode_and_the_digest_is_cached_for_the_next_exec() {
+    let f = Fixture::new();
+    std::fs::create_dir(f.rootfs.join("opt")).unwrap();
+    let big = f.rootfs.join("opt/busybox");
+    let mut bytes = std::fs::read("/bin/busybox").unwrap();
+    bytes.resize(bytes.len() + (32 << 20), 0);
+    std::fs::write(&big, &bytes).unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seal = f.reseal(&[]);
+    f.env.expect(0, [std::ffi::OsStr::new("trust"), std::ffi::OsStr::new("import"), seal.as_os_str()]);
+    monitor_config_with(&f, "", "prevent = \"enforce\"\nprevent_deadline = \"10ms\"");
+    let c = run_detached(&f, "runc");
+    let mon = MonitorProc::start(&f.env);
+    wait_protected(&f, &c);
+    let run = || {
+        Command::new("timeout")
+            .args(["-k", "5", "60", "runc", "exec", &c.id, "/opt/busybox", "true"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // 32 MiB is not hashed in 10 ms: refused by the deadline, not hung.
+    let start = std::time::Instant::now();
+    assert!(!run(), "the first exec of the large sealed binary is refused by the deadline");
+    assert!(start.elapsed() < HANG, "answered, not hung");
+    wait_for("an undecided exec-blocked event", Duration::from_secs(10), || {
+        exec_events(&monitor_events(&f), "exec-blocked", "/opt/busybox")
+            .iter()
+            .any(|e| e["violations"][0]["paths"][0]["changes"][0] == "undecided")
+    });
+    // The hash went on after the answer: once cached (the file is older than the 2 s racy
+    // window by then), the same exec runs.
+    wait_for("the sealed binary to run once its digest is cached", Duration::from_secs(60), run);
+    assert_eq!(container_state("runc", &c.id), "running");
+    assert_eq!(mon.stop(), Some(0));
+}
