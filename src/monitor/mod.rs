@@ -156,6 +156,8 @@ pub struct Monitor {
     /// Drift prevention's fanotify group, started when the first container needs it (or why
     /// it could not be).
     prevention: Option<Result<prevent::Prevention, String>>,
+    /// Drift prevention runs in the daemon only (not `--once`).
+    protecting: bool,
 }
 
 impl Monitor {
@@ -178,6 +180,7 @@ impl Monitor {
             trust_stamp: None,
             console: false,
             prevention: None,
+            protecting: true,
         }
     }
 
@@ -408,7 +411,9 @@ impl Monitor {
             let ev = self.scan_one(&id);
             // Drift prevention follows the scan: attached once the container runs in its root,
             // new mounts marked, the mode and seal kept current (src/monitor/protect.rs).
-            self.protect(&id);
+            if self.protecting {
+                self.protect(&id);
+            }
             // A cycle over many containers must not look like a hang to systemd.
             if watchdog_interval().is_some() {
                 sd_notify("WATCHDOG=1");
@@ -528,7 +533,9 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(MonitorError::Signals)?;
     let mut m = Monitor::new(cfg, config_path);
     if once {
-        // One scan, printed: the daemon's status and metrics files are left alone.
+        // One scan, printed: the daemon's status and metrics files are left alone, and no
+        // exec is judged (prevention lives as long as the daemon).
+        m.protecting = false;
         m.refresh();
         m.scan_due(true);
         for w in m.watched.values() {
