@@ -110,6 +110,16 @@ fn prevent_enforce_blocks_every_exec_outside_the_seal_and_the_container_keeps_ru
         .unwrap();
     assert!(!direct.status.success(), "runc exec of /tmp/busybox must fail");
 
+    // A script run directly is an exec of the script (judged: refused); handed to an
+    // interpreter it is a read (not judged: the documented limit, as with fapolicyd).
+    let script = Path::new(&format!("/proc/{pid}/root/tmp")).join("s.sh");
+    std::fs::write(&script, b"#!/bin/sh\necho script-ran\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, out) = exec_in(&c, "/tmp/s.sh; echo rc=$?");
+    assert!(!out.contains("script-ran") && out.contains("rc=126"), "{out}");
+    let (_, out) = exec_in(&c, "sh /tmp/s.sh");
+    assert!(out.contains("script-ran"), "an interpreter's read is not an exec: {out}");
+
     // A host process reaching the same file through /proc/PID/root is not the container's:
     // allowed.
     let host = Command::new(format!("/proc/{pid}/root/tmp/busybox"))
