@@ -161,6 +161,14 @@ fn prevent_enforce_blocks_every_exec_outside_the_seal_and_the_container_keeps_ru
     wait_for("the status to count the refusals", Duration::from_secs(10), || {
         prevention(&f, &c)["denied"].as_u64().unwrap_or(0) >= 5
     });
+    // The Prometheus textfile counts them (written with the status).
+    let prom = std::fs::read_to_string(f.env.path("rootseal.prom")).unwrap();
+    assert!(prom.contains("rootseal_monitor_prevention_containers 1"), "{prom}");
+    let denied = prom
+        .lines()
+        .find_map(|l| l.strip_prefix("rootseal_monitor_execs_total{verdict=\"denied\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(denied.is_some_and(|d| d >= 5), "{prom}");
     // rootseal status says so in its line for the container.
     let text = String::from_utf8_lossy(&f.env.run(["status"]).stdout).into_owned();
     assert!(text.contains("prevent enforce (") && text.contains(" denied"), "{text}");

@@ -129,6 +129,9 @@ struct Stats {
     last_duration: f64,
     duration_sum: f64,
     cpu_sum: f64,
+    /// Drift prevention's verdicts (allowed, audited, denied) of containers no longer watched:
+    /// with the watched ones' counts, the metrics' totals.
+    execs_retired: [u64; 3],
 }
 
 pub struct Monitor {
@@ -301,6 +304,10 @@ impl Monitor {
     fn unwatch(&mut self, w: &Watched) {
         if let (Some(Ok(p)), Some(a)) = (&self.prevention, &w.protection) {
             p.detach(a);
+            let st = a.status();
+            for (t, n) in self.stats.execs_retired.iter_mut().zip([st.allowed, st.audited, st.denied]) {
+                *t += n;
+            }
         }
         if let Some(ino) = &self.inotify {
             for wd in &w.watches {

@@ -100,6 +100,21 @@ impl Monitor {
                 s.last_duration,
                 s.cpu_sum
             );
+            // Drift prevention: containers judged now, and every verdict since the start.
+            let mut execs = s.execs_retired;
+            let mut protected = 0;
+            for st in self.watched.values().filter_map(|w| w.protection.as_ref()).map(|a| a.status()) {
+                protected += usize::from(st.active);
+                for (t, n) in execs.iter_mut().zip([st.allowed, st.audited, st.denied]) {
+                    *t += n;
+                }
+            }
+            let text = format!(
+                "{text}# HELP rootseal_monitor_prevention_containers Containers whose execs drift prevention judges.\n# TYPE rootseal_monitor_prevention_containers gauge\nrootseal_monitor_prevention_containers {protected}\n\
+                 # HELP rootseal_monitor_execs_total Execs in protected containers, by verdict.\n# TYPE rootseal_monitor_execs_total counter\n\
+                 rootseal_monitor_execs_total{{verdict=\"allowed\"}} {}\nrootseal_monitor_execs_total{{verdict=\"audited\"}} {}\nrootseal_monitor_execs_total{{verdict=\"denied\"}} {}\n",
+                execs[0], execs[1], execs[2]
+            );
             if let Err(e) = crate::atomic::write(&self.cfg.monitor.metrics_file, text.as_bytes(), 0o644) {
                 tracing::warn!("cannot write metrics: {e}");
             }
