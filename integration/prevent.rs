@@ -319,3 +319,71 @@ fn prevent_deadline_answers_by_the_mode_and_the_digest_is_cached_for_the_next_ex
     assert_eq!(container_state("runc", &c.id), "running");
     assert_eq!(mon.stop(), Some(0));
 }
+
+/// The same under podman (hooks.d, runc underneath, an overlay from containers/storage): a
+/// binary written into the container's /tmp (podman's read-only tmpfs) by `podman exec` cannot
+/// run; sealed ones do.
+#[test]
+fn prevent_enforce_under_podman() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "prevent = \"enforce\"");
+    let image = format!("test.local/rootseal/prevent:{}", std::process::id());
+    let archive = crate::podman::oci_archive(&f.rootfs, f.env.tmp.path(), &image);
+    sh(Command::new("podman").arg("load").arg("-i").arg(&archive));
+    let hooks = hooks_dir(&f.env);
+    let name = container_id("podprev");
+    let podman = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["-k", "5", "120", "podman", "--hooks-dir"])
+            .arg(&hooks)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &self.0]).output();
+            let _ = Command::new("podman").args(["rmi", "-f", &self.1]).output();
+        }
+    }
+    let _cleanup = Cleanup(name.clone(), image.clone());
+    let o = podman(&[
+        "run",
+        "-d",
+        "--read-only",
+        "--runtime",
+        "runc",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=1000:1000",
+        "--name",
+        &name,
+        &image,
+        "sleep",
+        "300",
+    ]);
+    assert!(o.status.success(), "podman run -d: {}", String::from_utf8_lossy(&o.stderr));
+    let mon = MonitorProc::start(&f.env);
+    let prevention = || {
+        status(&f)["containers"].as_array().and_then(|c| c.first().cloned()).unwrap_or_default()["prevention"].clone()
+    };
+    wait_for("prevention to be active", Duration::from_secs(30), || prevention()["active"] == true);
+    let exec = |script: &str| {
+        let o = podman(&["exec", &name, "/bin/sh", "-c", script]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let out = exec("echo sealed-ok; /bin/busybox true && echo busybox-ok");
+    assert!(out.contains("sealed-ok") && out.contains("busybox-ok"), "{out}");
+    let out = exec(
+        "cat /bin/busybox > /tmp/busybox && /bin/busybox chmod 755 /tmp/busybox && /tmp/busybox echo ran-tmp; echo rc=$?",
+    );
+    assert!(!out.contains("ran-tmp") && out.contains("rc=126"), "{out}");
+    wait_for("an exec-blocked event", Duration::from_secs(10), || {
+        !exec_events(&monitor_events(&f), "exec-blocked", "/tmp/busybox").is_empty()
+    });
+    assert!(exec("echo still-running").contains("still-running"));
+    assert_eq!(mon.stop(), Some(0));
+}
