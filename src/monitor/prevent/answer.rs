@@ -292,9 +292,9 @@ fn report(sh: &Shared, prot: &Protected, path: &[u8], pid: i32, v: Verdict) {
 }
 
 /// The delivering thread: sinks may be slow (a syslog socket, a disk), answers must not be.
-pub(super) fn report_loop(sh: Arc<Shared>, rx: mpsc::Receiver<Box<Event>>) {
+pub(super) fn report_loop(sinks: &std::sync::RwLock<(crate::config::Alerts, bool)>, rx: mpsc::Receiver<Box<Event>>) {
     for e in rx {
-        let (alerts_cfg, console) = match sh.sinks.read() {
+        let (alerts_cfg, console) = match sinks.read() {
             Ok(s) => s.clone(),
             Err(_) => return,
         };

@@ -89,7 +89,7 @@ struct Shared {
     stop: AtomicBool,
     deadline: Duration,
     report_tx: Mutex<mpsc::Sender<Box<Event>>>,
-    sinks: RwLock<(Alerts, bool)>,
+    sinks: Arc<RwLock<(Alerts, bool)>>,
 }
 
 /// A container's protection as the status shows it.
@@ -164,7 +164,7 @@ impl Prevention {
             stop: AtomicBool::new(false),
             deadline,
             report_tx: Mutex::new(report_tx),
-            sinks: RwLock::new(sinks),
+            sinks: Arc::new(RwLock::new(sinks)),
         });
         let (hash_tx, hash_rx) = mpsc::sync_channel(answer::HASH_QUEUE);
         let hash_rx = Arc::new(Mutex::new(hash_rx));
@@ -175,10 +175,23 @@ impl Prevention {
             let (sh, rx) = (Arc::clone(&shared), Arc::clone(&hash_rx));
             spawn(&format!("prevent-hash{i}"), Box::new(move || answer::hash_loop(sh, rx)))?;
         }
+        let sinks = Arc::clone(&shared.sinks);
+        spawn("prevent-report", Box::new(move || answer::report_loop(&sinks, report_rx)))?;
         let sh = Arc::clone(&shared);
-        spawn("prevent-report", Box::new(move || answer::report_loop(sh, report_rx)))?;
-        let sh = Arc::clone(&shared);
-        spawn("prevent-answer", Box::new(move || answer::read_loop(sh, hash_tx)))?;
+        spawn(
+            "prevent-answer",
+            Box::new(move || {
+                // Without this thread every exec in a protected container would wait forever
+                // (the group stays open while other threads hold it): a panic here ends the
+                // process, the kernel then allows every waiting exec, and the supervisor
+                // restarts the monitor.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer::read_loop(sh, hash_tx)));
+                if r.is_err() {
+                    eprintln!("rootseal monitor: the drift prevention thread panicked; exiting so that the kernel allows waiting execs");
+                    std::process::abort();
+                }
+            }),
+        )?;
         Ok(Prevention { shared })
     }
 
