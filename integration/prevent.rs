@@ -387,3 +387,24 @@ fn prevent_enforce_under_podman() {
     assert!(exec("echo still-running").contains("still-running"));
     assert_eq!(mon.stop(), Some(0));
 }
+
+/// A container started while the monitor runs is attached within a scan of its start.
+#[test]
+fn prevent_attaches_a_container_started_after_the_monitor() {
+    let f = Fixture::new();
+    monitor_config_with(&f, "", "prevent = \"enforce\"");
+    f.patch(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]
+        }));
+    });
+    let mon = MonitorProc::start(&f.env);
+    wait_for("the monitor's first status", Duration::from_secs(30), || !status(&f).is_null());
+    let c = run_detached(&f, "runc");
+    wait_protected(&f, &c);
+    let pid = init_pid(&c);
+    plant(&Path::new(&format!("/proc/{pid}/root/tmp")).join("busybox"));
+    let (_, out) = exec_in(&c, "/tmp/busybox echo ran-late; echo rc=$?");
+    assert!(!out.contains("ran-late") && out.contains("rc=126"), "{out}");
+    assert_eq!(mon.stop(), Some(0));
+}

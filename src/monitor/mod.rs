@@ -45,7 +45,8 @@ pub mod prevent;
 mod protect;
 mod scan;
 mod status;
-pub use status::{console_line, stale, status, status_path, ContainerStatus, Status};
+use status::watchdog_interval;
+pub use status::{console_line, sd_notify, stale, status, status_path, ContainerStatus, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -504,28 +505,6 @@ fn backing_dirs(rootfs: &Path) -> Vec<PathBuf> {
         }
     }
     vec![rootfs.to_path_buf()]
-}
-
-/// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.
-pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
-    let _ = sock.set_nonblocking(true);
-    let bytes = path.as_encoded_bytes();
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
-            let _ = sock.send_to_addr(state.as_bytes(), &addr);
-        }
-    } else {
-        let _ = sock.send_to(state.as_bytes(), Path::new(&path));
-    }
-}
-
-/// The watchdog interval systemd asked for, if any.
-fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    Some(Duration::from_micros(usec / 2))
 }
 
 /// `rootseal monitor [--once]`. Returns the exit code: with --once, 0 clean, 1 drift found (or

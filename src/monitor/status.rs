@@ -1,5 +1,6 @@
 //! What the monitor tells people: the status file (`rootseal status`), the Prometheus
-//! textfile, one console line per event, and whether a status file is stale.
+//! textfile, one console line per event, whether a status file is stale, and systemd
+//! (sd_notify).
 
 use super::*;
 
@@ -169,4 +170,26 @@ pub fn status(state_dir: &Path) -> Result<Status, MonitorError> {
     let path = status_path(state_dir);
     let bytes = std::fs::read(&path).map_err(|e| MonitorError::Status { path: path.clone(), what: e.to_string() })?;
     serde_json::from_slice(&bytes).map_err(|e| MonitorError::Status { path, what: e.to_string() })
+}
+
+/// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let _ = sock.set_nonblocking(true);
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
+            let _ = sock.send_to_addr(state.as_bytes(), &addr);
+        }
+    } else {
+        let _ = sock.send_to(state.as_bytes(), Path::new(&path));
+    }
+}
+
+/// The watchdog interval systemd asked for, if any.
+pub(super) fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    Some(Duration::from_micros(usec / 2))
 }
