@@ -326,6 +326,11 @@ fn prevent_deadline_answers_by_the_mode_and_the_digest_is_cached_for_the_next_ex
 #[test]
 fn prevent_enforce_under_podman() {
     let f = Fixture::new();
+    // Content of its own: podman's `rmi -f` removes an image id under every name, and the
+    // other podman tests load the same busybox rootfs (integration/containerd.rs says more).
+    std::fs::write(f.rootfs.join("etc/prevent-test"), b"podman prevention test\n").unwrap();
+    let seal = f.reseal(&[]);
+    f.env.expect(0, [std::ffi::OsStr::new("trust"), std::ffi::OsStr::new("import"), seal.as_os_str()]);
     monitor_config_with(&f, "", "prevent = \"enforce\"");
     let image = format!("test.local/rootseal/prevent:{}", std::process::id());
     let archive = crate::podman::oci_archive(&f.rootfs, f.env.tmp.path(), &image);
