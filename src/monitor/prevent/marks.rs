@@ -30,6 +30,19 @@ pub enum MarkError {
     Mark { pid: i32, mount_point: PathBuf, error: nix::Error },
 }
 
+/// For bench/prevent.sh only: `ROOTSEAL_BENCH_OPEN_PERM=1` adds `FAN_OPEN_PERM`, so that every
+/// open in a protected container waits for the monitor too (which allows it after the same
+/// lookups an exec gets): what judging libraries would cost (docs/performance.md).
+pub const BENCH_OPEN_PERM: &str = "ROOTSEAL_BENCH_OPEN_PERM";
+
+fn mask() -> MaskFlags {
+    if std::env::var_os(BENCH_OPEN_PERM).is_some_and(|v| v == "1") {
+        MaskFlags::FAN_OPEN_EXEC_PERM | MaskFlags::FAN_OPEN_PERM
+    } else {
+        MaskFlags::FAN_OPEN_EXEC_PERM
+    }
+}
+
 /// Filesystems nothing is executed from (their files are the kernel's): not marked.
 const PSEUDO: [&str; 16] = [
     "proc",
@@ -113,13 +126,8 @@ fn mark_one(fan: &Fanotify, pid: i32, root: &std::fs::File, m: &Mount) -> Result
     }
     // 3.
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    fan.mark(
-        MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT,
-        MaskFlags::FAN_OPEN_EXEC_PERM,
-        None,
-        Some(path.as_str()),
-    )
-    .map_err(|error| MarkError::Mark { pid, mount_point: m.mount_point.clone(), error })?;
+    fan.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT, mask(), None, Some(path.as_str()))
+        .map_err(|error| MarkError::Mark { pid, mount_point: m.mount_point.clone(), error })?;
     Ok(true)
 }
 
