@@ -171,7 +171,7 @@ impl Containerd {
 
     /// The committed snapshot directories (layers), oldest first.
     /// `ctr run -d --read-only` through rootseal-runtime: `sleep 300` in the background.
-    fn run_detached(&self, image: &str, id: &str) {
+    pub(crate) fn run_detached(&self, image: &str, id: &str) {
         let w = wrapper();
         let o = self.ctr(&[
             OsStr::new("run"),
@@ -190,7 +190,7 @@ impl Containerd {
     /// Kills a detached container's task and removes it and the container. `task delete
     /// --force` kills the task and waits for it to exit (WithProcessKill), so no guess at how
     /// long a kill takes.
-    fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         let o = self.ctr(&["task", "delete", "--force", id]);
         assert!(o.status.success(), "ctr task delete --force {id}: {}", text(&o));
         let o = self.ctr(&["containers", "delete", id]);
@@ -198,7 +198,7 @@ impl Containerd {
     }
 
     /// The topmost committed snapshot's copy of `rel` (a lower directory of every container).
-    fn top_snapshot_file(&self, rel: &str) -> PathBuf {
+    pub(crate) fn top_snapshot_file(&self, rel: &str) -> PathBuf {
         self.snapshot_dirs()
             .into_iter()
             .rev()
@@ -270,14 +270,14 @@ pub(crate) fn text(o: &Output) -> String {
 }
 
 /// A node: trust store with a key, an image archive sealed and imported, containerd running.
-struct Node {
-    env: Env,
+pub(crate) struct Node {
+    pub(crate) env: Env,
     archive: PathBuf,
-    reference: String,
-    containerd: Containerd,
+    pub(crate) reference: String,
+    pub(crate) containerd: Containerd,
 }
 
-fn node(tag: &str) -> Node {
+pub(crate) fn node(tag: &str) -> Node {
     node_with(tag, "hello from layer 2\n")
 }
 

@@ -17,6 +17,7 @@ mod load;
 mod monitor;
 mod node_images;
 mod podman;
+mod prevent;
 mod protocol;
 mod readme;
 mod registry;

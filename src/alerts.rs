@@ -28,6 +28,17 @@ pub struct ContainerInfo {
     pub pod: Option<crate::node::pod::PodInfo>,
 }
 
+/// The process an event is about (drift prevention: the one that called execve).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// As the host numbers it.
+    pub pid: i32,
+    /// `/proc/PID/comm`: the program name before the exec.
+    pub comm: String,
+    /// `/proc/PID/exe`: the program before the exec, as the host's mount namespace names it.
+    pub exe: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SealInfo {
     pub digest: String,
@@ -72,6 +83,10 @@ pub enum EventKind {
     SealSynced,
     /// `rootseal sync` could not fetch an image's seals.
     SyncFailed,
+    /// Drift prevention refused an exec of a file not in the container's seal (enforce).
+    ExecBlocked,
+    /// Drift prevention let such an exec run (audit).
+    ExecAudit,
 }
 
 impl EventKind {
@@ -88,6 +103,8 @@ impl EventKind {
             EventKind::ScanFindings => "scan-findings",
             EventKind::SealSynced => "seal-synced",
             EventKind::SyncFailed => "sync-failed",
+            EventKind::ExecBlocked => "exec-blocked",
+            EventKind::ExecAudit => "exec-audit",
         }
     }
 
@@ -104,6 +121,8 @@ impl EventKind {
             EventKind::ScanExpired => 9,
             EventKind::ScanFindings => 10,
             EventKind::SyncFailed => 8,
+            EventKind::ExecBlocked => 11,
+            EventKind::ExecAudit => 12,
             EventKind::Verified => 0,
         }
     }
@@ -181,6 +200,9 @@ pub struct Event {
     /// What a rule allowed that policy would otherwise refuse, with the rule's reason.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub allowances: Vec<String>,
+    /// The process that acted (drift prevention's events).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub process: Option<ProcessInfo>,
 }
 
 impl Event {
@@ -333,6 +355,8 @@ mod tests {
             SyncFailed,
             ScanExpired,
             ScanFindings,
+            ExecBlocked,
+            ExecAudit,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
@@ -374,6 +398,7 @@ mod tests {
             message: "rootseal: blocked container abc: \"quoted\" ]".into(),
             action: None,
             allowances: Vec::new(),
+            process: None,
             elapsed_ms: None,
         }
     }

@@ -410,3 +410,16 @@ pub fn flistxattr(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<Vec<u8>>> {
     buf.truncate(n as usize);
     Ok(buf.split(|&b| b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect())
 }
+
+/// Sets the nice value of the calling thread (Linux: `setpriority(PRIO_PROCESS, tid)` applies to
+/// one thread). Lowering it below 0 needs CAP_SYS_NICE (root has it).
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority takes plain integers; the tid is this thread's own.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

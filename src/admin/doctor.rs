@@ -274,6 +274,37 @@ pub fn run(config: Result<(Config, Option<PathBuf>), crate::config::ConfigError>
         ),
     });
 
+    // 7a. Drift prevention, per container, as the monitor last wrote it.
+    let prevent_wanted =
+        cfg.monitor.prevent != crate::policy::Prevent::Off || cfg.rules.iter().any(|r| r.prevent.is_some());
+    if let (true, Result::Ok(st)) = (prevent_wanted, crate::monitor::status(&cfg.state_dir)) {
+        let judged: Vec<_> = st.containers.iter().filter(|c| c.prevention.is_some()).collect();
+        let active: Vec<_> = judged.iter().filter(|c| c.prevention.as_ref().is_some_and(|p| p.active)).collect();
+        let mut detail = format!(
+            "{} of {} container(s) protected ({} mode by default)",
+            active.len(),
+            judged.len(),
+            cfg.monitor.prevent
+        );
+        for c in &judged {
+            let p = c.prevention.as_ref().expect("filtered");
+            detail.push_str(&format!(
+                "; {} {}{}",
+                crate::alerts::short_id(&c.id),
+                if p.active { p.mode.as_str() } else { "NOT ACTIVE" },
+                p.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            ));
+        }
+        let status = if active.len() == judged.len() { Ok } else { Warn };
+        out.push(check(
+            "prevention",
+            status,
+            detail,
+            (status != Ok)
+                .then_some("rootseal status --json shows why; the monitor attaches containers at their first scan"),
+        ));
+    }
+
     // 7b. Seal sync (a warning at most: seals may also arrive by `trust import`).
     out.push(match crate::sync::State::load(&cfg.cache_dir) {
         Some(st) => {

@@ -557,8 +557,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                                 .join("; ")
                         ),
                     };
+                    // Drift prevention, when on for it (docs/monitor.md#drift-prevention).
+                    let prevent = match &c.prevention {
+                        Some(p) if p.active => {
+                            format!("\tprevent {} ({} denied, {} audited)", p.mode, p.denied, p.audited)
+                        }
+                        Some(p) => format!(
+                            "\tprevent {} NOT ACTIVE: {}",
+                            p.mode,
+                            p.error.as_deref().unwrap_or("not attached yet")
+                        ),
+                        None => String::new(),
+                    };
                     println!(
-                        "{}\t{}\t{}\t{}\tlast scan {}\t{res}",
+                        "{}\t{}\t{}\t{}\tlast scan {}\t{res}{prevent}",
                         crate::hook::short_id(&c.id),
                         c.pod.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                         c.image.as_deref().unwrap_or("-"),

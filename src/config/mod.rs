@@ -311,6 +311,12 @@ impl Config {
                 )));
             }
         }
+        if !cfg.monitor.prevent_deadline.within(Duration::from_millis(10), Duration::from_secs(60)) {
+            return Err(invalid(format!(
+                "[monitor] prevent_deadline {:?} must be a duration between 10ms and 60s, e.g. \"3s\"",
+                cfg.monitor.prevent_deadline.as_str()
+            )));
+        }
         if let Err(why) = cfg.monitor.full_rehash_period() {
             return Err(invalid(why));
         }
@@ -396,6 +402,15 @@ pub struct MonitorSettings {
     /// that is already dirty moves neither mtime nor ctime, so a cached scan cannot see it:
     /// this bounds how long such a change goes unseen.
     pub full_rehash: Span,
+    /// Drift prevention (src/monitor/prevent/, docs/monitor.md): "off", "audit" (an exec of a
+    /// file not in the container's seal runs and raises `exec-audit`) or "enforce" (it fails
+    /// with EPERM and raises `exec-blocked`). A rule's `prevent` replaces it for its images.
+    pub prevent: crate::policy::Prevent,
+    /// Paths every protected container may execute although they are not in its seal.
+    pub allow_exec: Vec<String>,
+    /// Longest time one exec waits for its verdict (hashing a file not yet in the cache);
+    /// past it the exec is answered by the mode: denied in enforce, allowed in audit.
+    pub prevent_deadline: Span,
 }
 
 impl Default for MonitorSettings {
@@ -409,6 +424,9 @@ impl Default for MonitorSettings {
             action: crate::policy::Action::Alert,
             max_event_paths: 100,
             full_rehash: Span::lit("1h"),
+            prevent: crate::policy::Prevent::Off,
+            allow_exec: Vec::new(),
+            prevent_deadline: Span::lit("3s"),
         }
     }
 }

@@ -217,6 +217,7 @@ impl Decision {
             message: self.summary(),
             action: None,
             allowances: self.allowances.clone(),
+            process: None,
             elapsed_ms: self.elapsed.map(|e| e.as_millis() as u64),
         }
     }

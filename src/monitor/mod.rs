@@ -41,9 +41,12 @@ use std::time::{Duration, Instant, SystemTime};
 pub use crate::config::MonitorSettings;
 
 mod gate;
+pub mod prevent;
+mod protect;
 mod scan;
 mod status;
-pub use status::{console_line, stale, status, status_path, ContainerStatus, Status};
+use status::watchdog_interval;
+pub use status::{console_line, sd_notify, stale, status, status_path, ContainerStatus, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -111,6 +114,12 @@ struct Watched {
     full_scans: u64,
     /// The scan gate's last refusal reported for this container (src/monitor/gate.rs).
     gate_reported: Option<String>,
+    /// Drift prevention's mode for it (`off` unless configured).
+    protect_mode: crate::policy::Prevent,
+    /// Its mounts marked and registered (src/monitor/prevent/).
+    protection: Option<prevent::Attachment>,
+    /// Why prevention is not (fully) active for it.
+    protect_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -121,6 +130,9 @@ struct Stats {
     last_duration: f64,
     duration_sum: f64,
     cpu_sum: f64,
+    /// Drift prevention's verdicts (allowed, audited, denied) of containers no longer watched:
+    /// with the watched ones' counts, the metrics' totals.
+    execs_retired: [u64; 3],
 }
 
 pub struct Monitor {
@@ -145,6 +157,11 @@ pub struct Monitor {
     wd_users: HashMap<WatchDescriptor, usize>,
     /// Print one line per event on stderr (a terminal, or no syslog to deliver to).
     pub console: bool,
+    /// Drift prevention's fanotify group, started when the first container needs it (or why
+    /// it could not be).
+    prevention: Option<Result<prevent::Prevention, String>>,
+    /// Drift prevention runs in the daemon only (not `--once`).
+    protecting: bool,
 }
 
 impl Monitor {
@@ -166,6 +183,8 @@ impl Monitor {
             wd_users: HashMap::new(),
             trust_stamp: None,
             console: false,
+            prevention: None,
+            protecting: true,
         }
     }
 
@@ -178,6 +197,9 @@ impl Monitor {
         }
         self.trust = TrustStore::new(&self.cfg.trust_dir).load().map_err(Arc::new);
         self.seals.clear();
+        if let Some(Ok(p)) = &self.prevention {
+            p.set_sinks((self.cfg.alerts.clone(), self.console));
+        }
         for w in self.watched.values_mut() {
             w.seal = None;
             w.exclusions = None;
@@ -263,6 +285,9 @@ impl Monitor {
                         replaced: None,
                         full_scans: 0,
                         gate_reported: None,
+                        protect_mode: crate::policy::Prevent::Off,
+                        protection: None,
+                        protect_error: None,
                     };
                     self.add_watches(&id, &mut w);
                     self.watched.insert(id, w);
@@ -278,6 +303,13 @@ impl Monitor {
     }
 
     fn unwatch(&mut self, w: &Watched) {
+        if let (Some(Ok(p)), Some(a)) = (&self.prevention, &w.protection) {
+            p.detach(a);
+            let st = a.status();
+            for (t, n) in self.stats.execs_retired.iter_mut().zip([st.allowed, st.audited, st.denied]) {
+                *t += n;
+            }
+        }
         if let Some(ino) = &self.inotify {
             for wd in &w.watches {
                 // The kernel gives one descriptor per directory: containers sharing an image
@@ -385,6 +417,11 @@ impl Monitor {
         let mut events = Vec::new();
         for id in ids {
             let ev = self.scan_one(&id);
+            // Drift prevention follows the scan: attached once the container runs in its root,
+            // new mounts marked, the mode and seal kept current (src/monitor/protect.rs).
+            if self.protecting {
+                self.protect(&id);
+            }
             // A cycle over many containers must not look like a hang to systemd.
             if watchdog_interval().is_some() {
                 sd_notify("WATCHDOG=1");
@@ -470,28 +507,6 @@ fn backing_dirs(rootfs: &Path) -> Vec<PathBuf> {
     vec![rootfs.to_path_buf()]
 }
 
-/// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.
-pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
-    let _ = sock.set_nonblocking(true);
-    let bytes = path.as_encoded_bytes();
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
-            let _ = sock.send_to_addr(state.as_bytes(), &addr);
-        }
-    } else {
-        let _ = sock.send_to(state.as_bytes(), Path::new(&path));
-    }
-}
-
-/// The watchdog interval systemd asked for, if any.
-fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    Some(Duration::from_micros(usec / 2))
-}
-
 /// `rootseal monitor [--once]`. Returns the exit code: with --once, 0 clean, 1 drift found (or
 /// the scan gate refused a container), 2 a scan failed; as a daemon, 0 after SIGTERM.
 pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, MonitorError> {
@@ -504,7 +519,9 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, once: bool) -> Result<u8, 
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(MonitorError::Signals)?;
     let mut m = Monitor::new(cfg, config_path);
     if once {
-        // One scan, printed: the daemon's status and metrics files are left alone.
+        // One scan, printed: the daemon's status and metrics files are left alone, and no
+        // exec is judged (prevention lives as long as the daemon).
+        m.protecting = false;
         m.refresh();
         m.scan_due(true);
         for w in m.watched.values() {

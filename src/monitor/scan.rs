@@ -413,6 +413,7 @@ pub(super) fn event(
         message,
         action,
         allowances: Vec::new(),
+        process: None,
         elapsed_ms: None,
     }
 }

@@ -1,5 +1,6 @@
 //! What the monitor tells people: the status file (`rootseal status`), the Prometheus
-//! textfile, one console line per event, and whether a status file is stale.
+//! textfile, one console line per event, whether a status file is stale, and systemd
+//! (sd_notify).
 
 use super::*;
 
@@ -35,6 +36,9 @@ pub struct ContainerStatus {
     /// Why its root is not the directory the hook verified (`rootfs-replaced`), if so.
     #[serde(default)]
     pub rootfs_replaced: Option<String>,
+    /// Drift prevention for it (absent when off).
+    #[serde(default)]
+    pub prevention: Option<super::prevent::PreventionStatus>,
 }
 
 pub fn status_path(state_dir: &Path) -> PathBuf {
@@ -67,6 +71,7 @@ impl Monitor {
                     notifications: !w.watches.is_empty(),
                     full_scans: w.full_scans,
                     rootfs_replaced: w.replaced.clone(),
+                    prevention: self.prevention_status(w),
                 })
                 .collect(),
         };
@@ -99,6 +104,21 @@ impl Monitor {
                 s.scans,
                 s.last_duration,
                 s.cpu_sum
+            );
+            // Drift prevention: containers judged now, and every verdict since the start.
+            let mut execs = s.execs_retired;
+            let mut protected = 0;
+            for st in self.watched.values().filter_map(|w| w.protection.as_ref()).map(|a| a.status()) {
+                protected += usize::from(st.active);
+                for (t, n) in execs.iter_mut().zip([st.allowed, st.audited, st.denied]) {
+                    *t += n;
+                }
+            }
+            let text = format!(
+                "{text}# HELP rootseal_monitor_prevention_containers Containers whose execs drift prevention judges.\n# TYPE rootseal_monitor_prevention_containers gauge\nrootseal_monitor_prevention_containers {protected}\n\
+                 # HELP rootseal_monitor_execs_total Execs in protected containers, by verdict.\n# TYPE rootseal_monitor_execs_total counter\n\
+                 rootseal_monitor_execs_total{{verdict=\"allowed\"}} {}\nrootseal_monitor_execs_total{{verdict=\"audited\"}} {}\nrootseal_monitor_execs_total{{verdict=\"denied\"}} {}\n",
+                execs[0], execs[1], execs[2]
             );
             if let Err(e) = crate::atomic::write(&self.cfg.monitor.metrics_file, text.as_bytes(), 0o644) {
                 tracing::warn!("cannot write metrics: {e}");
@@ -155,4 +175,26 @@ pub fn status(state_dir: &Path) -> Result<Status, MonitorError> {
     let path = status_path(state_dir);
     let bytes = std::fs::read(&path).map_err(|e| MonitorError::Status { path: path.clone(), what: e.to_string() })?;
     serde_json::from_slice(&bytes).map_err(|e| MonitorError::Status { path, what: e.to_string() })
+}
+
+/// sd_notify(3): one datagram to $NOTIFY_SOCKET, when systemd gave one.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let _ = sock.set_nonblocking(true);
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
+            let _ = sock.send_to_addr(state.as_bytes(), &addr);
+        }
+    } else {
+        let _ = sock.send_to(state.as_bytes(), Path::new(&path));
+    }
+}
+
+/// The watchdog interval systemd asked for, if any.
+pub(super) fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    Some(Duration::from_micros(usec / 2))
 }

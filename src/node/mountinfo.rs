@@ -41,8 +41,18 @@ pub struct MountinfoError {
 
 /// The mounts of this process's mount namespace.
 pub fn read() -> Result<Vec<Mount>, MountinfoError> {
+    read_from(Path::new("/proc/self/mountinfo"))
+}
+
+/// The mounts of another process's mount namespace (`/proc/PID/mountinfo`: mount points as
+/// that process's root sees them).
+pub fn read_of(pid: i32) -> Result<Vec<Mount>, MountinfoError> {
+    read_from(&PathBuf::from(format!("/proc/{pid}/mountinfo")))
+}
+
+fn read_from(file: &Path) -> Result<Vec<Mount>, MountinfoError> {
     let mut text = String::new();
-    std::fs::File::open("/proc/self/mountinfo")
+    std::fs::File::open(file)
         .and_then(|f| f.take(MAX_BYTES).read_to_string(&mut text))
         .map_err(|error| MountinfoError { error })?;
     Ok(text.lines().filter_map(parse_line).collect())

@@ -340,6 +340,7 @@ fn emit(cfg: &Config, image: &str, outcome: &Outcome) {
         action: None,
         elapsed_ms: None,
         allowances: Vec::new(),
+        process: None,
     };
     for e in alerts::emit(&cfg.alerts, &event) {
         eprintln!("rootseal: sync: alert not delivered: {e}");

@@ -47,10 +47,12 @@ pub enum Code {
     ScanFailed,
     /// A running container's scan passed `max_age`.
     ScanExpired,
+    /// Drift prevention: an exec of a file that is not in the seal at its path.
+    ExecNotSealed,
 }
 
 impl Code {
-    pub const ALL: [Code; 34] = [
+    pub const ALL: [Code; 35] = [
         Code::WritableRoot,
         Code::WritableMount,
         Code::RemountCapable,
@@ -85,6 +87,7 @@ impl Code {
         Code::RootfsReplaced,
         Code::ScanFailed,
         Code::ScanExpired,
+        Code::ExecNotSealed,
     ];
 
     /// The code as events and messages spell it (`tampered`, `mount-redirect`, ...).
@@ -124,6 +127,7 @@ impl Code {
             Code::RootfsReplaced => "rootfs-replaced",
             Code::ScanFailed => "scan-failed",
             Code::ScanExpired => "scan-expired",
+            Code::ExecNotSealed => "exec-not-sealed",
         }
     }
 
@@ -161,7 +165,10 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str(), "{c:?}");
             assert_eq!(serde_json::from_value::<Code>(c.as_str().into()).unwrap(), c);
-            if !matches!(c, Code::Drift | Code::RootfsReplaced | Code::ScanFailed | Code::ScanExpired) {
+            if !matches!(
+                c,
+                Code::Drift | Code::RootfsReplaced | Code::ScanFailed | Code::ScanExpired | Code::ExecNotSealed
+            ) {
                 assert!(docs.contains(&format!("`{c}`")), "docs/hook.md names the code {c}");
             }
         }

@@ -143,6 +143,8 @@ mod tests {
             drift_action: None,
             allow_remount: None,
             scan: None,
+            prevent: None,
+            allow_exec: Vec::new(),
         }
     }
 

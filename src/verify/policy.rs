@@ -95,6 +95,36 @@ pub enum Action {
     Freeze,
 }
 
+/// Drift prevention (`[monitor] prevent`, a rule's `prevent`; src/monitor/prevent/): what the
+/// monitor does when a protected container executes a file that is not in its seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Prevent {
+    /// No fanotify marks: execs are not judged.
+    #[default]
+    Off,
+    /// Judged; an exec outside the seal runs and raises `exec-audit`.
+    Audit,
+    /// Judged; an exec outside the seal fails with EPERM and raises `exec-blocked`.
+    Enforce,
+}
+
+impl Prevent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prevent::Off => "off",
+            Prevent::Audit => "audit",
+            Prevent::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::fmt::Display for Prevent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A rule: images matching `images` (and, when given, pods in a namespace matching
 /// `namespaces`) need a signature by one of `keys` (when non-empty) and are handled in `mode`
 /// (when set).
@@ -127,6 +157,13 @@ pub struct Rule {
     /// The scan gate for these images, replacing `[scan]` (docs/scan.md).
     #[serde(default)]
     pub scan: Option<crate::verify::gate::ScanPolicy>,
+    /// Drift prevention for these images (default: `[monitor] prevent`).
+    #[serde(default)]
+    pub prevent: Option<Prevent>,
+    /// Paths (as the container sees them; `*`, `**`, `?` as in src/tree/glob.rs) that these
+    /// images may execute although they are not in the seal, added to `[monitor] allow_exec`.
+    #[serde(default)]
+    pub allow_exec: Vec<String>,
 }
 
 /// An exemption: a container whose image matches one of `images`, or whose annotations
@@ -226,6 +263,8 @@ mod tests {
             drift_action: None,
             allow_remount: None,
             scan: None,
+            prevent: None,
+            allow_exec: Vec::new(),
         }];
         assert_eq!(rule(&rules, Some("registry.example/prod/team/app:1")).unwrap().name, "prod");
         assert!(rule(&rules, Some("registry.example/dev/app:1")).is_none());
@@ -251,6 +290,8 @@ mod tests {
             drift_action: None,
             allow_remount: None,
             scan: None,
+            prevent: None,
+            allow_exec: vec![],
         };
         let rules =
             vec![mk("sys-app", &["app:*"], &["kube-system"]), mk("sys", &[], &["kube-*"]), mk("app", &["app:*"], &[])];
