@@ -141,6 +141,19 @@ pub fn remove(path: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Takes the exclusive `flock` of `path` (created 0600 if missing, never through a symlink),
+/// held until the returned guard drops: the writers' lock of a store whose readers need none.
+pub fn lock_exclusive(path: &Path) -> std::io::Result<nix::fcntl::Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
+}
+
 /// Reads at most `max` bytes of `path`; a larger file is an error, not a truncation.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let f = File::open(path).map_err(|source| ReadError::Io { path: path.into(), source })?;

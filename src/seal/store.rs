@@ -135,18 +135,8 @@ impl SealStore {
     /// The store's writer lock (`flock` on `<dir>/.lock`), held until the guard drops. Readers
     /// (the hook) take none: every file they read is replaced whole by rename.
     fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, StoreError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, errno)| StoreError::Io { path, source: errno.into() })
+        atomic::lock_exclusive(&path).map_err(|source| StoreError::Io { path, source })
     }
 
     /// The seal filed for `digest`, if any.

@@ -227,21 +227,11 @@ impl Watermarks {
     fn locked<T>(&self, f: impl FnOnce() -> Result<T, RollbackError>) -> Result<T, RollbackError> {
         self.ensure_dir()?;
         let lock_path = self.dir.join(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&lock_path)
-            .map_err(|source| RollbackError::Io { path: lock_path.clone(), source })?;
-        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map(|guard| {
-                let r = f();
-                drop(guard);
-                r
-            })
-            .map_err(|(_, errno)| RollbackError::Io { path: lock_path, source: errno.into() })?
+        let guard =
+            atomic::lock_exclusive(&lock_path).map_err(|source| RollbackError::Io { path: lock_path, source })?;
+        let r = f();
+        drop(guard);
+        r
     }
 
     fn write(&self, w: &Watermark) -> Result<(), RollbackError> {
