@@ -15,6 +15,11 @@ use std::time::Duration;
 /// directory) at /data, run detached by runc, with the monitor's config (`monitor_extra` in
 /// `[monitor]`, `rules` at the top level).
 fn protected_container(monitor_extra: &str, rules: &str) -> (Fixture, Running) {
+    protected_container_on("runc", monitor_extra, rules)
+}
+
+/// [`protected_container`] run by `runtime` (runc or crun).
+fn protected_container_on(runtime: &str, monitor_extra: &str, rules: &str) -> (Fixture, Running) {
     let f = Fixture::new();
     let vol = f.env.path("vol");
     std::fs::create_dir(&vol).unwrap();
@@ -31,21 +36,21 @@ fn protected_container(monitor_extra: &str, rules: &str) -> (Fixture, Running) {
             "destination": "/data", "type": "bind", "source": vol, "options": ["rbind", "rw"]
         }));
     });
-    let c = run_detached(&f, "runc");
+    let c = run_detached(&f, runtime);
     (f, c)
 }
 
-/// The container's init pid, from `runc state`.
+/// The container's init pid, from `runc state` (or crun's).
 fn init_pid(c: &Running) -> i32 {
-    let out = sh(Command::new("runc").args(["state", &c.id]));
+    let out = sh(Command::new(&c.runtime).args(["state", &c.id]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["pid"].as_i64().unwrap() as i32
 }
 
-/// `runc exec ID sh -c SCRIPT`: (exit code, stdout + stderr).
+/// `runc exec ID sh -c SCRIPT` (or crun's): (exit code, stdout + stderr).
 fn exec_in(c: &Running, script: &str) -> (Option<i32>, String) {
     let out = Command::new("timeout")
-        .args(["-k", "5", "60", "runc", "exec", &c.id, "/bin/sh", "-c", script])
+        .args(["-k", "5", "60", &c.runtime, "exec", &c.id, "/bin/sh", "-c", script])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -184,6 +189,42 @@ fn prevent_enforce_blocks_every_exec_outside_the_seal_and_the_container_keeps_ru
         out.contains("ran-after-monitor")
     });
     drop(mon);
+}
+
+/// Under crun (the hook's other runtime): sealed binaries run; a copy in the container's /tmp
+/// (tmpfs) and one in its volume cannot, and `crun exec` of the copy itself fails.
+#[test]
+fn prevent_enforce_under_crun() {
+    assert!(runtime_ok("crun"), "crun is not usable: run scripts/setup-host.sh");
+    let (f, c) = protected_container_on("crun", "prevent = \"enforce\"", "");
+    let mon = MonitorProc::start(&f.env);
+    wait_protected(&f, &c);
+    let (code, out) = exec_in(&c, "echo sealed-ok; /bin/true");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("sealed-ok"), "{out}");
+    let pid = init_pid(&c);
+    plant(&Path::new(&format!("/proc/{pid}/root/tmp")).join("busybox"));
+    plant(&f.env.path("vol/busybox"));
+    for path in ["/tmp/busybox", "/data/busybox"] {
+        let (code, out) = exec_in(&c, &format!("{path} echo ran-{path}; echo rc=$?"));
+        assert_eq!(code, Some(0), "{out}");
+        assert!(!out.contains(&format!("ran-{path}")), "{path} must not run: {out}");
+        assert!(out.contains("rc=126"), "{path}: exec fails (EPERM): {out}");
+    }
+    let direct = Command::new("timeout")
+        .args(["-k", "5", "60", "crun", "exec", &c.id, "/tmp/busybox", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!direct.status.success(), "crun exec of /tmp/busybox must fail");
+    wait_for("exec-blocked events", Duration::from_secs(10), || {
+        !exec_events(&monitor_events(&f), "exec-blocked", "/data/busybox").is_empty()
+    });
+    let ev = monitor_events(&f);
+    let e = exec_events(&ev, "exec-blocked", "/tmp/busybox")[0];
+    assert_eq!(e["container"]["id"], c.id.as_str());
+    assert_eq!(container_state("crun", &c.id), "running");
+    assert_eq!(mon.stop(), Some(0));
 }
 
 #[test]
