@@ -36,7 +36,7 @@ const HASH_THREADS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreventError {
-    #[error("cannot create the fanotify group: {0}; drift prevention needs root (CAP_SYS_ADMIN) and a kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS")]
+    #[error("cannot create the fanotify group: {0}; drift prevention needs root with CAP_SYS_ADMIN (under the shipped systemd unit, add the drop-in of docs/monitor.md, \"Drift prevention\") and a kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS")]
     Group(nix::Error),
     #[error("cannot start a prevention thread: {0}")]
     Thread(std::io::Error),
