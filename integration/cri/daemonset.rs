@@ -25,12 +25,27 @@ impl Host {
     }
 }
 
+/// podman with an empty hooks directory: the DaemonSet's image is not sealed, and another test
+/// (integration/deb.rs) may have the rootseal package's hooks.d JSON installed system-wide
+/// while this one runs.
+fn podman() -> Command {
+    let empty = std::env::temp_dir().join("rootseal-test-no-hooks.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut c = Command::new("podman");
+    c.arg("--hooks-dir").arg(empty);
+    c
+}
+
 /// `podman run` of the image's install step with the DaemonSet's mounts (host side under
 /// `host`), as the init container runs it.
 fn run_install(host: &Host, image: &str, action: &str) -> Output {
     let v = |h: &str, c: &str| format!("{}:{c}", host.p(h).display());
+    let empty = std::env::temp_dir().join("rootseal-test-no-hooks.d");
+    std::fs::create_dir_all(&empty).unwrap();
     Command::new("timeout")
-        .args(["-k", "5", "180", "podman", "run", "--rm", "--privileged", "--network", "none"])
+        .args(["-k", "5", "180", "podman", "--hooks-dir"])
+        .arg(&empty)
+        .args(["run", "--rm", "--privileged", "--network", "none"])
         .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000"])
         .args(["-v", &v("opt/rootseal", "/host/opt/rootseal")])
         .args(["-v", &v("etc/rootseal", "/host/etc/rootseal")])
@@ -136,7 +151,7 @@ fn cri_the_daemonset_image_builds_and_installs_rootseal_on_a_real_containerd() {
     assert_eq!(node.wait_exit(&id), 0);
     // The image's ctr (what the sync container lists the node's images with) reaches the
     // node's containerd through the socket the DaemonSet mounts.
-    let ctr = Command::new("podman")
+    let ctr = podman()
         .args(["run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1000:1000"])
         .arg("-v")
         .arg(format!("{}:/run/containerd/containerd.sock", node.containerd.socket().display()))
